@@ -1,0 +1,206 @@
+//! The three runtime traits — [`Source`], [`Transform`], [`Sink`] — and the
+//! contexts the runner hands them.
+//!
+//! Shutdown is a cascade. The runner fires each source's [`Shutdown`]; a
+//! source stops taking new input, emits what it still holds and returns.
+//! When every upstream of a component has returned its input ends, so a
+//! transform is asked to [`Transform::finish`] and a sink sees
+//! [`SinkInput::recv`] return `None`, flushes, settles and returns. Nothing
+//! in flight is abandoned on a graceful stop.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::batch::Batch;
+pub use crate::channel::Closed;
+use crate::channel::{RowReceiver, RowSender};
+use crate::ledger::{ComponentLedger, DropReason};
+
+/// Fires once when the pipeline is asked to stop. Cheap to clone.
+pub type Shutdown = tokio_util::sync::CancellationToken;
+
+/// A failure that stops a component (and, gracefully, its pipeline).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ComponentError {
+    /// What went wrong, as a sentence.
+    pub message: String,
+}
+
+impl ComponentError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into() }
+    }
+}
+
+/// Where a source or transform sends its batches: every downstream input.
+pub struct Output {
+    targets: Vec<(RowSender, Arc<ComponentLedger>)>,
+    ledger: Arc<ComponentLedger>,
+}
+
+impl Output {
+    pub(crate) fn new(targets: Vec<(RowSender, Arc<ComponentLedger>)>, ledger: Arc<ComponentLedger>) -> Self {
+        Self { targets, ledger }
+    }
+
+    /// Sends `batch` to every downstream component, waiting for room in
+    /// each (backpressure). Counts the records as emitted.
+    ///
+    /// A downstream that has failed no longer takes batches: the records meant
+    /// for it are charged to it as received and dropped
+    /// ([`DropReason::ComponentFailed`]) and the other downstreams still get
+    /// theirs. `Err(Closed)` means every downstream has failed.
+    ///
+    /// Cancel safety: not cancel-safe. If the future is dropped part-way, some
+    /// downstreams may have received the batch and others not.
+    pub async fn send(&mut self, batch: Batch) -> Result<(), Closed> {
+        let rows = batch.rows() as u64;
+        if rows == 0 {
+            return Ok(());
+        }
+        self.ledger.emitted(rows);
+        let mut delivered_somewhere = self.targets.is_empty();
+        for (tx, downstream) in &self.targets {
+            match tx.send(batch.clone()).await {
+                Ok(()) => delivered_somewhere = true,
+                Err(Closed) => {
+                    downstream.received(rows);
+                    downstream.dropped(DropReason::ComponentFailed, rows);
+                }
+            }
+        }
+        if delivered_somewhere { Ok(()) } else { Err(Closed) }
+    }
+}
+
+/// What a source gets from the runner.
+pub struct SourceContext {
+    /// The component's name in the pipeline file.
+    pub name: Arc<str>,
+    /// Downstream.
+    pub out: Output,
+    /// Fires when the source must stop.
+    pub shutdown: Shutdown,
+    /// The source's counters.
+    pub ledger: Arc<ComponentLedger>,
+}
+
+/// Produces batches.
+///
+/// A source counts every record it takes in (`ledger.received`) and every
+/// record it rejects (`ledger.dropped`); [`Output::send`] counts what it
+/// emits. When `shutdown` fires it must stop accepting input promptly, emit
+/// what it already accepted, and return `Ok(())`. Returning on its own (end
+/// of a file, a `count` reached) ends its part of the pipeline the same way.
+#[async_trait]
+pub trait Source: Send {
+    /// Runs the source to completion.
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError>;
+}
+
+/// The caller-owned output of a transform call: batches to pass on and the
+/// counters for records the transform removes.
+pub struct Emitter {
+    batches: Vec<Batch>,
+    ledger: Arc<ComponentLedger>,
+}
+
+impl Emitter {
+    pub(crate) fn new(ledger: Arc<ComponentLedger>) -> Self {
+        Self { batches: Vec::new(), ledger }
+    }
+
+    /// Passes `batch` downstream.
+    pub fn push(&mut self, batch: Batch) {
+        self.batches.push(batch);
+    }
+
+    /// Counts `n` records removed on purpose or by failure.
+    pub fn dropped(&self, reason: DropReason, n: u64) {
+        self.ledger.dropped(reason, n);
+    }
+
+    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, Batch> {
+        self.batches.drain(..)
+    }
+}
+
+/// Turns batches into batches, synchronously, on the hot path.
+///
+/// Every record a transform takes in must be pushed on (possibly reshaped),
+/// counted as dropped with a reason, or held (and reported by
+/// [`Transform::in_flight`]) until a later call or [`Transform::finish`].
+pub trait Transform: Send {
+    /// Processes one batch. An `Err` drops the whole batch, counted under the
+    /// error's reason; the transform keeps running.
+    fn process(&mut self, batch: Batch, out: &mut Emitter) -> Result<(), TransformError>;
+
+    /// Called at a fixed interval if [`Transform::tick_interval`] is set,
+    /// e.g. to close windows when no input arrives.
+    fn tick(&mut self, _out: &mut Emitter) {}
+
+    /// How often to call [`Transform::tick`]; `None` (the default) for never.
+    fn tick_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Called once when every input has ended: emit everything still held.
+    fn finish(&mut self, _out: &mut Emitter) {}
+}
+
+/// A transform's failure on one batch.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TransformError {
+    /// How the batch's records are counted.
+    pub reason: DropReason,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The input of a sink: batches from every upstream, until they all end.
+pub struct SinkInput {
+    rx: RowReceiver,
+    ledger: Arc<ComponentLedger>,
+}
+
+impl SinkInput {
+    pub(crate) fn new(rx: RowReceiver, ledger: Arc<ComponentLedger>) -> Self {
+        Self { rx, ledger }
+    }
+
+    /// The next batch, or `None` once every upstream has finished. Counts the
+    /// records as received.
+    ///
+    /// Cancel safety: cancel-safe. If the future is dropped before it
+    /// completes, no batch is lost.
+    pub async fn recv(&mut self) -> Option<Batch> {
+        let b = self.rx.recv().await?;
+        self.ledger.received(b.rows() as u64);
+        Some(b)
+    }
+}
+
+/// What a sink gets from the runner.
+pub struct SinkContext {
+    /// The component's name in the pipeline file.
+    pub name: Arc<str>,
+    /// The sink's counters: it counts `delivered` and `dropped`.
+    pub ledger: Arc<ComponentLedger>,
+}
+
+/// Makes batches durable.
+///
+/// A sink counts records `delivered` only once they are durable and then
+/// settles the batch's acknowledgements ([`crate::ack::Acks::settle`]); a
+/// permanent failure is counted as dropped with [`DropReason::SinkError`] and
+/// settled as rejected. When its input ends it flushes everything it holds
+/// and returns; it is never cancelled mid-write by a graceful shutdown.
+#[async_trait]
+pub trait Sink: Send {
+    /// Runs the sink until its input ends.
+    async fn run(self: Box<Self>, input: SinkInput, cx: SinkContext) -> Result<(), ComponentError>;
+}

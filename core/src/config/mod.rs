@@ -1,0 +1,660 @@
+//! Pipeline files: parse, interpolate, validate the whole graph, and report
+//! *every* problem with its component, field, line and column.
+//!
+//! ```
+//! use spillway_core::config;
+//! let yaml = "sources:\n  s: { type: nope }\n";
+//! let errors = config::load_str(yaml, &|_| None, std::path::Path::new(".")).unwrap_err();
+//! assert_eq!(errors[0].pos.line, 2);
+//! ```
+
+pub mod units;
+pub mod yaml;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use arrow::datatypes::SchemaRef;
+use serde::Deserialize;
+
+use crate::ledger::ComponentKind;
+use crate::registry::{self, AnyConfig, FieldIssue};
+use yaml::{Node, NodeKind, PathSegment, Pos};
+
+pub use units::{ByteSize, HumanDuration};
+
+/// One problem in a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where in the file.
+    pub pos: Pos,
+    /// What it concerns: `sinks.archive`, `sinks.archive.rotate.max_rows`,
+    /// or a top-level key.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.pos, self.path, self.message)
+    }
+}
+
+/// Settings of the admin HTTP endpoint (`/metrics`, `/health`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on. Loopback by default: the endpoint has no
+    /// authentication, so exposing it is a deliberate choice.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+/// A component that passed validation.
+#[derive(Debug)]
+pub struct Component {
+    /// Its name (the key in the file).
+    pub name: String,
+    /// Source, transform or sink.
+    pub kind: ComponentKind,
+    /// Its `type`.
+    pub type_name: &'static str,
+    /// Its typed config.
+    pub config: AnyConfig,
+    /// The names of its inputs (empty for sources).
+    pub inputs: Vec<String>,
+    /// The schema of its input (transforms and sinks).
+    pub input_schema: Option<SchemaRef>,
+    /// The schema of its output (sources and transforms).
+    pub output_schema: Option<SchemaRef>,
+}
+
+/// A validated pipeline, components in dependency order (every component
+/// after all of its inputs).
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Components, in dependency order.
+    pub components: Vec<Component>,
+    /// The admin endpoint, if configured.
+    pub admin: Option<AdminConfig>,
+    /// Directory that relative paths resolve against.
+    pub base_dir: PathBuf,
+}
+
+/// Reading a pipeline file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file has problems; all of them are listed.
+    #[error("{} error(s) in {}", errors.len(), path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every problem found.
+        errors: Vec<ConfigError>,
+    },
+}
+
+/// Loads and validates a pipeline file, interpolating the process environment.
+pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_str(&text, &|k| std::env::var(k).ok(), &base)
+        .map_err(|errors| LoadError::Invalid { path: path.to_path_buf(), errors })
+}
+
+const SECTIONS: [(&str, ComponentKind); 3] =
+    [("sources", ComponentKind::Source), ("transforms", ComponentKind::Transform), ("sinks", ComponentKind::Sink)];
+const TOP_LEVEL: [&str; 4] = ["sources", "transforms", "sinks", "admin"];
+
+/// Loads and validates a pipeline from text.
+pub fn load_str(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    base_dir: &Path,
+) -> Result<Pipeline, Vec<ConfigError>> {
+    let root = yaml::parse(text, env).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| ConfigError { pos: e.pos, path: "file".into(), message: e.message })
+            .collect::<Vec<_>>()
+    })?;
+    let mut v = Validator { errors: Vec::new() };
+    let pipeline = v.pipeline(&root, base_dir);
+    if v.errors.is_empty() {
+        Ok(pipeline)
+    } else {
+        v.errors.sort_by_key(|e| (e.pos.line, e.pos.col));
+        Err(v.errors)
+    }
+}
+
+struct Entry<'a> {
+    name: String,
+    kind: ComponentKind,
+    name_node: &'a Node,
+    body: &'a Node,
+    config: Option<(AnyConfig, &'static str)>,
+    inputs: Vec<(String, Pos)>,
+}
+
+struct Validator {
+    errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn err(&mut self, pos: Pos, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError { pos, path: path.into(), message: message.into() });
+    }
+
+    fn pipeline(&mut self, root: &Node, base_dir: &Path) -> Pipeline {
+        let mut pipeline = Pipeline { components: Vec::new(), admin: None, base_dir: base_dir.to_path_buf() };
+        let Some(map) = root.as_map() else {
+            self.err(
+                root.pos,
+                "file",
+                "a pipeline file is a mapping with `sources`, `transforms` and `sinks`",
+            );
+            return pipeline;
+        };
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut seen: HashMap<String, (String, Pos)> = HashMap::new();
+        for (key, value) in map {
+            let k = key.as_str().unwrap_or_default();
+            if k == "admin" {
+                pipeline.admin = self.admin(value);
+                continue;
+            }
+            let Some(&(section, kind)) = SECTIONS.iter().find(|(s, _)| *s == k) else {
+                let hint = did_you_mean(k, TOP_LEVEL.iter().copied());
+                self.err(key.pos, k, format!("unknown top-level key `{k}`{hint}"));
+                continue;
+            };
+            let components: &[(Node, Node)] = match &value.kind {
+                NodeKind::Map(m) => m,
+                NodeKind::Scalar { value: s, quoted: false } if s.is_empty() || s == "~" || s == "null" => &[],
+                _ => {
+                    self.err(
+                        value.pos,
+                        section,
+                        format!("`{section}` must be a mapping of component names to configs, not {}", value.type_name()),
+                    );
+                    continue;
+                }
+            };
+            for (name_node, body) in components {
+                let name = name_node.as_str().unwrap_or_default().to_string();
+                let path = format!("{section}.{name}");
+                if let Some((other, pos)) = seen.get(&name) {
+                    self.err(
+                        name_node.pos,
+                        &path,
+                        format!("the name `{name}` is already used by {other} (line {})", pos.line),
+                    );
+                    continue;
+                }
+                seen.insert(name.clone(), (path.clone(), name_node.pos));
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                    self.err(
+                        name_node.pos,
+                        &path,
+                        "component names may use only letters, digits, `_` and `-`",
+                    );
+                }
+                if let Some(entry) = self.component(section, kind, name, name_node, body) {
+                    entries.push(entry);
+                }
+            }
+        }
+        if !SECTIONS.iter().any(|(s, _)| root.get(s).is_some()) {
+            self.err(root.pos, "file", "the pipeline has no `sources`, `transforms` or `sinks`");
+        }
+        let order = self.graph(&entries);
+        let schemas = self.schemas(&entries, &order);
+        if !self.errors.is_empty() {
+            return pipeline;
+        }
+        let mut by_name: HashMap<String, Entry> = entries.into_iter().map(|e| (e.name.clone(), e)).collect();
+        for name in order {
+            let Some(e) = by_name.remove(&name) else { continue };
+            let Some((config, type_name)) = e.config else { continue };
+            let (input_schema, output_schema) = schemas.get(&name).cloned().unwrap_or_default();
+            pipeline.components.push(Component {
+                name: e.name,
+                kind: e.kind,
+                type_name,
+                config,
+                inputs: e.inputs.into_iter().map(|(n, _)| n).collect(),
+                input_schema,
+                output_schema,
+            });
+        }
+        pipeline
+    }
+
+    fn admin(&mut self, value: &Node) -> Option<AdminConfig> {
+        match registry::parse::<AdminConfig>(value.to_json()) {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let (pos, path) = error_position(value, &e.path, &e.message, "admin");
+                self.err(pos, path, e.message);
+                None
+            }
+        }
+    }
+
+    fn component<'a>(
+        &mut self,
+        section: &str,
+        kind: ComponentKind,
+        name: String,
+        name_node: &'a Node,
+        body: &'a Node,
+    ) -> Option<Entry<'a>> {
+        let path = format!("{section}.{name}");
+        let Some(fields) = body.as_map() else {
+            self.err(body.pos, &path, format!("a component is a mapping with a `type`, not {}", body.type_name()));
+            return None;
+        };
+        let mut entry = Entry { name, kind, name_node, body, config: None, inputs: Vec::new() };
+        match body.get("inputs") {
+            Some(inputs) if kind == ComponentKind::Source => {
+                self.err(body.key("inputs").map_or(inputs.pos, |k| k.pos), &path, "a source has no `inputs`");
+            }
+            Some(inputs) => match &inputs.kind {
+                NodeKind::Seq(items) => {
+                    for item in items {
+                        match item.as_str() {
+                            Some(s) if !s.is_empty() => entry.inputs.push((s.to_string(), item.pos)),
+                            _ => self.err(item.pos, format!("{path}.inputs"), "each input is a component name"),
+                        }
+                    }
+                    if items.is_empty() {
+                        self.err(inputs.pos, format!("{path}.inputs"), format!("{} `{}` has no inputs", kind.as_str(), entry.name));
+                    }
+                }
+                _ => self.err(
+                    inputs.pos,
+                    format!("{path}.inputs"),
+                    "`inputs` must be a list of component names, e.g. `inputs: [flows]`",
+                ),
+            },
+            None if kind != ComponentKind::Source => {
+                self.err(
+                    name_node.pos,
+                    &path,
+                    format!("{} `{}` has no inputs: add `inputs: [NAME, ...]`", kind.as_str(), entry.name),
+                );
+            }
+            None => {}
+        }
+        let Some(type_node) = body.get("type") else {
+            self.err(name_node.pos, &path, "missing `type`");
+            return Some(entry);
+        };
+        let Some(type_name) = type_node.as_str() else {
+            self.err(type_node.pos, format!("{path}.type"), "`type` must be a component type name");
+            return Some(entry);
+        };
+        let Some(reg) = registry::find(kind, type_name) else {
+            let other = SECTIONS
+                .iter()
+                .find(|(_, k)| *k != kind && registry::find(*k, type_name).is_some())
+                .map(|(s, k)| format!(" (`{type_name}` is a {}: put it under `{s}`)", k.as_str()));
+            let hint = other.unwrap_or_else(|| {
+                did_you_mean(type_name, registry::all().iter().filter(|r| r.kind == kind).map(|r| r.name))
+            });
+            self.err(
+                type_node.pos,
+                format!("{path}.type"),
+                format!("unknown {} type `{type_name}`{hint}", kind.as_str()),
+            );
+            return Some(entry);
+        };
+        let rest: serde_json::Map<String, serde_json::Value> = fields
+            .iter()
+            .filter_map(|(k, v)| {
+                let k = k.as_str()?;
+                (k != "type" && k != "inputs").then(|| (k.to_string(), v.to_json()))
+            })
+            .collect();
+        match (reg.parse)(serde_json::Value::Object(rest)) {
+            Ok(config) => {
+                let issues = match &config {
+                    AnyConfig::Source(c) => c.validate(),
+                    AnyConfig::Transform(c) => c.validate(),
+                    AnyConfig::Sink(c) => c.validate(),
+                };
+                let had_issues = !issues.is_empty();
+                for issue in issues {
+                    self.issue(&path, body, name_node, &issue);
+                }
+                if !had_issues {
+                    entry.config = Some((config, reg.name));
+                }
+            }
+            Err(e) => {
+                let message = e.message.replace(
+                    "expected one of",
+                    &format!("`{}` {} accepts", reg.name, kind.as_str()),
+                );
+                let message = if e.path.is_empty() && message.starts_with("missing field") {
+                    format!("{message} (see `spillway plugins` for an example)")
+                } else {
+                    message
+                };
+                let (pos, sub) = error_position(body, &e.path, &message, &path);
+                let pos = if e.path.is_empty() && !message.starts_with("unknown field") { name_node.pos } else { pos };
+                self.err(pos, sub, message);
+            }
+        }
+        Some(entry)
+    }
+
+    fn issue(&mut self, path: &str, body: &Node, name_node: &Node, issue: &FieldIssue) {
+        if issue.field.is_empty() {
+            self.err(name_node.pos, path, issue.message.clone());
+            return;
+        }
+        let segs: Vec<PathSegment> = issue.field.split('.').map(|s| PathSegment::Key(s.to_string())).collect();
+        let pos = if segs.len() == 1 && body.key(&issue.field).is_some() {
+            body.get(&issue.field).map_or(name_node.pos, |n| n.pos)
+        } else {
+            let p = body.locate(&segs);
+            if p == body.pos { name_node.pos } else { p }
+        };
+        self.err(pos, format!("{path}.{}", issue.field), issue.message.clone());
+    }
+
+    /// Resolves inputs, detects cycles and unused outputs; returns a
+    /// dependency order of the names.
+    fn graph(&mut self, entries: &[Entry]) -> Vec<String> {
+        let kinds: HashMap<&str, ComponentKind> = entries.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        let producers: Vec<&str> =
+            entries.iter().filter(|e| e.kind != ComponentKind::Sink).map(|e| e.name.as_str()).collect();
+        let mut consumed: HashSet<&str> = HashSet::new();
+        for e in entries {
+            let path = format!("{}.{}", section_of(e.kind), e.name);
+            let mut dup = HashSet::new();
+            for (input, pos) in &e.inputs {
+                if !dup.insert(input.as_str()) {
+                    self.err(*pos, format!("{path}.inputs"), format!("input `{input}` is listed twice"));
+                    continue;
+                }
+                match kinds.get(input.as_str()) {
+                    Some(ComponentKind::Sink) => self.err(
+                        *pos,
+                        format!("{path}.inputs"),
+                        format!("`{input}` is a sink; sinks have no output to use as an input"),
+                    ),
+                    Some(_) if input == &e.name => {
+                        self.err(*pos, format!("{path}.inputs"), format!("`{}` cannot be its own input", e.name))
+                    }
+                    Some(_) => {
+                        consumed.insert(input.as_str());
+                    }
+                    None => {
+                        let hint = did_you_mean(input, producers.iter().copied());
+                        self.err(*pos, format!("{path}.inputs"), format!("unknown input `{input}`{hint}"));
+                    }
+                }
+            }
+        }
+        for e in entries {
+            if e.kind != ComponentKind::Sink && !consumed.contains(e.name.as_str()) {
+                self.err(
+                    e.name_node.pos,
+                    format!("{}.{}", section_of(e.kind), e.name),
+                    format!(
+                        "{} `{}` is not an input of any transform or sink, so its records would go nowhere",
+                        e.kind.as_str(),
+                        e.name
+                    ),
+                );
+            }
+        }
+        // Depth-first topological sort; a back edge is a cycle.
+        let index: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.name.as_str(), i)).collect();
+        let mut state = vec![0u8; entries.len()]; // 0 new, 1 on stack, 2 done
+        let mut order = Vec::with_capacity(entries.len());
+        let mut reported: HashSet<Vec<String>> = HashSet::new();
+        fn visit(
+            i: usize,
+            entries: &[Entry],
+            index: &HashMap<&str, usize>,
+            state: &mut [u8],
+            stack: &mut Vec<usize>,
+            order: &mut Vec<String>,
+            cycles: &mut Vec<Vec<usize>>,
+        ) {
+            state[i] = 1;
+            stack.push(i);
+            for (input, _) in &entries[i].inputs {
+                let Some(&j) = index.get(input.as_str()) else { continue };
+                if j == i {
+                    continue;
+                }
+                match state[j] {
+                    0 => visit(j, entries, index, state, stack, order, cycles),
+                    1 => {
+                        let at = stack.iter().position(|&s| s == j).unwrap_or(0);
+                        cycles.push(stack[at..].to_vec());
+                    }
+                    _ => {}
+                }
+            }
+            stack.pop();
+            state[i] = 2;
+            order.push(entries[i].name.clone());
+        }
+        let mut cycles = Vec::new();
+        for i in 0..entries.len() {
+            if state[i] == 0 {
+                visit(i, entries, &index, &mut state, &mut Vec::new(), &mut order, &mut cycles);
+            }
+        }
+        for cycle in cycles {
+            let mut names: Vec<String> = cycle.iter().map(|&i| entries[i].name.clone()).collect();
+            let mut key = names.clone();
+            key.sort();
+            if !reported.insert(key) {
+                continue;
+            }
+            let first = &entries[cycle[0]];
+            names.reverse();
+            names.push(names[0].clone());
+            self.err(
+                first.name_node.pos,
+                format!("{}.{}", section_of(first.kind), first.name),
+                format!("cycle: {}", names.join(" → ")),
+            );
+        }
+        order
+    }
+
+    /// Propagates schemas in dependency order and reports mismatches.
+    #[allow(clippy::type_complexity)]
+    fn schemas(
+        &mut self,
+        entries: &[Entry],
+        order: &[String],
+    ) -> HashMap<String, (Option<SchemaRef>, Option<SchemaRef>)> {
+        let by_name: HashMap<&str, &Entry> = entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        let mut out: HashMap<String, (Option<SchemaRef>, Option<SchemaRef>)> = HashMap::new();
+        for name in order {
+            let e = by_name[name.as_str()];
+            let path = format!("{}.{}", section_of(e.kind), e.name);
+            let Some((config, _)) = &e.config else { continue };
+            let input = if e.kind == ComponentKind::Source {
+                None
+            } else {
+                let mut schemas: Vec<(&str, SchemaRef)> = Vec::new();
+                for (input, _) in &e.inputs {
+                    match out.get(input).and_then(|(_, o)| o.clone()) {
+                        Some(s) => schemas.push((input, s)),
+                        None => break,
+                    }
+                }
+                if schemas.len() != e.inputs.len() || schemas.is_empty() {
+                    continue; // an upstream problem was already reported
+                }
+                let (first_name, first) = schemas[0].clone();
+                let mut ok = true;
+                for (other_name, other) in &schemas[1..] {
+                    if let Some(diff) = schema_difference(&first, other) {
+                        ok = false;
+                        let pos = e.body.get("inputs").map_or(e.name_node.pos, |n| n.pos);
+                        self.err(
+                            pos,
+                            format!("{path}.inputs"),
+                            format!("inputs `{first_name}` and `{other_name}` have different schemas: {diff}"),
+                        );
+                    }
+                }
+                if !ok {
+                    continue;
+                }
+                Some(first)
+            };
+            let result = match (config, &input) {
+                (AnyConfig::Source(c), _) => Ok((None, Some(c.output_schema()))),
+                (AnyConfig::Transform(c), Some(i)) => c.output_schema(i).map(|o| (Some(i.clone()), Some(o))),
+                (AnyConfig::Sink(c), Some(i)) => {
+                    let issues = c.check_input(i);
+                    if issues.is_empty() { Ok((Some(i.clone()), None)) } else { Err(issues) }
+                }
+                _ => continue,
+            };
+            match result {
+                Ok(s) => {
+                    out.insert(name.clone(), s);
+                }
+                Err(issues) => {
+                    for issue in issues {
+                        let message = format!("does not fit the input schema: {}", issue.message);
+                        self.issue(&path, e.body, e.name_node, &FieldIssue { message, ..issue });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn section_of(kind: ComponentKind) -> &'static str {
+    match kind {
+        ComponentKind::Source => "sources",
+        ComponentKind::Transform => "transforms",
+        ComponentKind::Sink => "sinks",
+    }
+}
+
+/// The position and dotted path of a serde error inside `body`.
+fn error_position(body: &Node, path: &[PathSegment], message: &str, prefix: &str) -> (Pos, String) {
+    let mut dotted = prefix.to_string();
+    for seg in path {
+        match seg {
+            PathSegment::Key(k) => {
+                dotted.push('.');
+                dotted.push_str(k);
+            }
+            PathSegment::Index(i) => dotted.push_str(&format!("[{i}]")),
+        }
+    }
+    let mut pos = body.locate(path);
+    // serde names an unknown field in its message, not in the path.
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some(field) = rest.split('`').next()
+    {
+        let mut parent = body;
+        for seg in path {
+            if let PathSegment::Key(k) = seg
+                && let Some(n) = parent.get(k)
+            {
+                parent = n;
+            }
+        }
+        if let Some(k) = parent.key(field) {
+            pos = k.pos;
+            dotted.push('.');
+            dotted.push_str(field);
+        }
+    }
+    (pos, dotted)
+}
+
+/// A short description of how two schemas differ, or `None` if they match.
+pub fn schema_difference(a: &SchemaRef, b: &SchemaRef) -> Option<String> {
+    for f in a.fields() {
+        match b.field_with_name(f.name()) {
+            Err(_) => return Some(format!("the first has column `{}` that the second lacks", f.name())),
+            Ok(g) if g.data_type() != f.data_type() => {
+                return Some(format!(
+                    "column `{}` is {} in the first and {} in the second",
+                    f.name(),
+                    f.data_type(),
+                    g.data_type()
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    for g in b.fields() {
+        if a.field_with_name(g.name()).is_err() {
+            return Some(format!("the second has column `{}` that the first lacks", g.name()));
+        }
+    }
+    let names_a: Vec<&String> = a.fields().iter().map(|f| f.name()).collect();
+    let names_b: Vec<&String> = b.fields().iter().map(|f| f.name()).collect();
+    (names_a != names_b).then(|| "the columns are in a different order".to_string())
+}
+
+/// ` (did you mean `x`?)` when a candidate is close to `word`, else "".
+pub fn did_you_mean<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+    let best = candidates
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((_, c)) => format!(" (did you mean `{c}`?)"),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_need_to_be_close() {
+        assert_eq!(did_you_mean("parquett", ["parquet", "file"].into_iter()), " (did you mean `parquet`?)");
+        assert_eq!(did_you_mean("zzzzzz", ["parquet", "file"].into_iter()), "");
+    }
+
+    #[test]
+    fn every_structural_problem_is_reported_at_once() {
+        let yaml = "sourcez: {}\nsinks:\n  out:\n    type: blackhole\n    inputs: [nowhere]\n  x: 5\n";
+        let errs = load_str(yaml, &|_| None, Path::new(".")).unwrap_err();
+        let lines: Vec<usize> = errs.iter().map(|e| e.pos.line).collect();
+        assert!(errs.iter().any(|e| e.message.contains("unknown top-level key `sourcez`")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.message.contains("unknown input `nowhere`")), "{errs:?}");
+        assert!(errs.iter().any(|e| e.path == "sinks.x"), "{errs:?}");
+        for line in [1, 5, 6] {
+            assert!(lines.contains(&line), "no error on line {line}: {errs:?}");
+        }
+    }
+}

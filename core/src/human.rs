@@ -1,0 +1,182 @@
+//! Records in human form: JSON lines with addresses as strings and
+//! timestamps as RFC 3339, the shape every text sink (and the Kafka `json`
+//! encoding) shares.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use arrow::array::{FixedSizeBinaryArray, RecordBatch};
+//! # use arrow::datatypes::{Field, Schema};
+//! use spillway_core::{human::JsonLines, schema};
+//! let addr = schema::addr_to_bytes("10.0.0.1".parse().unwrap());
+//! let col = FixedSizeBinaryArray::try_from_iter([addr].into_iter()).unwrap();
+//! let s = Arc::new(Schema::new(vec![Field::new("src_addr", schema::address_type(), false)]));
+//! let batch = RecordBatch::try_new(s.clone(), vec![Arc::new(col)]).unwrap();
+//! let mut out = Vec::new();
+//! JsonLines::new(&s).write_batch(&batch, &mut out);
+//! assert_eq!(out, b"{\"src_addr\":\"10.0.0.1\"}\n");
+//! ```
+
+use std::io::Write;
+use std::net::Ipv6Addr;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::*;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+/// A JSON-lines encoder for one schema; keys are escaped once, up front.
+pub struct JsonLines {
+    keys: Vec<Vec<u8>>,
+}
+
+impl JsonLines {
+    /// An encoder for batches of `schema`.
+    pub fn new(schema: &Schema) -> Self {
+        let keys = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let mut k = serde_json::to_vec(f.name()).unwrap_or_default();
+                k.push(b':');
+                k
+            })
+            .collect();
+        Self { keys }
+    }
+
+    /// Appends one JSON object per row to `out`, each ending in `\n`.
+    /// Null values are omitted.
+    pub fn write_batch(&self, batch: &RecordBatch, out: &mut Vec<u8>) {
+        for row in 0..batch.num_rows() {
+            self.write_row(batch, row, out);
+            out.push(b'\n');
+        }
+    }
+
+    /// Appends the JSON object for one row to `out` (no newline).
+    pub fn write_row(&self, batch: &RecordBatch, row: usize, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for (col, key) in batch.columns().iter().zip(&self.keys) {
+            if col.is_null(row) {
+                continue;
+            }
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(key);
+            write_value(col.as_ref(), row, out);
+        }
+        out.push(b'}');
+    }
+}
+
+/// Writes one value in human form.
+pub fn write_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
+    macro_rules! num {
+        ($t:ty) => {{
+            let _ = write!(out, "{}", col.as_primitive::<$t>().value(row));
+        }};
+    }
+    match col.data_type() {
+        DataType::Boolean => out.extend_from_slice(if col.as_boolean().value(row) { b"true" } else { b"false" }),
+        DataType::UInt8 => num!(UInt8Type),
+        DataType::UInt16 => num!(UInt16Type),
+        DataType::UInt32 => num!(UInt32Type),
+        DataType::UInt64 => num!(UInt64Type),
+        DataType::Int8 => num!(Int8Type),
+        DataType::Int16 => num!(Int16Type),
+        DataType::Int32 => num!(Int32Type),
+        DataType::Int64 => num!(Int64Type),
+        DataType::Float32 | DataType::Float64 => {
+            let v = if let Some(a) = col.as_primitive_opt::<Float64Type>() {
+                a.value(row)
+            } else {
+                col.as_primitive::<Float32Type>().value(row) as f64
+            };
+            if v.is_finite() {
+                let _ = write!(out, "{v}");
+            } else {
+                out.extend_from_slice(b"null");
+            }
+        }
+        DataType::Utf8 => {
+            let _ = serde_json::to_writer(&mut *out, col.as_string::<i32>().value(row));
+        }
+        DataType::LargeUtf8 => {
+            let _ = serde_json::to_writer(&mut *out, col.as_string::<i64>().value(row));
+        }
+        DataType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => col.as_primitive::<TimestampSecondType>().value(row).saturating_mul(1_000_000_000),
+                TimeUnit::Millisecond => {
+                    col.as_primitive::<TimestampMillisecondType>().value(row).saturating_mul(1_000_000)
+                }
+                TimeUnit::Microsecond => {
+                    col.as_primitive::<TimestampMicrosecondType>().value(row).saturating_mul(1_000)
+                }
+                TimeUnit::Nanosecond => col.as_primitive::<TimestampNanosecondType>().value(row),
+            };
+            out.push(b'"');
+            write_rfc3339(v, out);
+            out.push(b'"');
+        }
+        DataType::FixedSizeBinary(16) => {
+            let bytes: [u8; 16] = col.as_fixed_size_binary().value(row).try_into().unwrap_or([0; 16]);
+            out.push(b'"');
+            write_addr(bytes, out);
+            out.push(b'"');
+        }
+        _ => {
+            // Anything else is rendered with Arrow's own formatter, as a string.
+            let opts = FormatOptions::default();
+            if let Ok(f) = ArrayFormatter::try_new(col, &opts) {
+                let s = f.value(row).to_string();
+                let _ = serde_json::to_writer(&mut *out, &s);
+            } else {
+                out.extend_from_slice(b"null");
+            }
+        }
+    }
+}
+
+/// Writes an address in its conventional form (dotted quad for v4-mapped).
+pub fn write_addr(bytes: [u8; 16], out: &mut Vec<u8>) {
+    let v6 = Ipv6Addr::from(bytes);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => {
+            let _ = write!(out, "{v4}");
+        }
+        None => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Writes `ns` since the epoch as RFC 3339 UTC with as many fractional
+/// digits as needed (`2026-11-27T13:05:01.5Z`).
+pub fn write_rfc3339(ns: i64, out: &mut Vec<u8>) {
+    let dt = chrono::DateTime::from_timestamp_nanos(ns);
+    let _ = write!(out, "{}", dt.format("%Y-%m-%dT%H:%M:%S%.fZ"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let mut out = Vec::new();
+        write_rfc3339(1_700_000_000_123_000_000, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn addresses_render_by_family() {
+        let mut out = Vec::new();
+        write_addr(crate::schema::addr_to_bytes("2001:db8::7".parse().unwrap()), &mut out);
+        out.push(b' ');
+        write_addr(crate::schema::v4_mapped(0xc0a8_0001), &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), "2001:db8::7 192.168.0.1");
+    }
+}

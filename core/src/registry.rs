@@ -1,0 +1,237 @@
+//! The component registry: one `inventory` registration per component.
+//!
+//! A plugin crate declares a typed config struct, implements one of
+//! [`SourceConfig`], [`TransformConfig`] or [`SinkConfig`] for it, and
+//! registers it once:
+//!
+//! ```ignore
+//! spillway_core::register_source! {
+//!     config: DemoConfig,
+//!     name: "demo",
+//!     description: "Synthetic flow records at a configured rate or count.",
+//!     example: "type: demo\ncount: 1000\n",
+//! }
+//! ```
+//!
+//! The registry is what `spillway plugins` lists, what the config loader
+//! resolves `type:` against, and what the docs are checked against.
+
+use arrow::datatypes::SchemaRef;
+use serde::de::DeserializeOwned;
+
+use crate::component::{Sink, Source, Transform};
+use crate::config::yaml::PathSegment;
+use crate::ledger::ComponentKind;
+
+/// A problem with one field of a component's config, found by validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldIssue {
+    /// Dotted path below the component (`rotate.max_rows`); empty for the
+    /// component as a whole.
+    pub field: String,
+    /// What is wrong, as a sentence fragment.
+    pub message: String,
+}
+
+impl FieldIssue {
+    /// An issue with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { field: field.into(), message: message.into() }
+    }
+}
+
+/// A failure to turn a valid config into a running component (a directory
+/// that cannot be created, a file that cannot be read).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);
+
+/// What every component needs at build time.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The component's name in the pipeline file.
+    pub name: String,
+    /// The directory relative paths in the config are resolved against (the
+    /// pipeline file's directory).
+    pub base_dir: std::path::PathBuf,
+}
+
+impl BuildContext {
+    /// Resolves a path from the config against the pipeline file's directory.
+    pub fn resolve(&self, path: &std::path::Path) -> std::path::PathBuf {
+        if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+}
+
+/// A source's typed config.
+pub trait SourceConfig: Send + Sync + std::fmt::Debug {
+    /// Checks values that the type system cannot (ranges, combinations).
+    fn validate(&self) -> Vec<FieldIssue> {
+        Vec::new()
+    }
+    /// The schema of every batch the source emits.
+    fn output_schema(&self) -> SchemaRef;
+    /// Builds the running source. Does no I/O that outlives the call.
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError>;
+}
+
+/// A transform's typed config.
+pub trait TransformConfig: Send + Sync + std::fmt::Debug {
+    /// Checks values that the type system cannot.
+    fn validate(&self) -> Vec<FieldIssue> {
+        Vec::new()
+    }
+    /// The output schema for a given input schema, or what is wrong with the
+    /// input (a missing or mistyped column).
+    fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<FieldIssue>>;
+    /// Builds the running transform for that input schema.
+    fn build(&self, cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Transform>, BuildError>;
+}
+
+/// A sink's typed config.
+pub trait SinkConfig: Send + Sync + std::fmt::Debug {
+    /// Checks values that the type system cannot.
+    fn validate(&self) -> Vec<FieldIssue> {
+        Vec::new()
+    }
+    /// What is wrong with the input schema for this sink, if anything.
+    fn check_input(&self, _input: &SchemaRef) -> Vec<FieldIssue> {
+        Vec::new()
+    }
+    /// Builds the running sink for that input schema.
+    fn build(&self, cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Sink>, BuildError>;
+}
+
+/// A config that failed to deserialize: where, and why.
+#[derive(Debug, Clone)]
+pub struct ParseError {
+    /// Path below the component.
+    pub path: Vec<PathSegment>,
+    /// serde's message.
+    pub message: String,
+}
+
+/// A parsed component config of any kind.
+#[derive(Debug)]
+pub enum AnyConfig {
+    /// A source.
+    Source(Box<dyn SourceConfig>),
+    /// A transform.
+    Transform(Box<dyn TransformConfig>),
+    /// A sink.
+    Sink(Box<dyn SinkConfig>),
+}
+
+/// One registered component type.
+pub struct Registration {
+    /// Source, transform or sink.
+    pub kind: ComponentKind,
+    /// The `type:` value in pipeline files.
+    pub name: &'static str,
+    /// One line for `spillway plugins`.
+    pub description: &'static str,
+    /// A complete, valid config for this component, as YAML.
+    pub example: &'static str,
+    /// Deserializes the config (everything but `type` and `inputs`).
+    pub parse: fn(serde_json::Value) -> Result<AnyConfig, ParseError>,
+}
+
+inventory::collect!(Registration);
+
+/// Every registered component, sorted by kind then name.
+pub fn all() -> Vec<&'static Registration> {
+    let mut v: Vec<_> = inventory::iter::<Registration>.into_iter().collect();
+    v.sort_by_key(|r| (r.kind as u8, r.name));
+    v
+}
+
+/// The registration of `name` for `kind`.
+pub fn find(kind: ComponentKind, name: &str) -> Option<&'static Registration> {
+    inventory::iter::<Registration>.into_iter().find(|r| r.kind == kind && r.name == name)
+}
+
+/// Deserializes `value` as `T`, keeping the path to a failing field.
+pub fn parse<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ParseError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e
+            .path()
+            .iter()
+            .filter_map(|s| match s {
+                serde_path_to_error::Segment::Map { key } => Some(PathSegment::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => Some(PathSegment::Index(*index)),
+                serde_path_to_error::Segment::Enum { variant } => Some(PathSegment::Key(variant.clone())),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        ParseError { path, message: e.into_inner().to_string() }
+    })
+}
+
+/// Used by [`register_source!`]; not for direct use.
+pub fn parse_source<T: DeserializeOwned + SourceConfig + 'static>(
+    v: serde_json::Value,
+) -> Result<AnyConfig, ParseError> {
+    parse::<T>(v).map(|c| AnyConfig::Source(Box::new(c)))
+}
+
+/// Used by [`register_transform!`]; not for direct use.
+pub fn parse_transform<T: DeserializeOwned + TransformConfig + 'static>(
+    v: serde_json::Value,
+) -> Result<AnyConfig, ParseError> {
+    parse::<T>(v).map(|c| AnyConfig::Transform(Box::new(c)))
+}
+
+/// Used by [`register_sink!`]; not for direct use.
+pub fn parse_sink<T: DeserializeOwned + SinkConfig + 'static>(
+    v: serde_json::Value,
+) -> Result<AnyConfig, ParseError> {
+    parse::<T>(v).map(|c| AnyConfig::Sink(Box::new(c)))
+}
+
+/// Registers a source config type. See the module docs.
+#[macro_export]
+macro_rules! register_source {
+    (config: $config:ty, name: $name:literal, description: $desc:literal, example: $example:expr $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::registry::Registration {
+                kind: $crate::ledger::ComponentKind::Source,
+                name: $name,
+                description: $desc,
+                example: $example,
+                parse: $crate::registry::parse_source::<$config>,
+            }
+        }
+    };
+}
+
+/// Registers a transform config type. See the module docs.
+#[macro_export]
+macro_rules! register_transform {
+    (config: $config:ty, name: $name:literal, description: $desc:literal, example: $example:expr $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::registry::Registration {
+                kind: $crate::ledger::ComponentKind::Transform,
+                name: $name,
+                description: $desc,
+                example: $example,
+                parse: $crate::registry::parse_transform::<$config>,
+            }
+        }
+    };
+}
+
+/// Registers a sink config type. See the module docs.
+#[macro_export]
+macro_rules! register_sink {
+    (config: $config:ty, name: $name:literal, description: $desc:literal, example: $example:expr $(,)?) => {
+        $crate::inventory::submit! {
+            $crate::registry::Registration {
+                kind: $crate::ledger::ComponentKind::Sink,
+                name: $name,
+                description: $desc,
+                example: $example,
+                parse: $crate::registry::parse_sink::<$config>,
+            }
+        }
+    };
+}
