@@ -198,7 +198,7 @@ pub struct LedgerEntry {
     /// Sum of all drops.
     pub dropped_total: u64,
     /// Drops by reason (only reasons with a non-zero count).
-    pub dropped: Vec<(String, u64)>,
+    pub dropped: std::collections::BTreeMap<String, u64>,
     /// Records the component holds now.
     pub in_flight: u64,
 }
@@ -342,7 +342,7 @@ mod tests {
         let e = sink.snapshot();
         assert_eq!(e.in_flight, 25);
         assert_eq!(e.received, e.emitted + e.delivered + e.dropped_total + e.in_flight);
-        assert_eq!(e.dropped, vec![("sink_error".to_string(), 15)]);
+        assert_eq!(e.dropped.into_iter().collect::<Vec<_>>(), vec![("sink_error".to_string(), 15)]);
     }
 
     #[test]

@@ -51,13 +51,13 @@ pub struct BuildError(pub String);
 pub struct BuildContext {
     /// The component's name in the pipeline file.
     pub name: String,
-    /// The directory relative paths in the config are resolved against (the
-    /// pipeline file's directory).
+    /// The directory relative paths in the config are resolved against
+    /// (empty: the working directory).
     pub base_dir: std::path::PathBuf,
 }
 
 impl BuildContext {
-    /// Resolves a path from the config against the pipeline file's directory.
+    /// Resolves a path from the config against [`BuildContext::base_dir`].
     pub fn resolve(&self, path: &std::path::Path) -> std::path::PathBuf {
         if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
     }

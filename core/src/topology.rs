@@ -57,6 +57,8 @@ pub struct RunReport {
     pub ledger: Vec<LedgerEntry>,
     /// Components that failed, with their error.
     pub failures: Vec<(String, String)>,
+    /// Every way the final ledger does not balance (empty on a clean run).
+    pub imbalances: Vec<String>,
 }
 
 /// Components could not be built, or the admin endpoint could not start.
@@ -114,6 +116,7 @@ impl Topology {
     /// stop; the run still returns only once everything in flight drained.
     pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, StartError> {
         let Topology { built, ledger, admin, options } = self;
+        let edges: Vec<(String, Vec<String>)> = built.iter().map(|(n, _, _, i)| (n.clone(), i.clone())).collect();
         let mut inputs: HashMap<String, (RowSender, Option<RowReceiver>, Arc<ComponentLedger>)> = HashMap::new();
         for (name, b, entry, _) in &built {
             if !matches!(b, Built::Source(_)) {
@@ -218,8 +221,43 @@ impl Topology {
         if let Some(a) = admin_task {
             a.abort();
         }
-        Ok(RunReport { ledger: ledger.snapshot(), failures })
+        let snapshot = ledger.snapshot();
+        let imbalances = imbalances(&snapshot, &edges);
+        Ok(RunReport { ledger: snapshot, failures, imbalances })
     }
+}
+
+/// Checks a final ledger: nothing may remain in flight in a component, and
+/// every component must have received exactly what its inputs emitted.
+pub fn imbalances(entries: &[LedgerEntry], edges: &[(String, Vec<String>)]) -> Vec<String> {
+    let by_name: HashMap<&str, &LedgerEntry> = entries.iter().map(|e| (e.component.as_str(), e)).collect();
+    let mut out = Vec::new();
+    for e in entries {
+        let accounted = e.emitted + e.delivered + e.dropped_total;
+        if e.received != accounted {
+            out.push(format!(
+                "{} `{}` received {} records but accounted for {} (emitted {}, delivered {}, dropped {})",
+                e.kind.as_str(),
+                e.component,
+                e.received,
+                accounted,
+                e.emitted,
+                e.delivered,
+                e.dropped_total
+            ));
+        }
+    }
+    for (name, inputs) in edges {
+        if inputs.is_empty() {
+            continue;
+        }
+        let Some(e) = by_name.get(name.as_str()) else { continue };
+        let sent: u64 = inputs.iter().filter_map(|i| by_name.get(i.as_str())).map(|u| u.emitted).sum();
+        if sent != e.received {
+            out.push(format!("`{name}` received {} records but its inputs emitted {sent}", e.received));
+        }
+    }
+    out
 }
 
 async fn run_transform(

@@ -84,7 +84,8 @@ pub struct Pipeline {
     pub components: Vec<Component>,
     /// The admin endpoint, if configured.
     pub admin: Option<AdminConfig>,
-    /// Directory that relative paths resolve against.
+    /// Directory that relative paths resolve against (empty: the working
+    /// directory).
     pub base_dir: PathBuf,
 }
 
@@ -113,8 +114,9 @@ pub enum LoadError {
 pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    load_str(&text, &|k| std::env::var(k).ok(), &base)
+    // Relative paths in a pipeline resolve against the working directory,
+    // as for most command-line tools (Vector, Telegraf), not the file's.
+    load_str(&text, &|k| std::env::var(k).ok(), Path::new(""))
         .map_err(|errors| LoadError::Invalid { path: path.to_path_buf(), errors })
 }
 
@@ -414,8 +416,15 @@ impl Validator {
                 }
             }
         }
+        let inputs_resolved = entries.iter().all(|e| e.inputs.iter().all(|(i, _)| kinds.contains_key(i.as_str())));
         for e in entries {
-            if e.kind != ComponentKind::Sink && !consumed.contains(e.name.as_str()) {
+            // Only when every input resolved: a typo'd input would otherwise
+            // also report its intended upstream as unused.
+            if inputs_resolved
+                && e.config.is_some()
+                && e.kind != ComponentKind::Sink
+                && !consumed.contains(e.name.as_str())
+            {
                 self.err(
                     e.name_node.pos,
                     format!("{}.{}", section_of(e.kind), e.name),
@@ -475,7 +484,10 @@ impl Validator {
                 continue;
             }
             let first = &entries[cycle[0]];
+            // The stack runs against the data flow (each entry consumes the
+            // next); show the flow, starting at the reported component.
             names.reverse();
+            names.rotate_right(1);
             names.push(names[0].clone());
             self.err(
                 first.name_node.pos,
@@ -576,12 +588,21 @@ fn error_position(body: &Node, path: &[PathSegment], message: &str, prefix: &str
         }
     }
     let mut pos = body.locate(path);
-    // serde names an unknown field in its message, not in the path.
+    // serde names an unknown field in its message; the path may or may not
+    // end with it. Point at the key itself.
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some(field) = rest.split('`').next()
     {
+        let parent_path = match path.last() {
+            Some(PathSegment::Key(k)) if k == field => &path[..path.len() - 1],
+            _ => {
+                dotted.push('.');
+                dotted.push_str(field);
+                path
+            }
+        };
         let mut parent = body;
-        for seg in path {
+        for seg in parent_path {
             if let PathSegment::Key(k) = seg
                 && let Some(n) = parent.get(k)
             {
@@ -590,8 +611,6 @@ fn error_position(body: &Node, path: &[PathSegment], message: &str, prefix: &str
         }
         if let Some(k) = parent.key(field) {
             pos = k.pos;
-            dotted.push('.');
-            dotted.push_str(field);
         }
     }
     (pos, dotted)

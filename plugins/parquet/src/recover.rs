@@ -1,0 +1,75 @@
+//! What happens to temporary files a crash left behind.
+//!
+//! A file still under its temporary name was never acknowledged: an
+//! acknowledging source (Kafka) will deliver its records again, and an
+//! unacknowledging one (UDP) lost them in the crash. Either way the file
+//! holds no footer and no reader could use it, so it must not stay among
+//! the data. Deleting it would destroy evidence, so it is moved to
+//! `<path>/_incomplete/` (readers of Hive layouts skip `_`-prefixed
+//! directories), logged, and left for the operator.
+
+use std::path::{Path, PathBuf};
+
+/// Suffix of files being written.
+pub const TMP_SUFFIX: &str = ".parquet.inprogress";
+
+/// Directory (under the sink's path) that receives leftover temporary files.
+pub const INCOMPLETE_DIR: &str = "_incomplete";
+
+/// Moves every leftover temporary file under `root` to `root/_incomplete/`
+/// and returns their new paths.
+pub fn recover(root: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    collect(root, root, &mut found)?;
+    let mut moved = Vec::new();
+    if found.is_empty() {
+        return Ok(moved);
+    }
+    let dest = root.join(INCOMPLETE_DIR);
+    std::fs::create_dir_all(&dest)?;
+    for path in found {
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        // Flatten the partition path into the name so nothing collides.
+        let flat = rel.to_string_lossy().replace(['/', '\\'], "__");
+        let target = dest.join(flat.trim_start_matches('.'));
+        std::fs::rename(&path, &target)?;
+        moved.push(target);
+    }
+    Ok(moved)
+}
+
+fn collect(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            if path == root.join(INCOMPLETE_DIR) {
+                continue;
+            }
+            collect(root, &path, found)?;
+        } else if ty.is_file() && path.to_string_lossy().ends_with(TMP_SUFFIX) {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_move_aside_and_finished_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("dt=2026-01-01");
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(part.join(format!(".part-1{TMP_SUFFIX}")), b"PAR1 partial").unwrap();
+        std::fs::write(part.join("part-0.parquet"), b"done").unwrap();
+        let moved = recover(dir.path()).unwrap();
+        assert_eq!(moved.len(), 1);
+        assert!(moved[0].starts_with(dir.path().join(INCOMPLETE_DIR)));
+        assert!(part.join("part-0.parquet").exists());
+        assert!(recover(dir.path()).unwrap().is_empty(), "a second start finds nothing new");
+    }
+}

@@ -1,0 +1,488 @@
+//! The sink itself: config, open files, rotation and the durable close.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use serde::Deserialize;
+use spillway_core::ack::{AckStatus, Acks};
+use spillway_core::component::{ComponentError, Sink, SinkContext, SinkInput};
+use spillway_core::config::{ByteSize, HumanDuration};
+use spillway_core::ledger::{ComponentLedger, DropReason};
+use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SinkConfig};
+use spillway_core::schema::address_type;
+
+use crate::partition::{Partitioner, check_pattern};
+use crate::recover::{TMP_SUFFIX, recover};
+
+/// Config of the `parquet` sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetConfig {
+    /// Root directory of the dataset; created if missing.
+    pub path: PathBuf,
+    /// Hive-style partition directories as a strftime pattern over
+    /// `time_column`, e.g. `dt=%Y-%m-%d/hour=%H`. No partitions when absent.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// The timestamp column that chooses the partition.
+    #[serde(default = "default_time_column")]
+    pub time_column: String,
+    /// When to close a file and start the next.
+    #[serde(default)]
+    pub rotate: Rotate,
+    /// Rows per row group. Large groups (the default, 1 Mi rows) make
+    /// analytics scans fast; smaller ones lower the writer's memory.
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// zstd level, 1 (fast) to 22 (small).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+    /// How address columns are stored: `string` (human form, the default,
+    /// what every reader shows as an address) or `binary` (16 bytes,
+    /// v4-mapped; smaller and faster to filter by prefix).
+    #[serde(default)]
+    pub addresses: AddressForm,
+    /// Most files open at once (one per active partition); the oldest is
+    /// closed when a new partition needs a file beyond this.
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
+}
+
+/// File rotation thresholds; whichever comes first closes the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rotate {
+    /// Rows per file.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u64,
+    /// Bytes per file (written plus buffered).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Age of a file since its first row. This is also the longest a record
+    /// waits before it is durable and acknowledged.
+    #[serde(default = "default_max_age")]
+    pub max_age: HumanDuration,
+}
+
+impl Default for Rotate {
+    fn default() -> Self {
+        Self { max_rows: default_max_rows(), max_bytes: default_max_bytes(), max_age: default_max_age() }
+    }
+}
+
+/// How addresses are stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressForm {
+    /// `"192.0.2.1"`, `"2001:db8::1"`.
+    #[default]
+    String,
+    /// 16 bytes, IPv4 v4-mapped.
+    Binary,
+}
+
+fn default_time_column() -> String {
+    "time_received".into()
+}
+fn default_row_group_rows() -> usize {
+    1 << 20
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_max_open_files() -> usize {
+    256
+}
+fn default_max_rows() -> u64 {
+    10_000_000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_max_age() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+
+impl SinkConfig for ParquetConfig {
+    fn validate(&self) -> Vec<FieldIssue> {
+        let mut issues = Vec::new();
+        if self.path.as_os_str().is_empty() {
+            issues.push(FieldIssue::new("path", "must not be empty"));
+        }
+        if let Some(p) = &self.partition
+            && let Err(e) = check_pattern(p)
+        {
+            issues.push(FieldIssue::new("partition", e));
+        }
+        if self.rotate.max_rows == 0 {
+            issues.push(FieldIssue::new("rotate.max_rows", "must be at least 1"));
+        }
+        if self.rotate.max_bytes.get() < 4096 {
+            issues.push(FieldIssue::new("rotate.max_bytes", "must be at least 4KiB"));
+        }
+        if self.rotate.max_age.get() < Duration::from_millis(100) {
+            issues.push(FieldIssue::new("rotate.max_age", "must be at least 100ms"));
+        }
+        if self.row_group_rows == 0 {
+            issues.push(FieldIssue::new("row_group_rows", "must be at least 1"));
+        }
+        if ZstdLevel::try_new(self.zstd_level).is_err() {
+            issues.push(FieldIssue::new("zstd_level", "must be between 1 and 22"));
+        }
+        if self.max_open_files == 0 {
+            issues.push(FieldIssue::new("max_open_files", "must be at least 1"));
+        }
+        issues
+    }
+
+    fn check_input(&self, input: &SchemaRef) -> Vec<FieldIssue> {
+        if self.partition.is_none() {
+            return Vec::new();
+        }
+        match input.field_with_name(&self.time_column) {
+            Err(_) => vec![FieldIssue::new(
+                "time_column",
+                format!("there is no column `{}` to partition by", self.time_column),
+            )],
+            Ok(f) if f.data_type() != &spillway_core::schema::timestamp_type() => vec![FieldIssue::new(
+                "time_column",
+                format!("column `{}` is {}, not a nanosecond UTC timestamp", self.time_column, f.data_type()),
+            )],
+            Ok(_) => Vec::new(),
+        }
+    }
+
+    fn build(&self, cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Sink>, BuildError> {
+        let level = ZstdLevel::try_new(self.zstd_level).map_err(|e| BuildError(e.to_string()))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(self.row_group_rows))
+            .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let converted: Vec<bool> = input
+            .fields()
+            .iter()
+            .map(|f| self.addresses == AddressForm::String && f.data_type() == &address_type())
+            .collect();
+        let schema = Arc::new(Schema::new_with_metadata(
+            input
+                .fields()
+                .iter()
+                .zip(&converted)
+                .map(|(f, c)| if *c { Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable())) } else { f.clone() })
+                .collect::<Vec<_>>(),
+            input.metadata().clone(),
+        ));
+        let partitioner = match &self.partition {
+            Some(p) => Some(Partitioner::new(p).map_err(BuildError)?),
+            None => None,
+        };
+        let time_index = input.index_of(&self.time_column).ok();
+        Ok(Box::new(ParquetSink {
+            writer: Writer {
+                root: cx.resolve(&self.path),
+                props,
+                schema,
+                converted,
+                partitioner,
+                time_index,
+                rotate: self.rotate.clone(),
+                max_open_files: self.max_open_files,
+                open: HashMap::new(),
+                instance: instance_id(),
+                seq: 0,
+                ledger: None,
+                name: cx.name.clone(),
+            },
+        }))
+    }
+}
+
+spillway_core::register_sink! {
+    config: ParquetConfig,
+    name: "parquet",
+    description: "Writes zstd Parquet files in Hive-style time partitions; acknowledges after fsync and rename.",
+    example: "type: parquet\ninputs: [flows]\npath: ./data/flows\npartition: \"dt=%Y-%m-%d/hour=%H\"\nrotate: { max_age: 5m, max_bytes: 256MiB }\n",
+}
+
+fn instance_id() -> u32 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    std::process::id().rotate_left(16) ^ nanos
+}
+
+struct ParquetSink {
+    writer: Writer,
+}
+
+struct OpenFile {
+    writer: ArrowWriter<std::fs::File>,
+    handle: std::fs::File,
+    tmp: PathBuf,
+    dest: PathBuf,
+    rows: u64,
+    opened: Instant,
+    acks: Acks,
+}
+
+struct Writer {
+    root: PathBuf,
+    props: WriterProperties,
+    schema: SchemaRef,
+    converted: Vec<bool>,
+    partitioner: Option<Partitioner>,
+    time_index: Option<usize>,
+    rotate: Rotate,
+    max_open_files: usize,
+    open: HashMap<String, OpenFile>,
+    instance: u32,
+    seq: u64,
+    ledger: Option<Arc<ComponentLedger>>,
+    name: String,
+}
+
+#[async_trait]
+impl Sink for ParquetSink {
+    async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
+        let mut w = self.writer;
+        w.ledger = Some(cx.ledger.clone());
+        std::fs::create_dir_all(&w.root)
+            .map_err(|e| ComponentError::new(format!("cannot create {}: {e}", w.root.display())))?;
+        match recover(&w.root) {
+            Ok(moved) if !moved.is_empty() => tracing::warn!(
+                component = %cx.name,
+                files = moved.len(),
+                dir = %w.root.join(crate::INCOMPLETE_DIR).display(),
+                "moved temporary files left by an earlier crash out of the dataset; their records were never acknowledged"
+            ),
+            Ok(_) => {}
+            Err(e) => return Err(ComponentError::new(format!("cannot check {} for leftovers: {e}", w.root.display()))),
+        }
+        let period = (w.rotate.max_age.get() / 4).clamp(Duration::from_millis(25), Duration::from_secs(1));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut w = Some(w);
+        loop {
+            let batch = tokio::select! {
+                b = input.recv() => b,
+                _ = tick.tick() => {
+                    // Encoding and fsync block; keep them off the async workers.
+                    let mut st = w.take().expect("writer present");
+                    w = Some(blocking(move || { st.close_aged(); st }).await?);
+                    continue;
+                }
+            };
+            let mut st = w.take().expect("writer present");
+            match batch {
+                Some(b) => w = Some(blocking(move || { st.write(b); st }).await?),
+                None => {
+                    blocking(move || st.close_all()).await?;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ComponentError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ComponentError::new(format!("writer thread failed: {e}")))
+}
+
+impl Writer {
+    fn ledger(&self) -> &ComponentLedger {
+        self.ledger.as_ref().expect("set before the first write")
+    }
+
+    fn write(&mut self, batch: spillway_core::Batch) {
+        let data = match self.convert(&batch.data) {
+            Ok(d) => d,
+            Err(e) => {
+                self.fail_batch(&batch, &format!("cannot convert the batch: {e}"));
+                return;
+            }
+        };
+        let times = self.time_index.and_then(|i| data.column(i).as_primitive_opt().cloned());
+        match (&mut self.partitioner, times) {
+            (Some(p), Some(times)) => {
+                let mut parts: Vec<(String, RecordBatch)> = Vec::new();
+                let mut error = None;
+                p.split(&times, |dir, rows| {
+                    if rows.len() == data.num_rows() {
+                        parts.push((dir.to_string(), data.clone()));
+                        return;
+                    }
+                    let idx = arrow::array::UInt32Array::from(rows.to_vec());
+                    match arrow::compute::take_record_batch(&data, &idx) {
+                        Ok(b) => parts.push((dir.to_string(), b)),
+                        Err(e) => error = Some(e),
+                    }
+                });
+                if let Some(e) = error {
+                    self.fail_batch(&batch, &format!("cannot split the batch into partitions: {e}"));
+                    return;
+                }
+                for (dir, part) in parts {
+                    self.append(&dir, part, &batch.acks);
+                }
+            }
+            _ => self.append("", data, &batch.acks),
+        }
+    }
+
+    fn fail_batch(&self, batch: &spillway_core::Batch, why: &str) {
+        tracing::error!(component = %self.name, rows = batch.rows(), error = why, "batch dropped");
+        self.ledger().dropped(DropReason::SinkError, batch.rows() as u64);
+        batch.acks.settle(AckStatus::Rejected);
+    }
+
+    /// Converts address columns to strings when configured to.
+    fn convert(&self, data: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
+        if !self.converted.iter().any(|c| *c) {
+            return Ok(data.clone());
+        }
+        let columns: Vec<ArrayRef> = data
+            .columns()
+            .iter()
+            .zip(&self.converted)
+            .map(|(col, conv)| if *conv { addresses_to_strings(col.as_ref()) } else { col.clone() })
+            .collect();
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+
+    fn append(&mut self, dir: &str, data: RecordBatch, acks: &Acks) {
+        let rows = data.num_rows() as u64;
+        if !self.open.contains_key(dir) {
+            if self.open.len() >= self.max_open_files
+                && let Some(oldest) = self.open.iter().min_by_key(|(_, f)| f.opened).map(|(k, _)| k.clone())
+            {
+                self.finish(&oldest);
+            }
+            match self.create(dir) {
+                Ok(f) => {
+                    self.open.insert(dir.to_string(), f);
+                }
+                Err(e) => {
+                    tracing::error!(component = %self.name, partition = dir, error = %e, rows, "cannot create a Parquet file; records dropped");
+                    self.ledger().dropped(DropReason::SinkError, rows);
+                    acks.settle(AckStatus::Rejected);
+                    return;
+                }
+            }
+        }
+        let file = self.open.get_mut(dir).expect("just opened");
+        file.acks.extend(acks);
+        file.rows += rows;
+        if let Err(e) = file.writer.write(&data) {
+            let why = format!("write failed: {e}");
+            self.abandon(dir, &why);
+            return;
+        }
+        let size = file.writer.bytes_written() + file.writer.in_progress_size();
+        if file.rows >= self.rotate.max_rows || size as u64 >= self.rotate.max_bytes.get() {
+            self.finish(dir);
+        }
+    }
+
+    fn create(&mut self, dir: &str) -> Result<OpenFile, String> {
+        let parent = if dir.is_empty() { self.root.clone() } else { self.root.join(dir) };
+        std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        self.seq += 1;
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+        let base = format!("part-{stamp}-{:08x}-{:06}", self.instance, self.seq);
+        let tmp = parent.join(format!(".{base}{TMP_SUFFIX}"));
+        let dest = parent.join(format!("{base}.parquet"));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+        let handle = file.try_clone().map_err(|e| e.to_string())?;
+        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
+            .map_err(|e| format!("cannot start a Parquet writer: {e}"))?;
+        Ok(OpenFile { writer, handle, tmp, dest, rows: 0, opened: Instant::now(), acks: Acks::none() })
+    }
+
+    /// Closes, syncs and renames one file, then acknowledges its records.
+    fn finish(&mut self, dir: &str) {
+        let Some(f) = self.open.remove(dir) else { return };
+        let OpenFile { writer, handle, tmp, dest, rows, acks, .. } = f;
+        let result = writer
+            .close()
+            .map_err(|e| format!("cannot finish the file: {e}"))
+            .and_then(|_| handle.sync_all().map_err(|e| format!("fsync failed: {e}")))
+            .and_then(|_| std::fs::rename(&tmp, &dest).map_err(|e| format!("rename failed: {e}")))
+            .and_then(|_| sync_dir(dest.parent().unwrap_or(Path::new("."))));
+        match result {
+            Ok(()) => {
+                tracing::debug!(component = %self.name, file = %dest.display(), rows, "Parquet file is durable");
+                self.ledger().delivered(rows);
+                acks.settle(AckStatus::Delivered);
+            }
+            Err(e) => {
+                tracing::error!(component = %self.name, file = %tmp.display(), rows, error = %e, "Parquet file lost; its records are dropped");
+                let _ = std::fs::remove_file(&tmp);
+                self.ledger().dropped(DropReason::SinkError, rows);
+                acks.settle(AckStatus::Rejected);
+            }
+        }
+    }
+
+    /// Gives up on an open file after a write error.
+    fn abandon(&mut self, dir: &str, why: &str) {
+        let Some(f) = self.open.remove(dir) else { return };
+        tracing::error!(component = %self.name, file = %f.tmp.display(), rows = f.rows, error = why, "Parquet file abandoned; its records are dropped");
+        let _ = std::fs::remove_file(&f.tmp);
+        self.ledger().dropped(DropReason::SinkError, f.rows);
+        f.acks.settle(AckStatus::Rejected);
+    }
+
+    fn close_aged(&mut self) {
+        let max_age = self.rotate.max_age.get();
+        let aged: Vec<String> =
+            self.open.iter().filter(|(_, f)| f.opened.elapsed() >= max_age).map(|(k, _)| k.clone()).collect();
+        for dir in aged {
+            self.finish(&dir);
+        }
+    }
+
+    fn close_all(mut self) {
+        let dirs: Vec<String> = self.open.keys().cloned().collect();
+        for dir in dirs {
+            self.finish(&dir);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("fsync of directory {} failed: {e}", dir.display()))
+}
+
+fn addresses_to_strings(col: &dyn Array) -> ArrayRef {
+    let bin = col.as_fixed_size_binary();
+    let mut out = StringBuilder::with_capacity(bin.len(), bin.len() * 15);
+    for i in 0..bin.len() {
+        if bin.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        let bytes: [u8; 16] = bin.value(i).try_into().unwrap_or([0; 16]);
+        let v6 = std::net::Ipv6Addr::from(bytes);
+        // Writing through fmt::Write fills the builder's buffer in place.
+        let _ = match v6.to_ipv4_mapped() {
+            Some(v4) => write!(out, "{v4}"),
+            None => write!(out, "{v6}"),
+        };
+        out.append_value("");
+    }
+    Arc::new(out.finish())
+}

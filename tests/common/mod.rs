@@ -1,0 +1,116 @@
+//! Helpers shared by the integration tests: the binary, peers, temp dirs.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The `spillway` binary under test.
+pub fn spillway() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_spillway"));
+    c.env("RUST_LOG", "info").stdin(Stdio::null());
+    c
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True under CI, where a missing peer is a failure, not a skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Whether a peer is available. Under `CI=true` a missing peer panics (a
+/// skip would hide a missing install step); locally the test is skipped
+/// with a message.
+pub fn require(peer: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if in_ci() {
+        panic!("{peer} is required under CI=true but is not installed; run scripts/test.sh");
+    }
+    eprintln!("skipping: {peer} is not installed (scripts/test.sh installs it)");
+    false
+}
+
+/// Python 3 with pyarrow and duckdb, the independent Parquet readers.
+pub fn python_readers() -> bool {
+    let ok = Command::new(python())
+        .args(["-c", "import pyarrow, duckdb"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    require("python3 with pyarrow and duckdb", ok)
+}
+
+/// The Python interpreter the setup script prepared.
+pub fn python() -> String {
+    std::env::var("SPILLWAY_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// Runs a Python script with arguments and returns its stdout, panicking
+/// with its stderr if it fails.
+pub fn run_python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(python()).arg("-c").arg(script).args(args).output().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Writes `yaml` to `dir/pipeline.yaml` and returns its path.
+pub fn write_pipeline(dir: &Path, yaml: &str) -> PathBuf {
+    let p = dir.join("pipeline.yaml");
+    std::fs::write(&p, yaml).expect("write pipeline");
+    p
+}
+
+/// Runs a pipeline to completion in `dir`, returning the process output and
+/// the final ledger.
+pub fn run_pipeline(dir: &Path, pipeline: &Path) -> (Output, serde_json::Value) {
+    let ledger = dir.join("ledger.json");
+    let out = spillway()
+        .current_dir(dir)
+        .arg("run")
+        .arg(pipeline)
+        .arg("--ledger-json")
+        .arg(&ledger)
+        .output()
+        .expect("spillway runs");
+    let doc = std::fs::read(&ledger)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (out, doc)
+}
+
+/// One component's final counters from a ledger document.
+pub fn entry<'a>(ledger: &'a serde_json::Value, component: &str) -> &'a serde_json::Value {
+    ledger["components"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["component"] == component))
+        .unwrap_or_else(|| panic!("no ledger entry for {component}: {ledger}"))
+}
+
+/// Asserts that the ledger balances: no imbalance reported, nothing in flight.
+pub fn assert_balanced(ledger: &serde_json::Value) {
+    assert_eq!(ledger["imbalances"], serde_json::json!([]), "ledger: {ledger}");
+    for e in ledger["components"].as_array().expect("components") {
+        assert_eq!(e["in_flight"], 0, "in flight at exit: {e}");
+        let accounted = e["emitted"].as_u64().unwrap()
+            + e["delivered"].as_u64().unwrap()
+            + e["dropped_total"].as_u64().unwrap();
+        assert_eq!(e["received"].as_u64().unwrap(), accounted, "unbalanced: {e}");
+    }
+}
+
+/// Stdout and stderr of a finished process, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
