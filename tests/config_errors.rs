@@ -36,7 +36,11 @@ fn every_broken_file_reports_each_expected_error_with_its_position() {
             .expect("spillway runs");
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.code() != Some(2) {
-            failures.push(format!("{}: exit status {:?}, want 2\n{stderr}", case.display(), out.status.code()));
+            failures.push(format!(
+                "{}: exit status {:?}, want 2\n{stderr}",
+                case.display(),
+                out.status.code()
+            ));
             continue;
         }
         let prefix = format!("{}:", case.display());

@@ -79,7 +79,9 @@ pub fn write_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
         }};
     }
     match col.data_type() {
-        DataType::Boolean => out.extend_from_slice(if col.as_boolean().value(row) { b"true" } else { b"false" }),
+        DataType::Boolean => {
+            out.extend_from_slice(if col.as_boolean().value(row) { b"true" } else { b"false" })
+        }
         DataType::UInt8 => num!(UInt8Type),
         DataType::UInt16 => num!(UInt16Type),
         DataType::UInt32 => num!(UInt32Type),
@@ -108,7 +110,9 @@ pub fn write_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
         }
         DataType::Timestamp(unit, _) => {
             let v = match unit {
-                TimeUnit::Second => col.as_primitive::<TimestampSecondType>().value(row).saturating_mul(1_000_000_000),
+                TimeUnit::Second => {
+                    col.as_primitive::<TimestampSecondType>().value(row).saturating_mul(1_000_000_000)
+                }
                 TimeUnit::Millisecond => {
                     col.as_primitive::<TimestampMillisecondType>().value(row).saturating_mul(1_000_000)
                 }

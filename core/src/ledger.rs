@@ -242,7 +242,8 @@ impl Ledger {
     /// Renders the counters in the Prometheus text exposition format.
     pub fn prometheus(&self, out: &mut String) {
         let entries = self.snapshot();
-        let counters: [(&str, &str, fn(&LedgerEntry) -> u64); 4] = [
+        type Counter = (&'static str, &'static str, fn(&LedgerEntry) -> u64);
+        let counters: [Counter; 4] = [
             ("spillway_records_received_total", "Records taken in by the component.", |e| e.received),
             ("spillway_records_emitted_total", "Records passed downstream.", |e| e.emitted),
             ("spillway_records_delivered_total", "Records made durable by a sink.", |e| e.delivered),

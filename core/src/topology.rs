@@ -116,8 +116,10 @@ impl Topology {
     /// stop; the run still returns only once everything in flight drained.
     pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, StartError> {
         let Topology { built, ledger, admin, options } = self;
-        let edges: Vec<(String, Vec<String>)> = built.iter().map(|(n, _, _, i)| (n.clone(), i.clone())).collect();
-        let mut inputs: HashMap<String, (RowSender, Option<RowReceiver>, Arc<ComponentLedger>)> = HashMap::new();
+        let edges: Vec<(String, Vec<String>)> =
+            built.iter().map(|(n, _, _, i)| (n.clone(), i.clone())).collect();
+        let mut inputs: HashMap<String, (RowSender, Option<RowReceiver>, Arc<ComponentLedger>)> =
+            HashMap::new();
         for (name, b, entry, _) in &built {
             if !matches!(b, Built::Source(_)) {
                 let (tx, mut rx) = channel::channel(options.channel_rows);
@@ -132,9 +134,8 @@ impl Topology {
                 targets.entry(input.clone()).or_default().push((tx.clone(), entry.clone()));
             }
         }
-        let health: Health = Arc::new(Mutex::new(
-            built.iter().map(|(n, ..)| (n.clone(), ComponentState::Running)).collect(),
-        ));
+        let health: Health =
+            Arc::new(Mutex::new(built.iter().map(|(n, ..)| (n.clone(), ComponentState::Running)).collect()));
         let admin_task = match admin {
             Some(a) => Some(admin::serve(a.listen, ledger.clone(), health.clone()).await.map_err(|e| {
                 StartError(vec![format!("admin endpoint cannot listen on {}: {e}", a.listen)])
@@ -150,7 +151,8 @@ impl Topology {
             let n: Arc<str> = name.as_str().into();
             let id = match b {
                 Built::Source(src) => {
-                    let cx = SourceContext { name: n, out, shutdown: sources_stop.child_token(), ledger: entry };
+                    let cx =
+                        SourceContext { name: n, out, shutdown: sources_stop.child_token(), ledger: entry };
                     tasks.spawn(async move {
                         let r = src.run(cx).await.map_err(|e| e.message);
                         (name, ComponentKind::Source, r)

@@ -112,5 +112,79 @@ pub fn assert_balanced(ledger: &serde_json::Value) {
 
 /// Stdout and stderr of a finished process, for assertion messages.
 pub fn text(out: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Every `*.parquet` file under `root` (not temporary files).
+pub fn parquet_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Sends a signal (`TERM`, `INT`, `KILL`) to a process we started.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("kill runs");
+    assert!(ok.success(), "kill -{sig} {pid} failed");
+}
+
+/// A child process that is killed when the guard drops, so a failing test
+/// never leaves a pipeline running.
+pub struct Guard(Option<std::process::Child>);
+
+impl Guard {
+    /// Starts `spillway run PIPELINE` in `dir`; stdout is discarded and
+    /// stderr collected.
+    pub fn run(dir: &Path, pipeline: &Path, extra: &[&str]) -> Guard {
+        let child = spillway()
+            .current_dir(dir)
+            .arg("run")
+            .arg(pipeline)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spillway starts");
+        Guard(Some(child))
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("running").id()
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.as_mut().expect("running").try_wait().expect("try_wait")
+    }
+
+    /// Waits for the exit and collects the output.
+    pub fn wait(mut self) -> Output {
+        self.0.take().expect("running").wait_with_output().expect("wait for spillway")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }

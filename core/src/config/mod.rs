@@ -120,8 +120,11 @@ pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
         .map_err(|errors| LoadError::Invalid { path: path.to_path_buf(), errors })
 }
 
-const SECTIONS: [(&str, ComponentKind); 3] =
-    [("sources", ComponentKind::Source), ("transforms", ComponentKind::Transform), ("sinks", ComponentKind::Sink)];
+const SECTIONS: [(&str, ComponentKind); 3] = [
+    ("sources", ComponentKind::Source),
+    ("transforms", ComponentKind::Transform),
+    ("sinks", ComponentKind::Sink),
+];
 const TOP_LEVEL: [&str; 4] = ["sources", "transforms", "sinks", "admin"];
 
 /// Loads and validates a pipeline from text.
@@ -188,12 +191,17 @@ impl Validator {
             };
             let components: &[(Node, Node)] = match &value.kind {
                 NodeKind::Map(m) => m,
-                NodeKind::Scalar { value: s, quoted: false } if s.is_empty() || s == "~" || s == "null" => &[],
+                NodeKind::Scalar { value: s, quoted: false } if s.is_empty() || s == "~" || s == "null" => {
+                    &[]
+                }
                 _ => {
                     self.err(
                         value.pos,
                         section,
-                        format!("`{section}` must be a mapping of component names to configs, not {}", value.type_name()),
+                        format!(
+                            "`{section}` must be a mapping of component names to configs, not {}",
+                            value.type_name()
+                        ),
                     );
                     continue;
                 }
@@ -210,7 +218,9 @@ impl Validator {
                     continue;
                 }
                 seen.insert(name.clone(), (path.clone(), name_node.pos));
-                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+                if name.is_empty()
+                    || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
                     self.err(
                         name_node.pos,
                         &path,
@@ -269,7 +279,11 @@ impl Validator {
     ) -> Option<Entry<'a>> {
         let path = format!("{section}.{name}");
         let Some(fields) = body.as_map() else {
-            self.err(body.pos, &path, format!("a component is a mapping with a `type`, not {}", body.type_name()));
+            self.err(
+                body.pos,
+                &path,
+                format!("a component is a mapping with a `type`, not {}", body.type_name()),
+            );
             return None;
         };
         let mut entry = Entry { name, kind, name_node, body, config: None, inputs: Vec::new() };
@@ -282,11 +296,17 @@ impl Validator {
                     for item in items {
                         match item.as_str() {
                             Some(s) if !s.is_empty() => entry.inputs.push((s.to_string(), item.pos)),
-                            _ => self.err(item.pos, format!("{path}.inputs"), "each input is a component name"),
+                            _ => {
+                                self.err(item.pos, format!("{path}.inputs"), "each input is a component name")
+                            }
                         }
                     }
                     if items.is_empty() {
-                        self.err(inputs.pos, format!("{path}.inputs"), format!("{} `{}` has no inputs", kind.as_str(), entry.name));
+                        self.err(
+                            inputs.pos,
+                            format!("{path}.inputs"),
+                            format!("{} `{}` has no inputs", kind.as_str(), entry.name),
+                        );
                     }
                 }
                 _ => self.err(
@@ -350,17 +370,20 @@ impl Validator {
                 }
             }
             Err(e) => {
-                let message = e.message.replace(
-                    "expected one of",
-                    &format!("`{}` {} accepts", reg.name, kind.as_str()),
-                );
+                let message = e
+                    .message
+                    .replace("expected one of", &format!("`{}` {} accepts", reg.name, kind.as_str()));
                 let message = if e.path.is_empty() && message.starts_with("missing field") {
                     format!("{message} (see `spillway plugins` for an example)")
                 } else {
                     message
                 };
                 let (pos, sub) = error_position(body, &e.path, &message, &path);
-                let pos = if e.path.is_empty() && !message.starts_with("unknown field") { name_node.pos } else { pos };
+                let pos = if e.path.is_empty() && !message.starts_with("unknown field") {
+                    name_node.pos
+                } else {
+                    pos
+                };
                 self.err(pos, sub, message);
             }
         }
@@ -372,7 +395,8 @@ impl Validator {
             self.err(name_node.pos, path, issue.message.clone());
             return;
         }
-        let segs: Vec<PathSegment> = issue.field.split('.').map(|s| PathSegment::Key(s.to_string())).collect();
+        let segs: Vec<PathSegment> =
+            issue.field.split('.').map(|s| PathSegment::Key(s.to_string())).collect();
         let pos = if segs.len() == 1 && body.key(&issue.field).is_some() {
             body.get(&issue.field).map_or(name_node.pos, |n| n.pos)
         } else {
@@ -403,9 +427,11 @@ impl Validator {
                         format!("{path}.inputs"),
                         format!("`{input}` is a sink; sinks have no output to use as an input"),
                     ),
-                    Some(_) if input == &e.name => {
-                        self.err(*pos, format!("{path}.inputs"), format!("`{}` cannot be its own input", e.name))
-                    }
+                    Some(_) if input == &e.name => self.err(
+                        *pos,
+                        format!("{path}.inputs"),
+                        format!("`{}` cannot be its own input", e.name),
+                    ),
                     Some(_) => {
                         consumed.insert(input.as_str());
                     }
@@ -416,7 +442,8 @@ impl Validator {
                 }
             }
         }
-        let inputs_resolved = entries.iter().all(|e| e.inputs.iter().all(|(i, _)| kinds.contains_key(i.as_str())));
+        let inputs_resolved =
+            entries.iter().all(|e| e.inputs.iter().all(|(i, _)| kinds.contains_key(i.as_str())));
         for e in entries {
             // Only when every input resolved: a typo'd input would otherwise
             // also report its intended upstream as unused.
@@ -437,7 +464,8 @@ impl Validator {
             }
         }
         // Depth-first topological sort; a back edge is a cycle.
-        let index: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.name.as_str(), i)).collect();
+        let index: HashMap<&str, usize> =
+            entries.iter().enumerate().map(|(i, e)| (e.name.as_str(), i)).collect();
         let mut state = vec![0u8; entries.len()]; // 0 new, 1 on stack, 2 done
         let mut order = Vec::with_capacity(entries.len());
         let mut reported: HashSet<Vec<String>> = HashSet::new();
@@ -533,7 +561,9 @@ impl Validator {
                         self.err(
                             pos,
                             format!("{path}.inputs"),
-                            format!("inputs `{first_name}` and `{other_name}` have different schemas: {diff}"),
+                            format!(
+                                "inputs `{first_name}` and `{other_name}` have different schemas: {diff}"
+                            ),
                         );
                     }
                 }

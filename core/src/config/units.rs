@@ -90,9 +90,14 @@ impl FromStr for ByteSize {
             "MiB" => 1 << 20,
             "GiB" => 1 << 30,
             "TiB" => 1 << 40,
-            _ => return Err(format!("invalid size `{s}`: unknown unit `{unit}` (use B, KB, MB, GB, KiB, MiB, GiB)")),
+            _ => {
+                return Err(format!(
+                    "invalid size `{s}`: unknown unit `{unit}` (use B, KB, MB, GB, KiB, MiB, GiB)"
+                ));
+            }
         };
-        let value: f64 = num.parse().map_err(|_| format!("invalid size `{s}`: expected a number and a unit"))?;
+        let value: f64 =
+            num.parse().map_err(|_| format!("invalid size `{s}`: expected a number and a unit"))?;
         let bytes = value * mult as f64;
         if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
             return Err(format!("invalid size `{s}`: out of range"));

@@ -143,7 +143,9 @@ fn plain_scalar(s: &str) -> serde_json::Value {
         _ => {}
     }
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_') && !digits.starts_with('_')
+    if !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        && !digits.starts_with('_')
     {
         let clean: String = s.chars().filter(|c| *c != '_' && *c != '+').collect();
         if let Ok(i) = clean.parse::<i64>() {
@@ -185,7 +187,8 @@ pub struct YamlError {
 /// can never change the structure of the file and positions stay exact.
 /// Every missing variable is reported, not just the first.
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, Vec<YamlError>> {
-    let mut builder = Builder { stack: Vec::new(), root: None, anchors: HashMap::new(), errors: Vec::new(), env };
+    let mut builder =
+        Builder { stack: Vec::new(), root: None, anchors: HashMap::new(), errors: Vec::new(), env };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, false) {
         let m = e.marker();
@@ -258,7 +261,9 @@ impl MarkedEventReceiver for Builder<'_> {
             Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(pos, Vec::new(), None, anchor)),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq(pos, items, anchor)) => (Node { kind: NodeKind::Seq(items), pos }, anchor),
+                    Some(Frame::Seq(pos, items, anchor)) => {
+                        (Node { kind: NodeKind::Seq(items), pos }, anchor)
+                    }
                     Some(Frame::Map(pos, entries, _, anchor)) => {
                         (Node { kind: NodeKind::Map(entries), pos }, anchor)
                     }
@@ -267,10 +272,11 @@ impl MarkedEventReceiver for Builder<'_> {
                 self.push_node(node, anchor);
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().unwrap_or(Node {
-                    kind: NodeKind::Scalar { value: String::new(), quoted: false },
-                    pos,
-                });
+                let node = self
+                    .anchors
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or(Node { kind: NodeKind::Scalar { value: String::new(), quoted: false }, pos });
                 self.push_node(Node { pos, ..node }, 0);
             }
             _ => {}

@@ -95,7 +95,8 @@ impl SourceConfig for DemoConfig {
     fn validate(&self) -> Vec<FieldIssue> {
         let mut issues = Vec::new();
         if self.rate == Some(0) {
-            issues.push(FieldIssue::new("rate", "must be at least 1 record per second (omit it for no limit)"));
+            issues
+                .push(FieldIssue::new("rate", "must be at least 1 record per second (omit it for no limit)"));
         }
         if self.batch_size == 0 || self.batch_size > 1 << 20 {
             issues.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
@@ -105,7 +106,9 @@ impl SourceConfig for DemoConfig {
         }
         match self.projection() {
             Err(e) => issues.push(FieldIssue::new("columns", e)),
-            Ok(Some(p)) if p.is_empty() => issues.push(FieldIssue::new("columns", "must name at least one column")),
+            Ok(Some(p)) if p.is_empty() => {
+                issues.push(FieldIssue::new("columns", "must name at least one column"))
+            }
             Ok(_) => {}
         }
         if let Err(e) = self.start_ns() {
@@ -146,7 +149,8 @@ impl Source for Demo {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let SourceContext { name, mut out, shutdown, ledger } = cx;
         let start_ns = self.start_ns.unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
-        let mut generator = FlowGenerator::new(self.cfg.seed, self.cfg.exporters, start_ns, self.cfg.time_step.0);
+        let mut generator =
+            FlowGenerator::new(self.cfg.seed, self.cfg.exporters, start_ns, self.cfg.time_step.0);
         let (mut tracker, mut settled) = AckTracker::new();
         // A paced source sends at least ten batches a second so that pacing
         // is smooth; an unpaced one sends full batches.
@@ -293,7 +297,7 @@ impl FlowGenerator {
             domain.append_value(0);
             sequence.append_value(seq);
             version.append_value(10);
-            if r % 10 == 0 {
+            if r.is_multiple_of(10) {
                 let mut a = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
                 a[12..].copy_from_slice(&((r >> 8) as u32).to_be_bytes());
                 src_addr.append_value(a).expect("16 bytes");

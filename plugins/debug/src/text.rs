@@ -95,7 +95,11 @@ impl Sink for TextSink {
                     .append(true)
                     .open(path)
                     .map_err(|e| ComponentError::new(format!("cannot open {}: {e}", path.display())))?;
-                let handle = if *sync { Some(f.try_clone().map_err(|e| ComponentError::new(e.to_string()))?) } else { None };
+                let handle = if *sync {
+                    Some(f.try_clone().map_err(|e| ComponentError::new(e.to_string()))?)
+                } else {
+                    None
+                };
                 (Box::new(f), handle)
             }
             Target::Stdout => (Box::new(std::io::stdout()), None),

@@ -31,7 +31,11 @@ impl Partitioner {
         } else {
             86_400
         };
-        Ok(Self { pattern: pattern.to_string(), granularity_ns: granularity_s * 1_000_000_000, groups: HashMap::new() })
+        Ok(Self {
+            pattern: pattern.to_string(),
+            granularity_ns: granularity_s * 1_000_000_000,
+            groups: HashMap::new(),
+        })
     }
 
     /// Groups the rows of `times` by partition directory, calling `f` once
@@ -100,7 +104,13 @@ mod tests {
     fn rows_are_grouped_by_hour_in_time_order() {
         let h = 3_600_000_000_000i64;
         let t0 = 1_767_225_600_000_000_000i64; // 2026-01-01T00:00:00Z
-        let times = TimestampNanosecondArray::from(vec![Some(t0 + h + 5), Some(t0), None, Some(t0 + 10), Some(t0 + h)]);
+        let times = TimestampNanosecondArray::from(vec![
+            Some(t0 + h + 5),
+            Some(t0),
+            None,
+            Some(t0 + 10),
+            Some(t0 + h),
+        ]);
         let mut p = Partitioner::new("dt=%Y-%m-%d/hour=%H").unwrap();
         let mut seen = Vec::new();
         p.split(&times, |dir, rows| seen.push((dir.to_string(), rows.to_vec())));

@@ -178,7 +178,13 @@ impl SinkConfig for ParquetConfig {
                 .fields()
                 .iter()
                 .zip(&converted)
-                .map(|(f, c)| if *c { Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable())) } else { f.clone() })
+                .map(|(f, c)| {
+                    if *c {
+                        Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
+                    } else {
+                        f.clone()
+                    }
+                })
                 .collect::<Vec<_>>(),
             input.metadata().clone(),
         ));
@@ -215,7 +221,8 @@ spillway_core::register_sink! {
 }
 
 fn instance_id() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     std::process::id().rotate_left(16) ^ nanos
 }
 
@@ -264,7 +271,12 @@ impl Sink for ParquetSink {
                 "moved temporary files left by an earlier crash out of the dataset; their records were never acknowledged"
             ),
             Ok(_) => {}
-            Err(e) => return Err(ComponentError::new(format!("cannot check {} for leftovers: {e}", w.root.display()))),
+            Err(e) => {
+                return Err(ComponentError::new(format!(
+                    "cannot check {} for leftovers: {e}",
+                    w.root.display()
+                )));
+            }
         }
         let period = (w.rotate.max_age.get() / 4).clamp(Duration::from_millis(25), Duration::from_secs(1));
         let mut tick = tokio::time::interval(period);
@@ -282,7 +294,15 @@ impl Sink for ParquetSink {
             };
             let mut st = w.take().expect("writer present");
             match batch {
-                Some(b) => w = Some(blocking(move || { st.write(b); st }).await?),
+                Some(b) => {
+                    w = Some(
+                        blocking(move || {
+                            st.write(b);
+                            st
+                        })
+                        .await?,
+                    )
+                }
                 None => {
                     blocking(move || st.close_all()).await?;
                     return Ok(());
@@ -293,7 +313,9 @@ impl Sink for ParquetSink {
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ComponentError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ComponentError::new(format!("writer thread failed: {e}")))
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ComponentError::new(format!("writer thread failed: {e}")))
 }
 
 impl Writer {
@@ -357,37 +379,51 @@ impl Writer {
         RecordBatch::try_new(self.schema.clone(), columns)
     }
 
-    fn append(&mut self, dir: &str, data: RecordBatch, acks: &Acks) {
-        let rows = data.num_rows() as u64;
-        if !self.open.contains_key(dir) {
-            if self.open.len() >= self.max_open_files
-                && let Some(oldest) = self.open.iter().min_by_key(|(_, f)| f.opened).map(|(k, _)| k.clone())
-            {
-                self.finish(&oldest);
-            }
-            match self.create(dir) {
-                Ok(f) => {
-                    self.open.insert(dir.to_string(), f);
+    /// Appends rows to the partition's open file, splitting them across
+    /// files so that no file exceeds `rotate.max_rows`.
+    fn append(&mut self, dir: &str, mut data: RecordBatch, acks: &Acks) {
+        while data.num_rows() > 0 {
+            if !self.open.contains_key(dir) {
+                if self.open.len() >= self.max_open_files
+                    && let Some(oldest) =
+                        self.open.iter().min_by_key(|(_, f)| f.opened).map(|(k, _)| k.clone())
+                {
+                    self.finish(&oldest);
                 }
-                Err(e) => {
-                    tracing::error!(component = %self.name, partition = dir, error = %e, rows, "cannot create a Parquet file; records dropped");
-                    self.ledger().dropped(DropReason::SinkError, rows);
-                    acks.settle(AckStatus::Rejected);
-                    return;
+                match self.create(dir) {
+                    Ok(f) => {
+                        self.open.insert(dir.to_string(), f);
+                    }
+                    Err(e) => {
+                        let rows = data.num_rows() as u64;
+                        tracing::error!(component = %self.name, partition = dir, error = %e, rows, "cannot create a Parquet file; records dropped");
+                        self.ledger().dropped(DropReason::SinkError, rows);
+                        acks.settle(AckStatus::Rejected);
+                        return;
+                    }
                 }
             }
-        }
-        let file = self.open.get_mut(dir).expect("just opened");
-        file.acks.extend(acks);
-        file.rows += rows;
-        if let Err(e) = file.writer.write(&data) {
-            let why = format!("write failed: {e}");
-            self.abandon(dir, &why);
-            return;
-        }
-        let size = file.writer.bytes_written() + file.writer.in_progress_size();
-        if file.rows >= self.rotate.max_rows || size as u64 >= self.rotate.max_bytes.get() {
-            self.finish(dir);
+            let max_rows = self.rotate.max_rows;
+            let file = self.open.get_mut(dir).expect("just opened");
+            let room = max_rows.saturating_sub(file.rows).max(1) as usize;
+            let part = if data.num_rows() <= room {
+                std::mem::replace(&mut data, RecordBatch::new_empty(self.schema.clone()))
+            } else {
+                let head = data.slice(0, room);
+                data = data.slice(room, data.num_rows() - room);
+                head
+            };
+            file.acks.extend(acks);
+            file.rows += part.num_rows() as u64;
+            if let Err(e) = file.writer.write(&part) {
+                let why = format!("write failed: {e}");
+                self.abandon(dir, &why);
+                continue;
+            }
+            let size = file.writer.bytes_written() + file.writer.in_progress_size();
+            if file.rows >= max_rows || size as u64 >= self.rotate.max_bytes.get() {
+                self.finish(dir);
+            }
         }
     }
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every peer the tests need, then runs every check and test.
+#
+# Idempotent: what is already installed is reused. Everything comes from
+# Debian's packages, PyPI or crates.io. Under CI=true a test whose peer is
+# missing fails instead of skipping, so this script must install it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+peers="${SPILLWAY_PEERS:-$HOME/.cache/spillway-peers}"
+mkdir -p "$peers"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- Debian packages -------------------------------------------------------
+# mkfifo/kill (coreutils, procps) are used by the shutdown tests.
+need_apt=()
+command -v mkfifo >/dev/null || need_apt+=(coreutils)
+command -v kill >/dev/null || need_apt+=(procps)
+if ((${#need_apt[@]})); then
+  step "installing Debian packages: ${need_apt[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# --- Python readers of our Parquet output (pyarrow, DuckDB) ----------------
+venv="$peers/venv"
+if ! "$venv/bin/python" -c 'import pyarrow, duckdb' 2>/dev/null; then
+  step "installing pyarrow and duckdb into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb
+fi
+export SPILLWAY_PYTHON="$venv/bin/python"
+
+# --- Rust ------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked --no-fail-fast

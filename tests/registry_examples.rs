@@ -1,0 +1,71 @@
+//! Every registered component's example config is valid and builds, and the
+//! component reference in docs/ matches the registry.
+
+mod common;
+
+use std::path::Path;
+
+use spillway_core::config;
+use spillway_core::ledger::ComponentKind;
+use spillway_core::registry;
+use spillway_core::topology::{RunOptions, Topology};
+
+// Link the plugin crates so their registrations are present.
+use spillway_debug as _;
+use spillway_parquet as _;
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+#[test]
+fn every_registered_example_builds() {
+    let all = registry::all();
+    let names: Vec<&str> = all.iter().map(|r| r.name).collect();
+    for expected in ["demo", "parquet", "file", "stdout", "blackhole"] {
+        assert!(names.contains(&expected), "`{expected}` is not registered: {names:?}");
+    }
+    for r in all {
+        let yaml = match r.kind {
+            ComponentKind::Source => format!(
+                "sources:\n  it:\n{}sinks:\n  out: {{ type: blackhole, inputs: [it] }}\n",
+                indent(r.example)
+            ),
+            ComponentKind::Transform => format!(
+                "sources:\n  flows: {{ type: demo, count: 1 }}\ntransforms:\n  it:\n{}sinks:\n  out: {{ type: blackhole, inputs: [it] }}\n",
+                indent(r.example)
+            ),
+            ComponentKind::Sink => {
+                format!("sources:\n  flows: {{ type: demo, count: 1 }}\nsinks:\n  it:\n{}", indent(r.example))
+            }
+        };
+        let pipeline = config::load_str(&yaml, &|_| None, Path::new(""))
+            .unwrap_or_else(|e| panic!("example of `{}` is invalid: {e:?}\n{yaml}", r.name));
+        if let Err(e) = Topology::build(pipeline, RunOptions::default()) {
+            panic!("example of `{}` does not build: {e}", r.name);
+        }
+    }
+}
+
+#[test]
+fn the_component_reference_matches_the_registry() {
+    let out = common::spillway().args(["plugins", "--markdown"]).output().unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let path = common::root().join("docs/components.md");
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "docs/components.md is out of date: run `cargo run -- plugins --markdown > docs/components.md`"
+    );
+}
+
+#[test]
+fn plugins_json_lists_every_component_with_its_example() {
+    let out = common::spillway().args(["plugins", "--json"]).output().unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), registry::all().len());
+    assert!(list.iter().all(|c| !c["description"].as_str().unwrap().is_empty()
+        && c["example"].as_str().unwrap().contains("type:")));
+}
