@@ -1,0 +1,759 @@
+//! The decoder: NetFlow v5, v9 (RFC 3954) and IPFIX (RFC 7011) messages into
+//! flow-schema builders, with template state, data held until its template
+//! arrives, sampling state and sequence accounting.
+//!
+//! Every read is bounds-checked by hand (big-endian, no allocation); a message
+//! that breaks the rules is reported as a [`DecodeError`] and whatever it
+//! held that was valid up to that point stays decoded.
+
+use std::collections::{HashMap, VecDeque};
+
+use spillway_core::schema::{SamplingSource, v4_mapped};
+
+use crate::row::{FlowBuilders, Header, Row};
+use crate::sequence::SequenceTracker;
+use crate::template::{FieldSpec, StoreLimits, Target, Template, TemplateStore, VARLEN};
+
+/// Why a message (or the rest of it) could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message of {len} bytes is too short for a NetFlow header")]
+    TooShort { len: usize },
+    #[error("unknown NetFlow version {version}")]
+    UnknownVersion { version: u16 },
+    #[error("v5 header announces {count} records but the message holds {len} bytes")]
+    V5Length { count: u16, len: usize },
+    #[error("IPFIX header length {header} differs from the message length {len}")]
+    IpfixLength { header: u16, len: usize },
+    #[error("set at offset {offset} has length {length}, beyond the {remaining} bytes left")]
+    SetLength { offset: usize, length: u16, remaining: usize },
+    #[error("template {template} is malformed: {why}")]
+    BadTemplate { template: u16, why: &'static str },
+    #[error("data record of template {template} runs past the end of its set")]
+    RecordOverrun { template: u16 },
+}
+
+impl DecodeError {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TooShort { .. } => "too_short",
+            Self::UnknownVersion { .. } => "unknown_version",
+            Self::V5Length { .. } => "v5_length",
+            Self::IpfixLength { .. } => "ipfix_length",
+            Self::SetLength { .. } => "set_length",
+            Self::BadTemplate { .. } => "bad_template",
+            Self::RecordOverrun { .. } => "record_overrun",
+        }
+    }
+}
+
+/// Per-exporter sampling settings from the pipeline config.
+#[derive(Debug, Clone, Default)]
+pub struct SamplingConfig {
+    /// Rate used when an exporter sends none, by exporter prefix.
+    pub defaults: Vec<(ipnet::IpNet, u32)>,
+    /// Rate used whatever the exporter says, by exporter prefix.
+    pub overrides: Vec<(ipnet::IpNet, u32)>,
+}
+
+impl SamplingConfig {
+    fn lookup(list: &[(ipnet::IpNet, u32)], exporter: [u8; 16]) -> Option<u32> {
+        let ip = spillway_core::schema::addr_from_bytes(exporter);
+        list.iter().filter(|(n, _)| n.contains(&ip)).max_by_key(|(n, _)| n.prefix_len()).map(|(_, r)| *r)
+    }
+}
+
+/// Decoder settings.
+#[derive(Debug, Clone)]
+pub struct DecoderConfig {
+    /// Bounds of the template store.
+    pub limits: StoreLimits,
+    /// How long a data set waits for its template, in ns.
+    pub template_timeout_ns: i64,
+    /// Most bytes of data sets held waiting for templates.
+    pub max_pending_bytes: usize,
+    /// Sampling defaults and overrides.
+    pub sampling: SamplingConfig,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        Self {
+            limits: StoreLimits { max_exporters: 100_000, max_templates_per_exporter: 1024 },
+            template_timeout_ns: 600 * 1_000_000_000,
+            max_pending_bytes: 64 << 20,
+            sampling: SamplingConfig::default(),
+        }
+    }
+}
+
+/// Counters kept by the decoder (records are counted by the caller).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeStats {
+    pub templates: u64,
+    pub options_templates: u64,
+    pub options_records: u64,
+    pub withdrawals: u64,
+    /// Data sets parked waiting for their template.
+    pub pending_sets: u64,
+    /// Parked sets decoded once the template came.
+    pub pending_decoded: u64,
+    /// Parked sets whose template never came (or that did not fit).
+    pub pending_expired: u64,
+    /// Records decoded from parked sets.
+    pub pending_records: u64,
+    /// Sets with a reserved id (skipped).
+    pub unknown_sets: u64,
+}
+
+/// What decoding one message produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Flow records appended to the builders (including parked sets that
+    /// this message's templates released).
+    pub records: u64,
+    /// Why the message (or its rest) was rejected.
+    pub error: Option<DecodeError>,
+}
+
+struct Pending {
+    key: ([u8; 16], u32, u16),
+    header: Header,
+    export_ms: i64,
+    uptime_ms: u32,
+    body: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ExporterSampling {
+    /// Exporter-wide rate from options data.
+    rate: Option<u32>,
+    /// Boot time (ms since the epoch) from systemInitTimeMilliseconds.
+    system_init_ms: Option<i64>,
+}
+
+/// Stateful decoder for any number of exporters.
+pub struct Decoder {
+    cfg: DecoderConfig,
+    templates: TemplateStore,
+    pending: VecDeque<Pending>,
+    pending_bytes: usize,
+    exporters: HashMap<([u8; 16], u32), ExporterSampling>,
+    samplers: HashMap<([u8; 16], u32, u64), u32>,
+    /// Sequence accounting.
+    pub sequences: SequenceTracker,
+    /// Decoder counters.
+    pub stats: DecodeStats,
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+#[inline]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+/// Unsigned big-endian integer of 1 to 8 bytes (reduced-size encoding).
+#[inline]
+fn uint(b: &[u8]) -> u64 {
+    let mut v = 0u64;
+    for &x in b.iter().take(8) {
+        v = (v << 8) | x as u64;
+    }
+    v
+}
+
+/// NTP timestamp (seconds since 1900, 32-bit fraction) to ns since 1970.
+#[inline]
+fn ntp_to_ns(v: u64) -> i64 {
+    const NTP_UNIX_OFFSET: i64 = 2_208_988_800;
+    let secs = (v >> 32) as i64 - NTP_UNIX_OFFSET;
+    let frac = ((v & 0xffff_ffff) * 1_000_000_000) >> 32;
+    secs * 1_000_000_000 + frac as i64
+}
+
+/// Values of one record that are not flow columns themselves.
+#[derive(Default, Clone, Copy)]
+struct Scratch {
+    start_uptime: Option<u32>,
+    end_uptime: Option<u32>,
+    start_ns: Option<i64>,
+    end_ns: Option<i64>,
+    start_delta_us: Option<u64>,
+    end_delta_us: Option<u64>,
+    bytes_total: Option<u64>,
+    packets_total: Option<u64>,
+    sampler_id: Option<u64>,
+    icmp: Option<u16>,
+    interval: Option<u64>,
+    algorithm: Option<u64>,
+    packet_interval: Option<u64>,
+    packet_space: Option<u64>,
+    system_init_ms: Option<i64>,
+}
+
+impl Decoder {
+    /// A decoder with the given settings.
+    pub fn new(cfg: DecoderConfig) -> Self {
+        let max = cfg.limits.max_exporters;
+        Self {
+            templates: TemplateStore::new(cfg.limits),
+            cfg,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            exporters: HashMap::new(),
+            samplers: HashMap::new(),
+            sequences: SequenceTracker::new(max),
+            stats: DecodeStats::default(),
+        }
+    }
+
+    /// Templates evicted to respect the store's bounds.
+    pub fn templates_evicted(&self) -> u64 {
+        self.templates.evicted
+    }
+
+    /// Data sets currently waiting for their template, and their bytes.
+    pub fn pending(&self) -> (usize, usize) {
+        (self.pending.len(), self.pending_bytes)
+    }
+
+    /// Decodes one message from `exporter` received at `time_received` (ns).
+    pub fn decode(
+        &mut self,
+        msg: &[u8],
+        exporter: [u8; 16],
+        time_received: i64,
+        out: &mut FlowBuilders,
+    ) -> Outcome {
+        let mut o = Outcome::default();
+        if msg.len() < 4 {
+            o.error = Some(DecodeError::TooShort { len: msg.len() });
+            return o;
+        }
+        match be16(msg, 0) {
+            5 => self.v5(msg, exporter, time_received, out, &mut o),
+            9 => self.v9_ipfix(msg, exporter, time_received, out, &mut o, false),
+            10 => self.v9_ipfix(msg, exporter, time_received, out, &mut o, true),
+            version => o.error = Some(DecodeError::UnknownVersion { version }),
+        }
+        o
+    }
+
+    /// Drops parked data sets older than the template timeout; returns how
+    /// many expired.
+    pub fn expire(&mut self, now: i64) -> u64 {
+        let mut n = 0;
+        while let Some(p) = self.pending.front() {
+            if now - p.header.time_received < self.cfg.template_timeout_ns {
+                break;
+            }
+            let p = self.pending.pop_front().expect("front exists");
+            self.pending_bytes -= p.body.len();
+            n += 1;
+        }
+        self.stats.pending_expired += n;
+        n
+    }
+
+    fn v5(&mut self, msg: &[u8], exporter: [u8; 16], now: i64, out: &mut FlowBuilders, o: &mut Outcome) {
+        if msg.len() < 24 {
+            o.error = Some(DecodeError::TooShort { len: msg.len() });
+            return;
+        }
+        let count = be16(msg, 2);
+        if msg.len() < 24 + count as usize * 48 {
+            o.error = Some(DecodeError::V5Length { count, len: msg.len() });
+            return;
+        }
+        let uptime = be32(msg, 4);
+        let export_ns = be32(msg, 8) as i64 * 1_000_000_000 + be32(msg, 12) as i64;
+        let sequence = be32(msg, 16);
+        let domain = ((msg[20] as u32) << 8) | msg[21] as u32;
+        let header_rate = (be16(msg, 22) & 0x3fff) as u32;
+        let h = Header { time_received: now, exporter, domain, sequence, version: 5 };
+        let (rate, source) = self.rate(exporter, domain, None, (header_rate > 0).then_some(header_rate));
+        for i in 0..count as usize {
+            let r = &msg[24 + i * 48..24 + (i + 1) * 48];
+            let first = be32(r, 24);
+            let last = be32(r, 28);
+            let row = Row {
+                src_addr: Some(v4_mapped(be32(r, 0))),
+                dst_addr: Some(v4_mapped(be32(r, 4))),
+                next_hop: Some(v4_mapped(be32(r, 8))),
+                in_if: Some(be16(r, 12) as u32),
+                out_if: Some(be16(r, 14) as u32),
+                packets: Some(be32(r, 16) as u64),
+                bytes: Some(be32(r, 20) as u64),
+                flow_start: Some(export_ns - uptime.wrapping_sub(first) as i64 * 1_000_000),
+                flow_end: Some(export_ns - uptime.wrapping_sub(last) as i64 * 1_000_000),
+                src_port: Some(be16(r, 32)),
+                dst_port: Some(be16(r, 34)),
+                tcp_flags: Some(r[37] as u16),
+                protocol: Some(r[38]),
+                tos: Some(r[39]),
+                src_as: Some(be16(r, 40) as u32),
+                dst_as: Some(be16(r, 42) as u32),
+                src_mask: Some(r[44]),
+                dst_mask: Some(r[45]),
+                vlan: None,
+                direction: None,
+                sampling_rate: rate,
+                sampling_source: Some(source),
+            };
+            out.push(&h, &row);
+        }
+        o.records += count as u64;
+        self.sequences.observe(exporter, domain, 5, sequence, Some(count as u32));
+    }
+
+    fn v9_ipfix(
+        &mut self,
+        msg: &[u8],
+        exporter: [u8; 16],
+        now: i64,
+        out: &mut FlowBuilders,
+        o: &mut Outcome,
+        ipfix: bool,
+    ) {
+        let header_len = if ipfix { 16 } else { 20 };
+        if msg.len() < header_len {
+            o.error = Some(DecodeError::TooShort { len: msg.len() });
+            return;
+        }
+        let (export_ms, uptime_ms, sequence, domain, end) = if ipfix {
+            let length = be16(msg, 2);
+            if (length as usize) > msg.len() || (length as usize) < header_len {
+                o.error = Some(DecodeError::IpfixLength { header: length, len: msg.len() });
+                return;
+            }
+            (be32(msg, 4) as i64 * 1000, 0u32, be32(msg, 8), be32(msg, 12), length as usize)
+        } else {
+            (be32(msg, 8) as i64 * 1000, be32(msg, 4), be32(msg, 12), be32(msg, 16), msg.len())
+        };
+        let version = if ipfix { 10 } else { 9 };
+        let h = Header { time_received: now, exporter, domain, sequence, version };
+        let mut at = header_len;
+        let mut data_records: u32 = 0;
+        let mut uncountable = false;
+        while at + 4 <= end {
+            let set_id = be16(msg, at);
+            let length = be16(msg, at + 2);
+            if length < 4 || at + length as usize > end {
+                o.error = Some(DecodeError::SetLength { offset: at, length, remaining: end - at });
+                break;
+            }
+            let body = &msg[at + 4..at + length as usize];
+            at += length as usize;
+            let result = match (set_id, ipfix) {
+                (0, false) | (2, true) => self.templates(body, exporter, domain, ipfix, false, out, o),
+                (1, false) | (3, true) => self.templates(body, exporter, domain, ipfix, true, out, o),
+                (id, _) if id >= 256 => {
+                    let key = (exporter, domain, id);
+                    if self.templates.contains(key) {
+                        match self.data_set(body, key, &h, export_ms, uptime_ms, out) {
+                            Ok(n) => {
+                                o.records += n;
+                                data_records += n as u32;
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        uncountable = true;
+                        self.park(key, h, export_ms, uptime_ms, body);
+                        Ok(())
+                    }
+                }
+                _ => {
+                    self.stats.unknown_sets += 1;
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                o.error = Some(e);
+                break;
+            }
+        }
+        // v9's sequence counts packets; IPFIX's counts data records.
+        let units = if ipfix { (!uncountable && o.error.is_none()).then_some(data_records) } else { Some(1) };
+        self.sequences.observe(exporter, domain, version, sequence, units);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn templates(
+        &mut self,
+        mut b: &[u8],
+        exporter: [u8; 16],
+        domain: u32,
+        ipfix: bool,
+        options: bool,
+        out: &mut FlowBuilders,
+        o: &mut Outcome,
+    ) -> Result<(), DecodeError> {
+        let mut fields: Vec<FieldSpec> = Vec::new();
+        // Fewer than 4 bytes left is padding.
+        while b.len() >= 4 {
+            let id = be16(b, 0);
+            fields.clear();
+            let scope_fields: u16;
+            if !options || (ipfix && be16(b, 2) == 0) {
+                let count = be16(b, 2);
+                b = &b[4..];
+                if count == 0 {
+                    if !ipfix {
+                        return Err(DecodeError::BadTemplate { template: id, why: "no fields" });
+                    }
+                    // IPFIX withdrawal: of one template, or of all of a kind.
+                    self.stats.withdrawals += 1;
+                    if id == 2 || id == 3 {
+                        self.templates.remove_all(exporter, domain, id == 3);
+                    } else {
+                        self.templates.remove((exporter, domain, id));
+                    }
+                    continue;
+                }
+                b = read_fields(b, count, ipfix, id, &mut fields)?;
+                scope_fields = 0;
+            } else if ipfix {
+                if b.len() < 6 {
+                    return Err(DecodeError::BadTemplate { template: id, why: "truncated options header" });
+                }
+                let count = be16(b, 2);
+                let scope = be16(b, 4);
+                if scope == 0 || scope > count {
+                    return Err(DecodeError::BadTemplate { template: id, why: "bad scope field count" });
+                }
+                b = read_fields(&b[6..], count, true, id, &mut fields)?;
+                scope_fields = scope;
+            } else {
+                if b.len() < 6 {
+                    return Err(DecodeError::BadTemplate { template: id, why: "truncated options header" });
+                }
+                let scope_len = be16(b, 2);
+                let opt_len = be16(b, 4);
+                if scope_len % 4 != 0 || opt_len % 4 != 0 {
+                    return Err(DecodeError::BadTemplate {
+                        template: id,
+                        why: "options lengths not multiples of 4",
+                    });
+                }
+                let count = (scope_len + opt_len) / 4;
+                b = read_fields(&b[6..], count, false, id, &mut fields)?;
+                scope_fields = scope_len / 4;
+                // v9 scope types are not IPFIX elements: keep them out of the plan.
+                for f in fields.iter_mut().take(scope_fields as usize) {
+                    f.enterprise = u32::MAX;
+                }
+                // Options templates are padded to 4 bytes at the set's end.
+            }
+            if id < 256 {
+                return Err(DecodeError::BadTemplate { template: id, why: "template id below 256" });
+            }
+            let Some(t) = Template::new(fields.clone(), scope_fields) else {
+                return Err(DecodeError::BadTemplate { template: id, why: "fields describe no data" });
+            };
+            if options {
+                self.stats.options_templates += 1;
+            } else {
+                self.stats.templates += 1;
+            }
+            self.templates.insert((exporter, domain, id), t);
+            o.records += self.release((exporter, domain, id), out);
+        }
+        Ok(())
+    }
+
+    fn park(
+        &mut self,
+        key: ([u8; 16], u32, u16),
+        header: Header,
+        export_ms: i64,
+        uptime_ms: u32,
+        body: &[u8],
+    ) {
+        self.stats.pending_sets += 1;
+        while self.pending_bytes + body.len() > self.cfg.max_pending_bytes {
+            let Some(old) = self.pending.pop_front() else { break };
+            self.pending_bytes -= old.body.len();
+            self.stats.pending_expired += 1;
+        }
+        if body.len() > self.cfg.max_pending_bytes {
+            self.stats.pending_expired += 1;
+            return;
+        }
+        self.pending_bytes += body.len();
+        self.pending.push_back(Pending { key, header, export_ms, uptime_ms, body: body.to_vec() });
+    }
+
+    /// Decodes parked sets that were waiting for `key`.
+    fn release(&mut self, key: ([u8; 16], u32, u16), out: &mut FlowBuilders) -> u64 {
+        if self.pending.is_empty() || !self.pending.iter().any(|p| p.key == key) {
+            return 0;
+        }
+        let mut records = 0;
+        let mut keep = VecDeque::with_capacity(self.pending.len());
+        let parked = std::mem::take(&mut self.pending);
+        for p in parked {
+            if p.key != key {
+                keep.push_back(p);
+                continue;
+            }
+            self.pending_bytes -= p.body.len();
+            self.stats.pending_decoded += 1;
+            // A parked set that turns out malformed is counted like any other.
+            if let Ok(n) = self.data_set(&p.body, key, &p.header, p.export_ms, p.uptime_ms, out) {
+                records += n;
+            }
+        }
+        self.pending = keep;
+        self.stats.pending_records += records;
+        records
+    }
+
+    fn data_set(
+        &mut self,
+        mut b: &[u8],
+        key: ([u8; 16], u32, u16),
+        h: &Header,
+        export_ms: i64,
+        uptime_ms: u32,
+        out: &mut FlowBuilders,
+    ) -> Result<u64, DecodeError> {
+        let Some(t) = self.templates.get(key) else { return Ok(0) };
+        let mut n = 0u64;
+        while b.len() >= t.min_len {
+            let mut row = Row::default();
+            let mut s = Scratch::default();
+            let mut at = 0usize;
+            for (f, target) in t.fields.iter().zip(t.plan.iter()) {
+                let len = if f.len == VARLEN {
+                    let Some(&first) = b.get(at) else {
+                        return Err(DecodeError::RecordOverrun { template: key.2 });
+                    };
+                    at += 1;
+                    if first < 255 {
+                        first as usize
+                    } else {
+                        if at + 2 > b.len() {
+                            return Err(DecodeError::RecordOverrun { template: key.2 });
+                        }
+                        let l = be16(b, at) as usize;
+                        at += 2;
+                        l
+                    }
+                } else {
+                    f.len as usize
+                };
+                if at + len > b.len() {
+                    return Err(DecodeError::RecordOverrun { template: key.2 });
+                }
+                let v = &b[at..at + len];
+                at += len;
+                if *target != Target::Skip {
+                    apply(*target, v, &mut row, &mut s);
+                }
+            }
+            b = &b[at..];
+            if t.is_options() {
+                self.stats.options_records += 1;
+                self.learn_sampling(key.0, key.1, &s);
+                continue;
+            }
+            self.finish_row(&mut row, &s, key.0, key.1, export_ms, uptime_ms);
+            out.push(h, &row);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn learn_sampling(&mut self, exporter: [u8; 16], domain: u32, s: &Scratch) {
+        let rate = match (s.packet_interval, s.packet_space, s.interval) {
+            (Some(i), Some(sp), _) if i > 0 => Some(((i + sp) / i) as u32),
+            (Some(i), None, _) if i > 0 => Some(i as u32),
+            (_, _, Some(i)) if i > 0 => Some(i.min(u32::MAX as u64) as u32),
+            _ => None,
+        };
+        let e = self.exporters.entry((exporter, domain)).or_default();
+        if let Some(init) = s.system_init_ms {
+            e.system_init_ms = Some(init);
+        }
+        let Some(rate) = rate else { return };
+        match s.sampler_id {
+            Some(id) => {
+                self.samplers.insert((exporter, domain, id), rate);
+            }
+            None => e.rate = Some(rate),
+        }
+        let _ = s.algorithm;
+    }
+
+    fn rate(
+        &self,
+        exporter: [u8; 16],
+        domain: u32,
+        sampler: Option<u64>,
+        header: Option<u32>,
+    ) -> (u32, SamplingSource) {
+        if let Some(r) = SamplingConfig::lookup(&self.cfg.sampling.overrides, exporter) {
+            return (r, SamplingSource::Override);
+        }
+        if let Some(r) = header {
+            return (r, SamplingSource::Header);
+        }
+        if let Some(id) = sampler
+            && let Some(r) = self.samplers.get(&(exporter, domain, id))
+        {
+            return (*r, SamplingSource::Options);
+        }
+        if let Some(r) = self.exporters.get(&(exporter, domain)).and_then(|e| e.rate) {
+            return (r, SamplingSource::Options);
+        }
+        (SamplingConfig::lookup(&self.cfg.sampling.defaults, exporter).unwrap_or(1), SamplingSource::Default)
+    }
+
+    fn finish_row(
+        &self,
+        row: &mut Row,
+        s: &Scratch,
+        exporter: [u8; 16],
+        domain: u32,
+        export_ms: i64,
+        uptime_ms: u32,
+    ) {
+        if row.bytes.is_none() {
+            row.bytes = s.bytes_total;
+        }
+        if row.packets.is_none() {
+            row.packets = s.packets_total;
+        }
+        // ICMP type and code go in the destination port, as NetFlow v5 (and
+        // nfdump) carry them, so every version reads the same.
+        if let Some(icmp) = s.icmp
+            && row.dst_port.unwrap_or(0) == 0
+        {
+            row.dst_port = Some(icmp);
+        }
+        let export_ns = export_ms * 1_000_000;
+        // Uptime-relative times need the boot time: from the record, from
+        // options data, or (v9) from the header's uptime.
+        let boot_ms = s
+            .system_init_ms
+            .or_else(|| self.exporters.get(&(exporter, domain)).and_then(|e| e.system_init_ms))
+            .or((uptime_ms > 0).then(|| export_ms - uptime_ms as i64));
+        let from_uptime = |up: u32| -> Option<i64> {
+            if uptime_ms > 0 {
+                // Wrapping difference handles the 49.7-day uptime rollover.
+                Some(export_ns - uptime_ms.wrapping_sub(up) as i64 * 1_000_000)
+            } else {
+                boot_ms.map(|b| (b + up as i64) * 1_000_000)
+            }
+        };
+        row.flow_start = s
+            .start_ns
+            .or(s.start_delta_us.map(|d| export_ns - d as i64 * 1000))
+            .or_else(|| s.start_uptime.and_then(from_uptime));
+        row.flow_end = s
+            .end_ns
+            .or(s.end_delta_us.map(|d| export_ns - d as i64 * 1000))
+            .or_else(|| s.end_uptime.and_then(from_uptime));
+        let (rate, source) = self.rate(exporter, domain, s.sampler_id, None);
+        row.sampling_rate = rate;
+        row.sampling_source = Some(source);
+    }
+}
+
+fn read_fields<'a>(
+    mut b: &'a [u8],
+    count: u16,
+    ipfix: bool,
+    template: u16,
+    fields: &mut Vec<FieldSpec>,
+) -> Result<&'a [u8], DecodeError> {
+    if count as usize * 4 > b.len() {
+        return Err(DecodeError::BadTemplate { template, why: "more fields than the set holds" });
+    }
+    for _ in 0..count {
+        if b.len() < 4 {
+            return Err(DecodeError::BadTemplate { template, why: "truncated field specifier" });
+        }
+        let raw = be16(b, 0);
+        let len = be16(b, 2);
+        b = &b[4..];
+        let mut f = FieldSpec { id: raw, len, enterprise: 0 };
+        if ipfix && raw & 0x8000 != 0 {
+            if b.len() < 4 {
+                return Err(DecodeError::BadTemplate { template, why: "truncated enterprise number" });
+            }
+            f.id = raw & 0x7fff;
+            f.enterprise = be32(b, 0);
+            b = &b[4..];
+        }
+        if !ipfix && len == VARLEN {
+            return Err(DecodeError::BadTemplate { template, why: "variable length in a v9 template" });
+        }
+        fields.push(f);
+    }
+    Ok(b)
+}
+
+#[inline]
+fn addr(v: &[u8]) -> Option<[u8; 16]> {
+    match v.len() {
+        4 => Some(v4_mapped(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))),
+        16 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(v);
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
+#[inline]
+fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
+    use Target::*;
+    let u = || uint(v);
+    match target {
+        Skip => {}
+        Bytes => row.bytes = Some(u()),
+        Packets => row.packets = Some(u()),
+        BytesTotal => s.bytes_total = Some(u()),
+        PacketsTotal => s.packets_total = Some(u()),
+        Protocol => row.protocol = Some(u() as u8),
+        Tos => row.tos = Some(u() as u8),
+        TcpFlags => row.tcp_flags = Some(u() as u16),
+        SrcPort => row.src_port = Some(u() as u16),
+        DstPort => row.dst_port = Some(u() as u16),
+        SrcAddr => row.src_addr = addr(v).or(row.src_addr),
+        DstAddr => row.dst_addr = addr(v).or(row.dst_addr),
+        NextHop => row.next_hop = addr(v).or(row.next_hop),
+        SrcMask => row.src_mask = Some(u() as u8),
+        DstMask => row.dst_mask = Some(u() as u8),
+        InIf => row.in_if = Some(u() as u32),
+        OutIf => row.out_if = Some(u() as u32),
+        SrcAs => row.src_as = Some(u() as u32),
+        DstAs => row.dst_as = Some(u() as u32),
+        Vlan => row.vlan = Some(u() as u16),
+        Direction => row.direction = Some(u() as u8),
+        IcmpTypeCode => s.icmp = Some(u() as u16),
+        StartUptime => s.start_uptime = Some(u() as u32),
+        EndUptime => s.end_uptime = Some(u() as u32),
+        StartSeconds => s.start_ns = Some(u() as i64 * 1_000_000_000),
+        EndSeconds => s.end_ns = Some(u() as i64 * 1_000_000_000),
+        StartMillis => s.start_ns = Some(u() as i64 * 1_000_000),
+        EndMillis => s.end_ns = Some(u() as i64 * 1_000_000),
+        StartMicros | StartNanos => s.start_ns = Some(ntp_to_ns(u())),
+        EndMicros | EndNanos => s.end_ns = Some(ntp_to_ns(u())),
+        StartDeltaMicros => s.start_delta_us = Some(u()),
+        EndDeltaMicros => s.end_delta_us = Some(u()),
+        SystemInit => s.system_init_ms = Some(u() as i64),
+        SamplerId => s.sampler_id = Some(u()),
+        SamplingInterval => s.interval = Some(u()),
+        SamplingAlgorithm => s.algorithm = Some(u()),
+        PacketInterval => s.packet_interval = Some(u()),
+        PacketSpace => s.packet_space = Some(u()),
+    }
+}

@@ -1,0 +1,14 @@
+//! NetFlow v5, v9 and IPFIX collection.
+//!
+//! - [`decode::Decoder`]: messages into flow-schema Arrow builders, with
+//!   bounded template state, data parked until its template arrives,
+//!   sampling state and sequence accounting.
+//! - `netflow` source: UDP, several `SO_REUSEPORT` sockets, `recvmmsg`.
+//! - `pcap` source: replays captures through the same decoder.
+//! - [`generate`]: a load generator speaking real v5/v9/IPFIX.
+
+pub mod capture;
+pub mod decode;
+pub mod row;
+pub mod sequence;
+pub mod template;
