@@ -105,6 +105,8 @@ pub struct DecodeStats {
     pub pending_records: u64,
     /// Sets with a reserved id (skipped).
     pub unknown_sets: u64,
+    /// Biflow records split into two directional records.
+    pub biflows: u64,
 }
 
 /// What decoding one message produced.
@@ -187,6 +189,9 @@ struct Scratch {
     packets_total: Option<u64>,
     sampler_id: Option<u64>,
     icmp: Option<u16>,
+    station: Option<[u8; 16]>,
+    reverse_bytes: Option<u64>,
+    reverse_packets: Option<u64>,
     interval: Option<u64>,
     algorithm: Option<u64>,
     packet_interval: Option<u64>,
@@ -213,6 +218,11 @@ impl Decoder {
     /// Templates evicted to respect the store's bounds.
     pub fn templates_evicted(&self) -> u64 {
         self.templates.evicted
+    }
+
+    /// The template for a key, if known (for inspection and tests).
+    pub fn template(&mut self, exporter: [u8; 16], domain: u32, id: u16) -> Option<std::sync::Arc<Template>> {
+        self.templates.get((exporter, domain, id))
     }
 
     /// Data sets currently waiting for their template, and their bytes.
@@ -565,6 +575,29 @@ impl Decoder {
             self.finish_row(&mut row, &s, key.0, key.1, export_ms, uptime_ms);
             out.push(h, &row);
             n += 1;
+            // An RFC 5103 biflow carries the reverse direction's counters in
+            // the same record: it becomes a second, mirrored record.
+            let (rb, rp) = (s.reverse_bytes.unwrap_or(0), s.reverse_packets.unwrap_or(0));
+            if rb > 0 || rp > 0 {
+                let rev = Row {
+                    src_addr: row.dst_addr,
+                    dst_addr: row.src_addr,
+                    src_port: row.dst_port,
+                    dst_port: row.src_port,
+                    in_if: row.out_if,
+                    out_if: row.in_if,
+                    src_as: row.dst_as,
+                    dst_as: row.src_as,
+                    src_mask: row.dst_mask,
+                    dst_mask: row.src_mask,
+                    bytes: Some(rb),
+                    packets: Some(rp),
+                    ..row
+                };
+                out.push(h, &rev);
+                n += 1;
+                self.stats.biflows += 1;
+            }
         }
         Ok(n)
     }
@@ -629,6 +662,16 @@ impl Decoder {
         if row.packets.is_none() {
             row.packets = s.packets_total;
         }
+        if let Some(station) = s.station
+            && row.src_addr.is_none()
+            && row.dst_addr.is_none()
+        {
+            if row.direction == Some(1) {
+                row.dst_addr = Some(station);
+            } else {
+                row.src_addr = Some(station);
+            }
+        }
         // ICMP type and code go in the destination port, as NetFlow v5 (and
         // nfdump) carry them, so every version reads the same.
         if let Some(icmp) = s.icmp
@@ -691,9 +734,8 @@ fn read_fields<'a>(
             f.enterprise = be32(b, 0);
             b = &b[4..];
         }
-        if !ipfix && len == VARLEN {
-            return Err(DecodeError::BadTemplate { template, why: "variable length in a v9 template" });
-        }
+        // RFC 3954 has no variable-length fields, but H3C's v9 exporters use
+        // IPFIX's encoding for them; we accept it in both versions.
         fields.push(f);
     }
     Ok(b)
@@ -713,6 +755,16 @@ fn addr(v: &[u8]) -> Option<[u8; 16]> {
 }
 
 #[inline]
+fn pick(new: Option<[u8; 16]>, old: Option<[u8; 16]>) -> Option<[u8; 16]> {
+    const V4_ZERO: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+    match (new, old) {
+        (Some(n), Some(o)) if n == [0; 16] || n == V4_ZERO => Some(o),
+        (Some(n), _) => Some(n),
+        (None, o) => o,
+    }
+}
+
+#[inline]
 fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
     use Target::*;
     let u = || uint(v);
@@ -727,9 +779,11 @@ fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
         TcpFlags => row.tcp_flags = Some(u() as u16),
         SrcPort => row.src_port = Some(u() as u16),
         DstPort => row.dst_port = Some(u() as u16),
-        SrcAddr => row.src_addr = addr(v).or(row.src_addr),
-        DstAddr => row.dst_addr = addr(v).or(row.dst_addr),
-        NextHop => row.next_hop = addr(v).or(row.next_hop),
+        // Templates often carry both an IPv4 and an IPv6 field of which one
+        // is zero: an unspecified address never replaces a set one.
+        SrcAddr => row.src_addr = pick(addr(v), row.src_addr),
+        DstAddr => row.dst_addr = pick(addr(v), row.dst_addr),
+        NextHop => row.next_hop = pick(addr(v), row.next_hop),
         SrcMask => row.src_mask = Some(u() as u8),
         DstMask => row.dst_mask = Some(u() as u8),
         InIf => row.in_if = Some(u() as u32),
@@ -739,6 +793,9 @@ fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
         Vlan => row.vlan = Some(u() as u16),
         Direction => row.direction = Some(u() as u8),
         IcmpTypeCode => s.icmp = Some(u() as u16),
+        StationAddr => s.station = addr(v),
+        ReverseBytes => s.reverse_bytes = Some(u()),
+        ReversePackets => s.reverse_packets = Some(u()),
         StartUptime => s.start_uptime = Some(u() as u32),
         EndUptime => s.end_uptime = Some(u() as u32),
         StartSeconds => s.start_ns = Some(u() as i64 * 1_000_000_000),

@@ -47,6 +47,12 @@ pub enum Target {
     Direction,
     /// icmpTypeCodeIPv4 / icmpTypeCodeIPv6 (type << 8 | code).
     IcmpTypeCode,
+    /// staIPv4Address (wireless station; Cisco WLC): the source or the
+    /// destination, by flowDirection.
+    StationAddr,
+    /// RFC 5103 reverse counters of a biflow (enterprise 29305).
+    ReverseBytes,
+    ReversePackets,
     /// flowStartSysUpTime / flowEndSysUpTime (ms since the device booted).
     StartUptime,
     EndUptime,
@@ -73,8 +79,12 @@ pub enum Target {
 pub fn target_of(id: u16) -> Target {
     use Target::*;
     match id {
-        1 => Bytes,
-        2 => Packets,
+        // initiatorOctets/Packets and responderOctets/Packets (Cisco NSEL and
+        // others) describe a biflow like RFC 5103's reverse counters.
+        1 | 231 => Bytes,
+        2 | 298 => Packets,
+        232 => ReverseBytes,
+        299 => ReversePackets,
         4 => Protocol,
         5 => Tos,
         6 => TcpFlags,
@@ -86,6 +96,7 @@ pub fn target_of(id: u16) -> Target {
         12 | 28 => DstAddr,
         13 | 30 => DstMask,
         32 | 139 => IcmpTypeCode,
+        366 => StationAddr,
         14 => OutIf,
         15 | 62 => NextHop,
         16 => SrcAs,
@@ -113,6 +124,18 @@ pub fn target_of(id: u16) -> Target {
         305 => PacketInterval,
         306 => PacketSpace,
         _ => Skip,
+    }
+}
+
+/// Private enterprise number of RFC 5103 reverse elements.
+pub const REVERSE_PEN: u32 = 29305;
+
+/// What an RFC 5103 reverse element means to us.
+pub fn reverse_target_of(id: u16) -> Target {
+    match id {
+        1 | 85 => Target::ReverseBytes,
+        2 | 86 => Target::ReversePackets,
+        _ => Target::Skip,
     }
 }
 
@@ -149,8 +172,14 @@ impl Template {
         if fields.is_empty() || min_len == 0 {
             return None;
         }
-        let plan =
-            fields.iter().map(|f| if f.enterprise != 0 { Target::Skip } else { target_of(f.id) }).collect();
+        let plan = fields
+            .iter()
+            .map(|f| match f.enterprise {
+                0 => target_of(f.id),
+                REVERSE_PEN => reverse_target_of(f.id),
+                _ => Target::Skip,
+            })
+            .collect();
         Some(Self { fields: fields.into_boxed_slice(), plan, scope_fields, min_len, varlen })
     }
 
