@@ -167,6 +167,12 @@ fn uint(b: &[u8]) -> u64 {
     v
 }
 
+/// `v` units of `unit` ns, saturating instead of overflowing on garbage.
+#[inline]
+fn ns(v: u64, unit: i64) -> i64 {
+    (v.min(i64::MAX as u64) as i64).saturating_mul(unit)
+}
+
 /// NTP timestamp (seconds since 1900, 32-bit fraction) to ns since 1970.
 #[inline]
 fn ntp_to_ns(v: u64) -> i64 {
@@ -450,7 +456,7 @@ impl Decoder {
                         why: "options lengths not multiples of 4",
                     });
                 }
-                let count = (scope_len + opt_len) / 4;
+                let count = ((scope_len as u32 + opt_len as u32) / 4) as u16;
                 b = read_fields(&b[6..], count, false, id, &mut fields)?;
                 scope_fields = scope_len / 4;
                 // v9 scope types are not IPFIX elements: keep them out of the plan.
@@ -604,8 +610,8 @@ impl Decoder {
 
     fn learn_sampling(&mut self, exporter: [u8; 16], domain: u32, s: &Scratch) {
         let rate = match (s.packet_interval, s.packet_space, s.interval) {
-            (Some(i), Some(sp), _) if i > 0 => Some(((i + sp) / i) as u32),
-            (Some(i), None, _) if i > 0 => Some(i as u32),
+            (Some(i), Some(sp), _) if i > 0 => Some((i.saturating_add(sp) / i).min(u32::MAX as u64) as u32),
+            (Some(i), None, _) if i > 0 => Some(i.min(u32::MAX as u64) as u32),
             (_, _, Some(i)) if i > 0 => Some(i.min(u32::MAX as u64) as u32),
             _ => None,
         };
@@ -679,7 +685,7 @@ impl Decoder {
         {
             row.dst_port = Some(icmp);
         }
-        let export_ns = export_ms * 1_000_000;
+        let export_ns = export_ms.saturating_mul(1_000_000);
         // Uptime-relative times need the boot time: from the record, from
         // options data, or (v9) from the header's uptime.
         let boot_ms = s
@@ -691,16 +697,16 @@ impl Decoder {
                 // Wrapping difference handles the 49.7-day uptime rollover.
                 Some(export_ns - uptime_ms.wrapping_sub(up) as i64 * 1_000_000)
             } else {
-                boot_ms.map(|b| (b + up as i64) * 1_000_000)
+                boot_ms.map(|b| b.saturating_add(up as i64).saturating_mul(1_000_000))
             }
         };
         row.flow_start = s
             .start_ns
-            .or(s.start_delta_us.map(|d| export_ns - d as i64 * 1000))
+            .or(s.start_delta_us.map(|d| export_ns.saturating_sub(ns(d, 1000))))
             .or_else(|| s.start_uptime.and_then(from_uptime));
         row.flow_end = s
             .end_ns
-            .or(s.end_delta_us.map(|d| export_ns - d as i64 * 1000))
+            .or(s.end_delta_us.map(|d| export_ns.saturating_sub(ns(d, 1000))))
             .or_else(|| s.end_uptime.and_then(from_uptime));
         let (rate, source) = self.rate(exporter, domain, s.sampler_id, None);
         row.sampling_rate = rate;
@@ -798,15 +804,15 @@ fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
         ReversePackets => s.reverse_packets = Some(u()),
         StartUptime => s.start_uptime = Some(u() as u32),
         EndUptime => s.end_uptime = Some(u() as u32),
-        StartSeconds => s.start_ns = Some(u() as i64 * 1_000_000_000),
-        EndSeconds => s.end_ns = Some(u() as i64 * 1_000_000_000),
-        StartMillis => s.start_ns = Some(u() as i64 * 1_000_000),
-        EndMillis => s.end_ns = Some(u() as i64 * 1_000_000),
+        StartSeconds => s.start_ns = Some(ns(u(), 1_000_000_000)),
+        EndSeconds => s.end_ns = Some(ns(u(), 1_000_000_000)),
+        StartMillis => s.start_ns = Some(ns(u(), 1_000_000)),
+        EndMillis => s.end_ns = Some(ns(u(), 1_000_000)),
         StartMicros | StartNanos => s.start_ns = Some(ntp_to_ns(u())),
         EndMicros | EndNanos => s.end_ns = Some(ntp_to_ns(u())),
         StartDeltaMicros => s.start_delta_us = Some(u()),
         EndDeltaMicros => s.end_delta_us = Some(u()),
-        SystemInit => s.system_init_ms = Some(u() as i64),
+        SystemInit => s.system_init_ms = Some(u().min(i64::MAX as u64 / 2_000_000) as i64),
         SamplerId => s.sampler_id = Some(u()),
         SamplingInterval => s.interval = Some(u()),
         SamplingAlgorithm => s.algorithm = Some(u()),

@@ -1,0 +1,160 @@
+//! Malformed input never panics and is always reported: every truncation of
+//! every corpus message, byte flips, and hand-made broken headers, sets and
+//! templates.
+
+mod common;
+
+use spillway_core::schema::addr_to_bytes;
+use spillway_netflow::capture;
+use spillway_netflow::decode::{DecodeError, Decoder, DecoderConfig};
+use spillway_netflow::row::FlowBuilders;
+
+const EXPORTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
+
+fn payloads(corpus: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> = std::fs::read_dir(corpus.join("logstash-codec-netflow/pcap_single"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for v in ["v5/export_v5.pcap", "v9/export_v9.pcap", "v10/export_v10.pcap", "v10_milli/export_v10.pcap"] {
+        files.push(corpus.join("softflowd").join(v));
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let (d, _) = capture::read_file(&f).unwrap();
+        // The first few messages of a session carry its templates.
+        out.extend(d.into_iter().take(6).map(|d| d.payload));
+    }
+    out
+}
+
+#[test]
+fn every_truncation_of_every_corpus_message_is_handled() {
+    let Some(corpus) = common::corpus() else { return };
+    let msgs = payloads(&corpus);
+    assert!(msgs.len() > 100);
+    let mut out = FlowBuilders::new(4096);
+    let mut truncations = 0u64;
+    for full in &msgs {
+        // A decoder that knows the templates, so that truncated data sets
+        // reach the record decoder rather than the pending buffer.
+        let mut warm = Decoder::new(DecoderConfig::default());
+        warm.decode(full, EXPORTER, 0, &mut out);
+        let whole = warm.decode(full, EXPORTER, 0, &mut out).records;
+        for cut in 0..full.len() {
+            let o = warm.decode(&full[..cut], EXPORTER, 0, &mut out);
+            truncations += 1;
+            assert!(o.records <= whole, "a truncated message cannot hold more records");
+            if cut < 4 {
+                assert!(matches!(o.error, Some(DecodeError::TooShort { .. })), "{cut}: {:?}", o.error);
+            }
+        }
+        if out.len() > 100_000 {
+            out.finish();
+        }
+    }
+    eprintln!("{truncations} truncations decoded without a panic");
+}
+
+#[test]
+fn byte_flips_never_panic() {
+    let Some(corpus) = common::corpus() else { return };
+    let msgs = payloads(&corpus);
+    let mut out = FlowBuilders::new(4096);
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut errors = 0u64;
+    for full in &msgs {
+        let mut d = Decoder::new(DecoderConfig::default());
+        for _ in 0..200 {
+            let mut m = full.clone();
+            for _ in 0..3 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let i = (rng as usize) % m.len().max(1);
+                if let Some(b) = m.get_mut(i) {
+                    *b ^= (rng >> 32) as u8 | 1;
+                }
+            }
+            errors += d.decode(&m, EXPORTER, 0, &mut out).error.is_some() as u64;
+            if out.len() > 100_000 {
+                out.finish();
+            }
+        }
+    }
+    assert!(errors > 0, "flipped bytes must produce some errors");
+}
+
+fn ipfix(sets: &[u8]) -> Vec<u8> {
+    let mut m = vec![0, 10, 0, 0, 0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 1, 0, 0, 0, 0];
+    m.extend_from_slice(sets);
+    let len = m.len() as u16;
+    m[2..4].copy_from_slice(&len.to_be_bytes());
+    m
+}
+
+fn decode(m: &[u8]) -> (u64, Option<DecodeError>) {
+    let mut d = Decoder::new(DecoderConfig::default());
+    let mut out = FlowBuilders::new(16);
+    let o = d.decode(m, addr_to_bytes("192.0.2.1".parse().unwrap()), 0, &mut out);
+    (o.records, o.error)
+}
+
+#[test]
+fn broken_structures_get_precise_errors() {
+    // Unknown version.
+    assert_eq!(decode(&[0, 7, 0, 0, 0, 0]).1, Some(DecodeError::UnknownVersion { version: 7 }));
+    // IPFIX length field larger than the datagram.
+    let mut m = ipfix(&[]);
+    m[3] = 200;
+    assert!(matches!(decode(&m).1, Some(DecodeError::IpfixLength { .. })));
+    // A set whose length runs past the message.
+    assert!(matches!(decode(&ipfix(&[0, 2, 0, 40, 1, 0, 0, 1])).1, Some(DecodeError::SetLength { .. })));
+    // A set length below its own header.
+    assert!(matches!(decode(&ipfix(&[0, 2, 0, 2])).1, Some(DecodeError::SetLength { .. })));
+    // A template announcing far more fields than the set holds.
+    let absurd = ipfix(&[0, 2, 0, 12, 1, 0, 0xff, 0xff, 0, 8, 0, 4]);
+    assert!(matches!(
+        decode(&absurd).1,
+        Some(DecodeError::BadTemplate { why: "more fields than the set holds", .. })
+    ));
+    // A template whose only field has length 0 describes no data.
+    let zero = ipfix(&[0, 2, 0, 12, 1, 0, 0, 1, 0, 8, 0, 0]);
+    assert!(matches!(decode(&zero).1, Some(DecodeError::BadTemplate { why: "fields describe no data", .. })));
+    // A template id below 256.
+    let low = ipfix(&[0, 2, 0, 12, 0, 9, 0, 1, 0, 8, 0, 4]);
+    assert!(matches!(decode(&low).1, Some(DecodeError::BadTemplate { why: "template id below 256", .. })));
+    // An options template with no scope fields.
+    let scope = ipfix(&[0, 3, 0, 14, 1, 0, 0, 1, 0, 0, 0, 8, 0, 4]);
+    assert!(matches!(decode(&scope).1, Some(DecodeError::BadTemplate { why: "bad scope field count", .. })));
+    // A variable-length field whose length runs past the set.
+    let varlen = ipfix(&[0, 2, 0, 12, 1, 0, 0, 1, 0, 82, 0xff, 0xff, 1, 0, 0, 8, 200, 1, 2, 3]);
+    assert_eq!(decode(&varlen), (0, Some(DecodeError::RecordOverrun { template: 256 })));
+    // A v5 header that claims more records than it carries.
+    let mut v5 = vec![0u8; 24 + 48];
+    v5[1] = 5;
+    v5[3] = 2;
+    assert_eq!(decode(&v5).1, Some(DecodeError::V5Length { count: 2, len: 72 }));
+}
+
+#[test]
+fn data_before_its_template_is_held_and_decoded_when_the_template_arrives() {
+    // template 256: sourceIPv4Address, octetDeltaCount(4), packetDeltaCount(4)
+    let template = [0, 2, 0, 20, 1, 0, 0, 3, 0, 8, 0, 4, 0, 1, 0, 4, 0, 2, 0, 4];
+    let data = [1, 0, 0, 28, 10, 0, 0, 1, 0, 0, 1, 0, 0, 0, 0, 2, 10, 0, 0, 2, 0, 0, 2, 0, 0, 0, 0, 3];
+    let mut d = Decoder::new(DecoderConfig::default());
+    let mut out = FlowBuilders::new(16);
+    let o = d.decode(&ipfix(&data), EXPORTER, 1, &mut out);
+    assert_eq!((o.records, d.pending()), (0, (1, 24)));
+    let o = d.decode(&ipfix(&template), EXPORTER, 2, &mut out);
+    assert_eq!(o.records, 2, "both parked records decode when the template comes");
+    assert_eq!(d.pending(), (0, 0));
+    let b = out.finish();
+    assert_eq!(common::u64_sum(&b, "bytes"), 256 + 512);
+    assert_eq!(common::u64_sum(&b, "packets"), 5);
+    // A set whose template never comes expires and is counted.
+    d.decode(&ipfix(&[2, 0, 0, 8, 1, 2, 3, 4]), EXPORTER, 10, &mut out);
+    assert_eq!(d.expire(10 + 600 * 1_000_000_000), 1);
+    assert_eq!(d.stats.pending_expired, 1);
+}
