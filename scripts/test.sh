@@ -17,6 +17,8 @@ step() { printf '\n==> %s\n' "$*"; }
 need_apt=()
 command -v mkfifo >/dev/null || need_apt+=(coreutils)
 command -v kill >/dev/null || need_apt+=(procps)
+# softflowd: a real NetFlow exporter for the live collection tests.
+command -v softflowd >/dev/null || need_apt+=(softflowd)
 if ((${#need_apt[@]})); then
   step "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -11,6 +11,7 @@ use spillway_core::topology::{RunOptions, Topology};
 
 // Linking a plugin crate is what registers its components.
 use spillway_debug as _;
+use spillway_netflow as _;
 use spillway_parquet as _;
 
 /// Exit status for an invalid pipeline file, distinct from runtime failures (1).
@@ -56,6 +57,27 @@ enum Command {
         /// The pipeline file.
         file: PathBuf,
     },
+    /// The quickstart: pipelines/quickstart.yaml (NetFlow over UDP → hourly Parquet),
+    /// fed by the built-in generator, then stopped gracefully with the ledger printed.
+    Quickstart {
+        /// Records to generate (a mix of NetFlow v5, v9 and IPFIX).
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Records per second.
+        #[arg(long, default_value_t = 250_000)]
+        rate: u64,
+        /// Where the collector listens.
+        #[arg(long, default_value = "127.0.0.1:2055")]
+        listen: std::net::SocketAddr,
+        /// Where the Parquet files go.
+        #[arg(long, default_value = "./data/flows")]
+        out: PathBuf,
+    },
+    /// Generate test traffic.
+    Generate {
+        #[command(subcommand)]
+        what: Generate,
+    },
     /// List every available component with its description and example config.
     Plugins {
         /// Machine-readable output.
@@ -64,6 +86,43 @@ enum Command {
         /// The component reference as Markdown (what docs/components.md holds).
         #[arg(long)]
         markdown: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Generate {
+    /// Send real NetFlow v5/v9/IPFIX over UDP and print exact totals.
+    Netflow {
+        /// Collector address.
+        #[arg(long, default_value = "127.0.0.1:2055")]
+        target: std::net::SocketAddr,
+        /// Protocol version: 5, 9 or 10 (IPFIX).
+        #[arg(long, default_value_t = 9)]
+        version: u16,
+        /// Distinct exporters, each sending from its own 127.x.y.z address.
+        #[arg(long, default_value_t = 10)]
+        exporters: u32,
+        /// Records per second over all exporters (unlimited when absent).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Records to send.
+        #[arg(long)]
+        count: Option<u64>,
+        /// How long to send (e.g. `30s`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+        /// Records per packet (v5 allows at most 30).
+        #[arg(long, default_value_t = 30)]
+        records_per_packet: usize,
+        /// Resend templates every this many packets per exporter.
+        #[arg(long, default_value_t = 20)]
+        template_refresh: u32,
+        /// Seed of the record values.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the totals as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -79,6 +138,8 @@ fn main() -> ExitCode {
             }
             Err(code) => code,
         },
+        Command::Generate { what } => generate(what),
+        Command::Quickstart { records, rate, listen, out } => quickstart(records, rate, listen, out),
         Command::Plugins { json, markdown } => {
             if markdown {
                 print!("{}", markdown_reference());
@@ -152,9 +213,14 @@ fn run(file: &std::path::Path, ledger_json: Option<PathBuf>, channel_rows: u32) 
             return ExitCode::FAILURE;
         }
     };
-    eprint!("\nledger\n{}", render_table(&report.ledger));
-    for i in &report.imbalances {
-        eprintln!("ledger imbalance: {i}");
+    // Written without panicking: stderr may be gone (a closed pipe) by now.
+    {
+        use std::io::Write;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\nledger\n{}", render_table(&report.ledger));
+        for i in &report.imbalances {
+            let _ = writeln!(err, "ledger imbalance: {i}");
+        }
     }
     if let Some(path) = ledger_json {
         let doc = serde_json::json!({
@@ -242,4 +308,165 @@ fn markdown_reference() -> String {
         out.push_str(&format!("\n### `{}`\n\n{}\n\n```yaml\n{}```\n", r.name, r.description, r.example));
     }
     out
+}
+
+fn generate(what: Generate) -> ExitCode {
+    let Generate::Netflow {
+        target,
+        version,
+        exporters,
+        rate,
+        count,
+        duration,
+        records_per_packet,
+        template_refresh,
+        seed,
+        json,
+    } = what;
+    let opts = spillway_netflow::generate::Options {
+        target,
+        version,
+        exporters,
+        rate,
+        count,
+        duration,
+        records_per_packet,
+        template_refresh,
+        seed,
+    };
+    let started = std::time::Instant::now();
+    match spillway_netflow::generate::run(&opts) {
+        Ok(t) => {
+            let secs = started.elapsed().as_secs_f64();
+            if json {
+                println!("{}", serde_json::to_string(&t).unwrap_or_default());
+            } else {
+                println!(
+                    "sent {} packets, {} records (sum of bytes {}, sum of packets {}) to {target} in {secs:.2}s ({:.0} records/s)",
+                    t.packets,
+                    t.records,
+                    t.sum_bytes,
+                    t.sum_packets,
+                    t.records as f64 / secs.max(1e-9)
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("generate netflow: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The quickstart pipeline, embedded so that it runs from any directory.
+const QUICKSTART: &str = include_str!("../pipelines/quickstart.yaml");
+
+fn quickstart(records: u64, rate: u64, listen: std::net::SocketAddr, out: PathBuf) -> ExitCode {
+    let env = |k: &str| match k {
+        "QUICKSTART_LISTEN" => Some(listen.to_string()),
+        "QUICKSTART_OUT" => Some(out.display().to_string()),
+        _ => std::env::var(k).ok(),
+    };
+    let pipeline = match config::load_str(QUICKSTART, &env, std::path::Path::new("")) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("pipelines/quickstart.yaml:{e}");
+            }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let topology = match Topology::build(pipeline, RunOptions::default()) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "the quickstart pipeline could not be built");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread().enable_all().build() else {
+        return ExitCode::FAILURE;
+    };
+    let result = runtime.block_on(async move {
+        let shutdown = spillway_core::component::Shutdown::new();
+        tokio::spawn(signals(shutdown.clone()));
+        let running = tokio::spawn(topology.run(shutdown.clone()));
+        let t = std::time::Instant::now();
+        while !spillway_netflow::udp::is_listening(listen) {
+            if t.elapsed() > std::time::Duration::from_secs(10) || running.is_finished() {
+                shutdown.cancel();
+                return (Err(format!("the collector did not start listening on {listen}")), running.await);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tracing::info!(records, rate, "sending generated NetFlow v5, v9 and IPFIX to the collector");
+        let sent = tokio::task::spawn_blocking(move || {
+            let mut totals = spillway_netflow::generate::Totals::default();
+            for (version, share) in [(5u16, 1u64), (9, 6), (10, 3)] {
+                let opts = spillway_netflow::generate::Options {
+                    target: listen,
+                    version,
+                    exporters: 20,
+                    rate: Some(rate),
+                    count: Some(records * share / 10),
+                    duration: None,
+                    records_per_packet: if version == 5 { 30 } else { 24 },
+                    template_refresh: 20,
+                    seed: version as u64,
+                };
+                let t = spillway_netflow::generate::run(&opts).map_err(|e| e.to_string())?;
+                totals.packets += t.packets;
+                totals.records += t.records;
+                totals.sum_bytes += t.sum_bytes;
+                totals.sum_packets += t.sum_packets;
+            }
+            Ok::<_, String>(totals)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        // Let the last datagrams arrive, then stop the way SIGTERM does.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        shutdown.cancel();
+        (sent, running.await)
+    });
+    let (sent, report) = result;
+    let report = match report {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the quickstart pipeline could not start");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the quickstart pipeline panicked");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprint!("\nledger\n{}", render_table(&report.ledger));
+    let delivered: u64 = report.ledger.iter().filter(|e| e.component == "archive").map(|e| e.delivered).sum();
+    match sent {
+        Ok(t) => {
+            println!(
+                "\nthe generator sent {} records in {} datagrams (sum of bytes {}); {} are in Parquet under {}",
+                t.records,
+                t.packets,
+                t.sum_bytes,
+                delivered,
+                out.display()
+            );
+            println!(
+                "query them: duckdb -c \"select flow_version, count(*), sum(bytes) from read_parquet('{}/**/*.parquet', hive_partitioning=true) group by 1\"",
+                out.display()
+            );
+            if report.failures.is_empty() && report.imbalances.is_empty() && delivered == t.records {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("not every generated record was delivered: see the ledger above");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("quickstart: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -12,6 +12,7 @@ use spillway_core::topology::{RunOptions, Topology};
 
 // Link the plugin crates so their registrations are present.
 use spillway_debug as _;
+use spillway_netflow as _;
 use spillway_parquet as _;
 
 fn indent(text: &str) -> String {
@@ -22,7 +23,7 @@ fn indent(text: &str) -> String {
 fn every_registered_example_builds() {
     let all = registry::all();
     let names: Vec<&str> = all.iter().map(|r| r.name).collect();
-    for expected in ["demo", "parquet", "file", "stdout", "blackhole"] {
+    for expected in ["demo", "netflow", "pcap", "parquet", "file", "stdout", "blackhole"] {
         assert!(names.contains(&expected), "`{expected}` is not registered: {names:?}");
     }
     for r in all {

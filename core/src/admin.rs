@@ -36,6 +36,7 @@ pub async fn serve(addr: SocketAddr, ledger: Ledger, health: Health) -> std::io:
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let mut body = String::new();
     s.ledger.prometheus(&mut body);
+    crate::metrics::render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

@@ -22,6 +22,8 @@
 //! assert!(text.contains(&"3:11: sources.s.type: unknown source type `demo`".to_string()), "{text:?}");
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod ack;
 pub mod admin;
 pub mod batch;
@@ -30,6 +32,7 @@ pub mod component;
 pub mod config;
 pub mod human;
 pub mod ledger;
+pub mod metrics;
 pub mod registry;
 pub mod schema;
 pub mod topology;

@@ -145,14 +145,18 @@ pub fn signal(pid: u32, sig: &str) {
 }
 
 /// A child process that is killed when the guard drops, so a failing test
-/// never leaves a pipeline running.
-pub struct Guard(Option<std::process::Child>);
+/// never leaves a pipeline running. Its stderr is collected as it comes.
+pub struct Guard {
+    child: Option<std::process::Child>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
 
 impl Guard {
     /// Starts `spillway run PIPELINE` in `dir`; stdout is discarded and
     /// stderr collected.
     pub fn run(dir: &Path, pipeline: &Path, extra: &[&str]) -> Guard {
-        let child = spillway()
+        let mut child = spillway()
             .current_dir(dir)
             .arg("run")
             .arg(pipeline)
@@ -161,30 +165,79 @@ impl Guard {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spillway starts");
-        Guard(Some(child))
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("piped");
+        let sink = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Guard { child: Some(child), stderr, reader: Some(reader) }
     }
 
     /// The process id.
     pub fn id(&self) -> u32 {
-        self.0.as_ref().expect("running").id()
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Waits until stderr contains `needle`; false after `timeout`.
+    pub fn wait_for(&self, needle: &str, timeout: std::time::Duration) -> bool {
+        let t = std::time::Instant::now();
+        while t.elapsed() < timeout {
+            if self.stderr.lock().unwrap().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        false
     }
 
     /// The exit status, if the process has exited.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.as_mut().expect("running").try_wait().expect("try_wait")
+        self.child.as_mut().expect("running").try_wait().expect("try_wait")
     }
 
-    /// Waits for the exit and collects the output.
+    /// Waits for the exit and returns the status and everything on stderr.
     pub fn wait(mut self) -> Output {
-        self.0.take().expect("running").wait_with_output().expect("wait for spillway")
+        let status = self.child.take().expect("running").wait().expect("wait for spillway");
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        let stderr = self.stderr.lock().unwrap().clone().into_bytes();
+        Output { status, stdout: Vec::new(), stderr }
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
+        if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
+}
+
+/// A free UDP port on loopback (bound and released; good enough for tests).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `../shared/corpus` or `$SPILLWAY_CORPUS`; `None` (skip) when missing,
+/// except under CI=true where a missing corpus fails.
+pub fn corpus() -> Option<PathBuf> {
+    let p = std::env::var_os("SPILLWAY_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/corpus"));
+    require("the NetFlow corpus (../shared/corpus)", p.join("README.md").exists()).then_some(p)
+}
+
+/// Runs `spillway generate netflow ARGS --json` and returns its totals.
+pub fn generate(args: &[&str]) -> serde_json::Value {
+    let out = spillway().args(["generate", "netflow", "--json"]).args(args).output().expect("generator runs");
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("totals as JSON")
 }

@@ -8,6 +8,8 @@
 //!   out: { type: stdout, inputs: [flows] }
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod blackhole;
 pub mod demo;
 pub mod text;

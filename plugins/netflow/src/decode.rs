@@ -450,7 +450,7 @@ impl Decoder {
                 }
                 let scope_len = be16(b, 2);
                 let opt_len = be16(b, 4);
-                if scope_len % 4 != 0 || opt_len % 4 != 0 {
+                if !scope_len.is_multiple_of(4) || !opt_len.is_multiple_of(4) {
                     return Err(DecodeError::BadTemplate {
                         template: id,
                         why: "options lengths not multiples of 4",

@@ -7,8 +7,14 @@
 //! - `pcap` source: replays captures through the same decoder.
 //! - [`generate`]: a load generator speaking real v5/v9/IPFIX.
 
+#![deny(unsafe_code)]
+
 pub mod capture;
+pub mod collector;
 pub mod decode;
+pub mod generate;
+pub mod pcap_source;
 pub mod row;
 pub mod sequence;
 pub mod template;
+pub mod udp;

@@ -18,6 +18,8 @@
 //! corrupt one under a final name. Temporary files left by a crash are moved
 //! to `<path>/_incomplete/` at the next start (see [`recover`]).
 
+#![forbid(unsafe_code)]
+
 mod partition;
 mod recover;
 mod sink;

@@ -1,0 +1,222 @@
+//! NetFlow collection end to end: the built-in generator, softflowd and the
+//! corpus captures through the `netflow` (UDP) and `pcap` sources, reconciled
+//! to the record against what was sent and what reference decoders saw.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Guard;
+
+fn udp_pipeline(port: u16, sink: &str, extra: &str) -> String {
+    format!(
+        "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 2, flush_interval: 50ms{extra} }}\nsinks:\n  out: {sink}\n"
+    )
+}
+
+fn start(dir: &std::path::Path, yaml: &str) -> Guard {
+    let p = common::write_pipeline(dir, yaml);
+    let g = Guard::run(dir, &p, &["--ledger-json", dir.join("ledger.json").to_str().unwrap()]);
+    assert!(g.wait_for("listening for NetFlow/IPFIX", Duration::from_secs(30)), "the source never listened");
+    g
+}
+
+fn stop(g: Guard, dir: &std::path::Path) -> serde_json::Value {
+    // Let the last datagrams reach the socket, then stop gracefully.
+    std::thread::sleep(Duration::from_millis(300));
+    common::signal(g.id(), "TERM");
+    let out = g.wait();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap()).unwrap();
+    common::assert_balanced(&ledger);
+    ledger
+}
+
+#[test]
+fn generated_v5_v9_and_ipfix_arrive_to_the_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_udp_port();
+    let g = start(dir.path(), &udp_pipeline(port, "{ type: blackhole, inputs: [flows] }", ""));
+    let target = format!("127.0.0.1:{port}");
+    let mut sent = 0;
+    for (version, count) in [("5", "30000"), ("9", "150000"), ("10", "150000")] {
+        let t = common::generate(&[
+            "--target",
+            &target,
+            "--version",
+            version,
+            "--exporters",
+            "40",
+            "--count",
+            count,
+            "--rate",
+            "150000",
+        ]);
+        sent += t["records"].as_u64().unwrap();
+    }
+    let ledger = stop(g, dir.path());
+    let flows = common::entry(&ledger, "flows");
+    assert_eq!(flows["received"].as_u64().unwrap(), sent, "{ledger}");
+    assert_eq!(flows["dropped_total"], 0, "{ledger}");
+    assert_eq!(common::entry(&ledger, "out")["delivered"].as_u64().unwrap(), sent);
+}
+
+#[test]
+fn udp_to_parquet_keeps_every_byte_and_packet_count() {
+    if !common::python_readers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_udp_port();
+    let g = start(
+        dir.path(),
+        &udp_pipeline(
+            port,
+            "{ type: parquet, inputs: [flows], path: ./data, partition: \"dt=%Y-%m-%d\" }",
+            "",
+        ),
+    );
+    let t = common::generate(&[
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--version",
+        "10",
+        "--exporters",
+        "25",
+        "--count",
+        "60000",
+        "--rate",
+        "100000",
+    ]);
+    let ledger = stop(g, dir.path());
+    assert_eq!(common::entry(&ledger, "out")["delivered"], t["records"]);
+    let got = common::run_python(
+        r#"
+import sys, json, pyarrow.dataset as ds, pyarrow.compute as pc
+t = ds.dataset(sys.argv[1], format='parquet', partitioning='hive').to_table()
+print(json.dumps({'records': t.num_rows, 'sum_bytes': pc.sum(t['bytes']).as_py(),
+  'sum_packets': pc.sum(t['packets']).as_py(), 'exporters': len(pc.unique(t['exporter'])),
+  'versions': pc.unique(t['flow_version']).to_pylist(), 'sources': pc.unique(t['sampling_source']).to_pylist()}))
+"#,
+        &[dir.path().join("data").to_str().unwrap()],
+    );
+    let got: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(got["records"], t["records"]);
+    assert_eq!(got["sum_bytes"], t["sum_bytes"]);
+    assert_eq!(got["sum_packets"], t["sum_packets"]);
+    assert_eq!(got["exporters"], 25);
+    assert_eq!(got["versions"], serde_json::json!([10]));
+    assert_eq!(got["sources"], serde_json::json!(["default"]));
+}
+
+#[test]
+fn exporters_outside_the_allowlist_are_counted_not_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_udp_port();
+    // Exporters 0..249 send from 127.1.0.x, 250..299 from 127.1.1.x.
+    let g = start(
+        dir.path(),
+        &udp_pipeline(port, "{ type: blackhole, inputs: [flows] }", ", allow: [\"127.1.0.0/24\"]"),
+    );
+    let t = common::generate(&[
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--version",
+        "9",
+        "--exporters",
+        "300",
+        "--count",
+        "90000",
+        "--records-per-packet",
+        "30",
+        "--rate",
+        "150000",
+    ]);
+    let ledger = stop(g, dir.path());
+    let flows = common::entry(&ledger, "flows");
+    // 90,000 records in 3,000 packets round-robin over 300 exporters: each
+    // exporter sends 10 packets; the 50 outside the allowlist send 500.
+    assert_eq!(t["packets"], 3000);
+    assert_eq!(flows["dropped"]["not_allowed"], 500, "{ledger}");
+    assert_eq!(common::entry(&ledger, "out")["delivered"], 250 * 10 * 30);
+}
+
+struct Expected {
+    dir: &'static str,
+    file: &'static str,
+    records: u64,
+    packets: u64,
+    bytes: u64,
+}
+
+const SOFTFLOWD: [Expected; 4] = [
+    Expected { dir: "v5", file: "export_v5.pcap", records: 2979, packets: 20_492, bytes: 7_044_879 },
+    Expected { dir: "v9", file: "export_v9.pcap", records: 4047, packets: 27_879, bytes: 9_701_825 },
+    Expected { dir: "v10", file: "export_v10.pcap", records: 4047, packets: 27_879, bytes: 9_701_825 },
+    Expected { dir: "v10_milli", file: "export_v10.pcap", records: 4047, packets: 27_879, bytes: 9_701_825 },
+];
+
+fn parquet_totals(root: &std::path::Path) -> (u64, u64, u64) {
+    let out = common::run_python(
+        "import sys, pyarrow.dataset as ds, pyarrow.compute as pc\nt = ds.dataset(sys.argv[1], format='parquet').to_table()\nprint(t.num_rows, pc.sum(t['packets']).as_py(), pc.sum(t['bytes']).as_py())",
+        &[root.to_str().unwrap()],
+    );
+    let v: Vec<u64> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1], v[2])
+}
+
+#[test]
+fn pcap_source_replays_the_softflowd_corpus_into_parquet() {
+    let Some(corpus) = common::corpus() else { return };
+    if !common::python_readers() {
+        return;
+    }
+    for e in SOFTFLOWD {
+        let dir = tempfile::tempdir().unwrap();
+        let capture = corpus.join("softflowd").join(e.dir).join(e.file);
+        let p = common::write_pipeline(
+            dir.path(),
+            &format!(
+                "sources:\n  replay: {{ type: pcap, path: \"{}\" }}\nsinks:\n  archive: {{ type: parquet, inputs: [replay], path: ./data }}\n",
+                capture.display()
+            ),
+        );
+        let (out, ledger) = common::run_pipeline(dir.path(), &p);
+        assert!(out.status.success(), "{}: {}", e.dir, common::text(&out));
+        common::assert_balanced(&ledger);
+        assert_eq!(common::entry(&ledger, "replay")["dropped_total"], 0, "{}: {ledger}", e.dir);
+        assert_eq!(parquet_totals(&dir.path().join("data")), (e.records, e.packets, e.bytes), "{}", e.dir);
+    }
+}
+
+#[test]
+fn softflowd_exporting_live_into_the_udp_source_matches_the_reference_totals() {
+    let Some(corpus) = common::corpus() else { return };
+    let have = std::process::Command::new("softflowd").arg("-h").output().is_ok();
+    if !common::require("softflowd (Debian package)", have) {
+        return;
+    }
+    if !common::python_readers() {
+        return;
+    }
+    let traffic = corpus.join("traffic/traffic_mixed.pcap");
+    for (version, e) in [("5", &SOFTFLOWD[0]), ("9", &SOFTFLOWD[1]), ("10", &SOFTFLOWD[2])] {
+        let dir = tempfile::tempdir().unwrap();
+        let port = common::free_udp_port();
+        let g =
+            start(dir.path(), &udp_pipeline(port, "{ type: parquet, inputs: [flows], path: ./data }", ""));
+        let mut args = vec!["-r".to_string(), traffic.display().to_string()];
+        args.extend(["-n".into(), format!("127.0.0.1:{port}"), "-v".into(), version.into(), "-a".into()]);
+        if version != "5" {
+            args.push("-6".into());
+        }
+        let out = std::process::Command::new("softflowd").args(&args).output().unwrap();
+        assert!(out.status.success(), "softflowd: {}", common::text(&out));
+        let ledger = stop(g, dir.path());
+        let flows = common::entry(&ledger, "flows");
+        assert_eq!(flows["received"].as_u64().unwrap(), e.records, "v{version}: {ledger}");
+        assert_eq!(flows["dropped_total"], 0, "v{version}: {ledger}");
+        assert_eq!(parquet_totals(&dir.path().join("data")), (e.records, e.packets, e.bytes), "v{version}");
+    }
+}
