@@ -143,6 +143,8 @@ pub struct Decoder {
     pending_bytes: usize,
     exporters: HashMap<([u8; 16], u32), ExporterSampling>,
     samplers: HashMap<([u8; 16], u32, u64), u32>,
+    /// Reused buffer for the fields of templates being read.
+    fields: Vec<FieldSpec>,
     /// Sequence accounting.
     pub sequences: SequenceTracker,
     /// Decoder counters.
@@ -216,6 +218,7 @@ impl Decoder {
             pending_bytes: 0,
             exporters: HashMap::new(),
             samplers: HashMap::new(),
+            fields: Vec::with_capacity(64),
             sequences: SequenceTracker::new(max),
             stats: DecodeStats::default(),
         }
@@ -401,7 +404,7 @@ impl Decoder {
     #[allow(clippy::too_many_arguments)]
     fn templates(
         &mut self,
-        mut b: &[u8],
+        b: &[u8],
         exporter: [u8; 16],
         domain: u32,
         ipfix: bool,
@@ -409,7 +412,24 @@ impl Decoder {
         out: &mut FlowBuilders,
         o: &mut Outcome,
     ) -> Result<(), DecodeError> {
-        let mut fields: Vec<FieldSpec> = Vec::new();
+        let mut fields = std::mem::take(&mut self.fields);
+        let result = self.templates_into(b, exporter, domain, ipfix, options, out, o, &mut fields);
+        self.fields = fields;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn templates_into(
+        &mut self,
+        mut b: &[u8],
+        exporter: [u8; 16],
+        domain: u32,
+        ipfix: bool,
+        options: bool,
+        out: &mut FlowBuilders,
+        o: &mut Outcome,
+        fields: &mut Vec<FieldSpec>,
+    ) -> Result<(), DecodeError> {
         // Fewer than 4 bytes left is padding.
         while b.len() >= 4 {
             let id = be16(b, 0);
@@ -431,7 +451,7 @@ impl Decoder {
                     }
                     continue;
                 }
-                b = read_fields(b, count, ipfix, id, &mut fields)?;
+                b = read_fields(b, count, ipfix, id, fields)?;
                 scope_fields = 0;
             } else if ipfix {
                 if b.len() < 6 {
@@ -442,7 +462,7 @@ impl Decoder {
                 if scope == 0 || scope > count {
                     return Err(DecodeError::BadTemplate { template: id, why: "bad scope field count" });
                 }
-                b = read_fields(&b[6..], count, true, id, &mut fields)?;
+                b = read_fields(&b[6..], count, true, id, fields)?;
                 scope_fields = scope;
             } else {
                 if b.len() < 6 {
@@ -457,7 +477,7 @@ impl Decoder {
                     });
                 }
                 let count = ((scope_len as u32 + opt_len as u32) / 4) as u16;
-                b = read_fields(&b[6..], count, false, id, &mut fields)?;
+                b = read_fields(&b[6..], count, false, id, fields)?;
                 scope_fields = scope_len / 4;
                 // v9 scope types are not IPFIX elements: keep them out of the plan.
                 for f in fields.iter_mut().take(scope_fields as usize) {
@@ -468,15 +488,19 @@ impl Decoder {
             if id < 256 {
                 return Err(DecodeError::BadTemplate { template: id, why: "template id below 256" });
             }
-            let Some(t) = Template::new(fields.clone(), scope_fields) else {
-                return Err(DecodeError::BadTemplate { template: id, why: "fields describe no data" });
-            };
             if options {
                 self.stats.options_templates += 1;
             } else {
                 self.stats.templates += 1;
             }
-            self.templates.insert((exporter, domain, id), t);
+            // Exporters resend templates all the time; an unchanged one is
+            // only marked fresh.
+            if !self.templates.refresh((exporter, domain, id), fields, scope_fields) {
+                let Some(t) = Template::new(fields.clone(), scope_fields) else {
+                    return Err(DecodeError::BadTemplate { template: id, why: "fields describe no data" });
+                };
+                self.templates.insert((exporter, domain, id), t);
+            }
             o.records += self.release((exporter, domain, id), out);
         }
         Ok(())

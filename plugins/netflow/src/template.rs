@@ -276,6 +276,22 @@ impl TemplateStore {
         true
     }
 
+    /// If `key` already holds a template with exactly these fields, marks it
+    /// used and returns true (a refresh: nothing to build, nothing to
+    /// allocate).
+    pub fn refresh(&mut self, key: TemplateKey, fields: &[FieldSpec], scope_fields: u16) -> bool {
+        self.clock += 1;
+        let clock = self.clock;
+        let Some(e) = self.exporters.get_mut(&(key.0, key.1)) else { return false };
+        let Some((t, used)) = e.templates.get_mut(&key.2) else { return false };
+        if *t.fields != *fields || t.scope_fields != scope_fields {
+            return false;
+        }
+        *used = clock;
+        e.last_used = clock;
+        true
+    }
+
     /// Withdraws one template (IPFIX withdrawal).
     pub fn remove(&mut self, key: TemplateKey) {
         if let Some(e) = self.exporters.get_mut(&(key.0, key.1)) {

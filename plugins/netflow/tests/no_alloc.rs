@@ -1,0 +1,79 @@
+//! The warmed decode path allocates nothing per record. Once templates are
+//! known, decoding a whole softflowd session (v5, v9, IPFIX) into builders
+//! with room for it allocates at most once per column (Arrow creates a
+//! column's null bitmap on its first null), and decoding the session again
+//! into the same builders allocates nothing at all.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use spillway_core::schema::addr_to_bytes;
+use spillway_netflow::capture;
+use spillway_netflow::decode::{Decoder, DecoderConfig};
+use spillway_netflow::row::FlowBuilders;
+
+struct Counting;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: delegates to the system allocator; only counts calls made while
+// this thread has counting switched on.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        }
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn decoding_a_warmed_session_allocates_nothing() {
+    let Some(corpus) = common::corpus() else { return };
+    for v in ["v5/export_v5.pcap", "v9/export_v9.pcap", "v10/export_v10.pcap"] {
+        let (datagrams, _) = capture::read_file(&corpus.join("softflowd").join(v)).unwrap();
+        let msgs: Vec<([u8; 16], i64, &[u8])> =
+            datagrams.iter().map(|d| (addr_to_bytes(d.src), d.time_ns, d.payload.as_slice())).collect();
+        let mut decoder = Decoder::new(DecoderConfig::default());
+        let mut warm = FlowBuilders::new(8192);
+        for (src, ts, m) in &msgs {
+            decoder.decode(m, *src, *ts, &mut warm);
+        }
+        let mut out = FlowBuilders::new(10_000);
+        let mut pass = || {
+            ALLOCATIONS.with(|a| a.set(0));
+            COUNTING.with(|c| c.set(true));
+            let mut records = 0;
+            for (src, ts, m) in &msgs {
+                records += decoder.decode(m, *src, *ts, &mut out).records;
+            }
+            COUNTING.with(|c| c.set(false));
+            (records, ALLOCATIONS.with(Cell::get))
+        };
+        let (records, first) = pass();
+        let (again, second) = pass();
+        assert!(records > 2900 && again == records, "{v}: {records} then {again}");
+        assert!(first <= 27, "{v}: {first} allocations for {records} records: more than one per column");
+        assert_eq!(second, 0, "{v}: {second} allocations decoding {records} more records");
+    }
+}
