@@ -70,7 +70,6 @@ const V9_FIELDS: [(u16, u16); 17] = [
 ];
 
 struct Exporter {
-    socket: UdpSocket,
     sent_packets: u32,
     sent_records: u32,
     boot: Instant,
@@ -104,10 +103,12 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
     let rpp = opts.records_per_packet.clamp(1, if opts.version == 5 { 30 } else { 400 });
     raise_fd_limit(opts.exporters as u64 + 64);
     let mut exporters = Vec::with_capacity(opts.exporters as usize);
+    let mut sockets = Vec::with_capacity(opts.exporters as usize);
     for i in 0..opts.exporters.max(1) {
         let socket = UdpSocket::bind(SocketAddr::from((exporter_addr(i), 0)))?;
         socket.connect(opts.target)?;
-        exporters.push(Exporter { socket, sent_packets: 0, sent_records: 0, boot: Instant::now() });
+        sockets.push(socket);
+        exporters.push(Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() });
     }
     let mut rng = Rng(opts.seed);
     let mut totals = Totals::default();
@@ -128,6 +129,7 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         }
         let n = (rpp as u64).min(remaining) as usize;
         let ex = &mut exporters[e];
+        let socket = &sockets[e];
         e = (e + 1) % opts.exporters.max(1) as usize;
         buf.clear();
         let with_template = opts.version != 5 && ex.sent_packets % opts.template_refresh.max(1) == 0;
@@ -138,7 +140,7 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         // A full socket buffer on loopback means the collector is behind:
         // retry rather than lose a datagram we would count as sent.
         loop {
-            match ex.socket.send(&buf) {
+            match socket.send(&buf) {
                 Ok(_) => break,
                 Err(e)
                     if e.raw_os_error() == Some(libc::ENOBUFS)
@@ -158,6 +160,36 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         totals.sum_packets += packets;
     }
     Ok(totals)
+}
+
+/// Builds `packets` messages round-robin over `exporters` without sending
+/// them: (exporter index, message). For benches and tests.
+pub fn messages(
+    version: u16,
+    exporters: u32,
+    packets: usize,
+    records_per_packet: usize,
+    seed: u64,
+) -> Vec<(u32, Vec<u8>)> {
+    let mut state: Vec<Exporter> = (0..exporters.max(1))
+        .map(|_| Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() })
+        .collect();
+    let mut rng = Rng(seed);
+    let mut out = Vec::with_capacity(packets);
+    for p in 0..packets {
+        let i = p % state.len();
+        let ex = &mut state[i];
+        let mut buf = Vec::with_capacity(1500);
+        let template = ex.sent_packets.is_multiple_of(20);
+        match version {
+            5 => build_v5(&mut buf, ex, records_per_packet.min(30), &mut rng),
+            v => build_v9_ipfix(&mut buf, ex, records_per_packet, &mut rng, v == 10, template),
+        };
+        ex.sent_packets += 1;
+        ex.sent_records += records_per_packet as u32;
+        out.push((i as u32, buf));
+    }
+    out
 }
 
 fn raise_fd_limit(want: u64) {
@@ -347,8 +379,7 @@ mod tests {
     #[test]
     fn generated_messages_decode_to_the_totals_sent() {
         for version in [5u16, 9, 10] {
-            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let ex = Exporter { socket, sent_packets: 0, sent_records: 0, boot: Instant::now() };
+            let ex = Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() };
             let mut rng = Rng(3);
             let mut d = Decoder::new(DecoderConfig::default());
             let mut out = FlowBuilders::new(64);

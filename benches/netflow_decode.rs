@@ -1,0 +1,47 @@
+//! Decode throughput (records/s on one core) for v5, v9 and IPFIX, beside the
+//! `netflow_parser` crate decoding the same buffers in the same run.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use spillway_netflow::decode::{Decoder, DecoderConfig};
+use spillway_netflow::generate;
+use spillway_netflow::row::FlowBuilders;
+
+const PACKETS: usize = 2000;
+
+fn bench(c: &mut Criterion) {
+    for (version, rpp) in [(5u16, 30usize), (9, 30), (10, 30)] {
+        let msgs = generate::messages(version, 100, PACKETS, rpp, 7);
+        let records = (PACKETS * rpp) as u64;
+        let exporters: Vec<[u8; 16]> = (0..100)
+            .map(|i| spillway_core::schema::addr_to_bytes(std::net::IpAddr::V4(generate::exporter_addr(i))))
+            .collect();
+        let mut g = c.benchmark_group(format!("decode_v{version}"));
+        g.throughput(Throughput::Elements(records));
+        g.bench_function("spillway_into_arrow", |b| {
+            let mut d = Decoder::new(DecoderConfig::default());
+            let mut out = FlowBuilders::new(8192);
+            b.iter(|| {
+                let mut n = 0;
+                for (e, m) in &msgs {
+                    n += d.decode(m, exporters[*e as usize], 0, &mut out).records;
+                    if out.is_full() {
+                        std::hint::black_box(out.finish());
+                    }
+                }
+                n
+            })
+        });
+        g.bench_function("netflow_parser", |b| {
+            let mut p = netflow_parser::NetflowParser::default();
+            b.iter(|| {
+                for (_, m) in &msgs {
+                    std::hint::black_box(p.parse_bytes(m));
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
