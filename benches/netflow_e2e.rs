@@ -12,6 +12,7 @@ use std::time::Duration;
 use spillway_core::config;
 use spillway_core::topology::{RunOptions, Topology};
 
+use spillway_debug as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
 

@@ -1,6 +1,8 @@
-//! Malformed input never panics and is always reported: every truncation of
-//! every corpus message, byte flips, and hand-made broken headers, sets and
-//! templates.
+//! The decoder's rules on hand-made and corpus messages: malformed input
+//! never panics and is always reported (every truncation of every corpus
+//! message, byte flips, broken headers, sets and templates); data before its
+//! template is parked and released; sampling rates carry their provenance;
+//! template withdrawal works.
 
 mod common;
 
@@ -157,4 +159,87 @@ fn data_before_its_template_is_held_and_decoded_when_the_template_arrives() {
     d.decode(&ipfix(&[2, 0, 0, 8, 1, 2, 3, 4]), EXPORTER, 10, &mut out);
     assert_eq!(d.expire(10 + 600 * 1_000_000_000), 1);
     assert_eq!(d.stats.pending_expired, 1);
+}
+
+/// An IPFIX message from `exporter` with the given sets.
+fn decode_with(d: &mut Decoder, sets: &[u8], out: &mut FlowBuilders) -> u64 {
+    d.decode(&ipfix(sets), EXPORTER, 0, out).records
+}
+
+#[test]
+fn sampling_rates_come_from_options_data_config_or_default_with_provenance() {
+    use arrow::array::{AsArray, StringArray};
+    use arrow::datatypes::UInt32Type;
+    // Options template 300: scope samplerId(48), option samplingInterval(34).
+    let opt_tpl = [0, 3, 0, 18, 1, 44, 0, 2, 0, 1, 0, 48, 0, 4, 0, 34, 0, 4];
+    // Options data: sampler 7 samples 1 in 512.
+    let opt_data = [1, 44, 0, 12, 0, 0, 0, 7, 0, 0, 2, 0];
+    // Data template 256: sourceIPv4Address, octetDeltaCount, samplerId.
+    let tpl = [0, 2, 0, 20, 1, 0, 0, 3, 0, 8, 0, 4, 0, 1, 0, 4, 0, 48, 0, 4];
+    // Two records: one names sampler 7, one names unknown sampler 9.
+    let data = [1, 0, 0, 28, 10, 0, 0, 1, 0, 0, 0, 100, 0, 0, 0, 7, 10, 0, 0, 2, 0, 0, 0, 100, 0, 0, 0, 9];
+    let cfg = |defaults: &[(&str, u32)], overrides: &[(&str, u32)]| {
+        let mut c = DecoderConfig::default();
+        c.sampling.defaults = defaults.iter().map(|(p, r)| (p.parse().unwrap(), *r)).collect();
+        c.sampling.overrides = overrides.iter().map(|(p, r)| (p.parse().unwrap(), *r)).collect();
+        c
+    };
+    let rates = |c: DecoderConfig| {
+        let mut d = Decoder::new(c);
+        let mut out = FlowBuilders::new(16);
+        let mut sets = Vec::new();
+        sets.extend_from_slice(&opt_tpl);
+        sets.extend_from_slice(&opt_data);
+        sets.extend_from_slice(&tpl);
+        sets.extend_from_slice(&data);
+        assert_eq!(decode_with(&mut d, &sets, &mut out), 2);
+        let b = out.finish();
+        let r: Vec<u32> =
+            b.column_by_name("sampling_rate").unwrap().as_primitive::<UInt32Type>().values().to_vec();
+        let s = b.column_by_name("sampling_source").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+        let s: Vec<String> = s.iter().map(|v| v.unwrap().to_string()).collect();
+        (r, s)
+    };
+    // Sampler 7 is known from options; sampler 9 is not, so the default applies.
+    assert_eq!(rates(cfg(&[], &[])), (vec![512, 1], vec!["options".into(), "default".into()]));
+    assert_eq!(
+        rates(cfg(&[("192.0.2.0/24", 100)], &[])),
+        (vec![512, 100], vec!["options".into(), "default".into()])
+    );
+    // An override wins over what the exporter says.
+    assert_eq!(
+        rates(cfg(&[], &[("192.0.2.1/32", 64)])),
+        (vec![64, 64], vec!["override".into(), "override".into()])
+    );
+}
+
+#[test]
+fn v5_header_sampling_and_ipfix_withdrawal() {
+    use arrow::array::{AsArray, StringArray};
+    use arrow::datatypes::UInt32Type;
+    // v5, one record, sampling interval 0x4064: mode 1, interval 100.
+    let mut v5 = vec![0u8; 24 + 48];
+    v5[1] = 5;
+    v5[3] = 1;
+    v5[22] = 0x40;
+    v5[23] = 0x64;
+    let mut d = Decoder::new(DecoderConfig::default());
+    let mut out = FlowBuilders::new(16);
+    assert_eq!(d.decode(&v5, EXPORTER, 0, &mut out).records, 1);
+    let b = out.finish();
+    assert_eq!(b.column_by_name("sampling_rate").unwrap().as_primitive::<UInt32Type>().value(0), 100);
+    let s = b.column_by_name("sampling_source").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!(s.value(0), "header");
+
+    // IPFIX: a template, then its withdrawal; later data waits for a new one.
+    let tpl = [0, 2, 0, 12, 1, 0, 0, 1, 0, 8, 0, 4];
+    let withdraw = [0, 2, 0, 8, 1, 0, 0, 0];
+    let data = [1, 0, 0, 8, 10, 0, 0, 1];
+    let mut d = Decoder::new(DecoderConfig::default());
+    assert_eq!(decode_with(&mut d, &[tpl.as_slice(), &data].concat(), &mut out), 1);
+    assert_eq!(decode_with(&mut d, &withdraw, &mut out), 0);
+    assert_eq!(d.stats.withdrawals, 1);
+    assert_eq!(decode_with(&mut d, &data, &mut out), 0, "withdrawn: the data is parked");
+    assert_eq!(d.pending().0, 1);
+    assert_eq!(decode_with(&mut d, &tpl, &mut out), 1, "the refreshed template releases it");
 }
