@@ -184,6 +184,14 @@ fn ntp_to_ns(v: u64) -> i64 {
     secs * 1_000_000_000 + frac as i64
 }
 
+/// Per-set lookups shared by its records.
+struct SetContext {
+    exporter: [u8; 16],
+    domain: u32,
+    system_init_ms: Option<i64>,
+    base_rate: (u32, SamplingSource),
+}
+
 /// Values of one record that are not flow columns themselves.
 #[derive(Default, Clone, Copy)]
 struct Scratch {
@@ -563,6 +571,7 @@ impl Decoder {
         out: &mut FlowBuilders,
     ) -> Result<u64, DecodeError> {
         let Some(t) = self.templates.get(key) else { return Ok(0) };
+        let mut cx = self.set_context(key.0, key.1);
         let mut n = 0u64;
         while b.len() >= t.min_len {
             let mut row = Row::default();
@@ -600,9 +609,10 @@ impl Decoder {
             if t.is_options() {
                 self.stats.options_records += 1;
                 self.learn_sampling(key.0, key.1, &s);
+                cx = self.set_context(key.0, key.1);
                 continue;
             }
-            self.finish_row(&mut row, &s, key.0, key.1, export_ms, uptime_ms);
+            self.finish_row(&mut row, &s, &cx, export_ms, uptime_ms);
             out.push(h, &row);
             n += 1;
             // An RFC 5103 biflow carries the reverse direction's counters in
@@ -677,15 +687,17 @@ impl Decoder {
         (SamplingConfig::lookup(&self.cfg.sampling.defaults, exporter).unwrap_or(1), SamplingSource::Default)
     }
 
-    fn finish_row(
-        &self,
-        row: &mut Row,
-        s: &Scratch,
-        exporter: [u8; 16],
-        domain: u32,
-        export_ms: i64,
-        uptime_ms: u32,
-    ) {
+    /// What every record of one data set shares, looked up once per set.
+    fn set_context(&self, exporter: [u8; 16], domain: u32) -> SetContext {
+        SetContext {
+            exporter,
+            domain,
+            system_init_ms: self.exporters.get(&(exporter, domain)).and_then(|e| e.system_init_ms),
+            base_rate: self.rate(exporter, domain, None, None),
+        }
+    }
+
+    fn finish_row(&self, row: &mut Row, s: &Scratch, cx: &SetContext, export_ms: i64, uptime_ms: u32) {
         if row.bytes.is_none() {
             row.bytes = s.bytes_total;
         }
@@ -712,10 +724,7 @@ impl Decoder {
         let export_ns = export_ms.saturating_mul(1_000_000);
         // Uptime-relative times need the boot time: from the record, from
         // options data, or (v9) from the header's uptime.
-        let boot_ms = s
-            .system_init_ms
-            .or_else(|| self.exporters.get(&(exporter, domain)).and_then(|e| e.system_init_ms))
-            .or((uptime_ms > 0).then(|| export_ms - uptime_ms as i64));
+        let boot_ms = s.system_init_ms.or(cx.system_init_ms);
         let from_uptime = |up: u32| -> Option<i64> {
             if uptime_ms > 0 {
                 // Wrapping difference handles the 49.7-day uptime rollover.
@@ -732,7 +741,13 @@ impl Decoder {
             .end_ns
             .or(s.end_delta_us.map(|d| export_ns.saturating_sub(ns(d, 1000))))
             .or_else(|| s.end_uptime.and_then(from_uptime));
-        let (rate, source) = self.rate(exporter, domain, s.sampler_id, None);
+        let (rate, source) = match s.sampler_id {
+            Some(id) if cx.base_rate.1 != SamplingSource::Override => self
+                .samplers
+                .get(&(cx.exporter, cx.domain, id))
+                .map_or(cx.base_rate, |r| (*r, SamplingSource::Options)),
+            _ => cx.base_rate,
+        };
         row.sampling_rate = rate;
         row.sampling_source = Some(source);
     }

@@ -1,13 +1,19 @@
-//! One decoded flow record on the stack, and the Arrow builders of the flow
-//! schema it is appended to. Nothing here allocates per record: builders grow
-//! their buffers amortized and are reused batch after batch.
+//! One decoded flow record on the stack, and the column buffers of the flow
+//! schema it is appended to.
+//!
+//! The columns are plain `Vec`s (values, plus one `bool` per row for
+//! nullable columns) rather than Arrow's builders: appending is a `Vec::push`
+//! with no bit twiddling, and `finish` hands the vectors to Arrow without a
+//! copy. Capacity is reserved for a whole batch, so nothing allocates per
+//! record.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, FixedSizeBinaryBuilder, RecordBatch, StringBuilder, TimestampNanosecondBuilder, UInt8Builder,
-    UInt16Builder, UInt32Builder, UInt64Builder,
+    ArrayRef, FixedSizeBinaryArray, PrimitiveArray, RecordBatch, StringArray, TimestampNanosecondArray,
 };
+use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
+use arrow::datatypes::{ArrowPrimitiveType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
 use spillway_core::schema::{SamplingSource, flow_schema};
 
 /// The fields of one flow record, as decoded. `None` is "not exported".
@@ -47,83 +53,151 @@ pub struct Header {
     pub version: u16,
 }
 
-/// Arrow builders for the flow schema.
+/// A nullable column being filled.
+struct Col<T> {
+    values: Vec<T>,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl<T: Copy + Default> Col<T> {
+    fn new(n: usize) -> Self {
+        Self { values: Vec::with_capacity(n), valid: Vec::with_capacity(n), nulls: 0 }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<T>) {
+        self.values.push(v.unwrap_or_default());
+        self.valid.push(v.is_some());
+        self.nulls += v.is_none() as usize;
+    }
+
+    /// The values and null buffer, leaving the column empty with capacity `n`.
+    fn take(&mut self, n: usize) -> (Vec<T>, Option<NullBuffer>) {
+        let values = std::mem::replace(&mut self.values, Vec::with_capacity(n));
+        let valid = std::mem::replace(&mut self.valid, Vec::with_capacity(n));
+        let nulls = if self.nulls > 0 { Some(NullBuffer::from(valid)) } else { None };
+        self.nulls = 0;
+        (values, nulls)
+    }
+}
+
+fn primitive<T: ArrowPrimitiveType>(c: &mut Col<T::Native>, n: usize) -> ArrayRef
+where
+    T::Native: Default,
+{
+    let (values, nulls) = c.take(n);
+    Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(values), nulls))
+}
+
+fn required<T: ArrowPrimitiveType>(v: &mut Vec<T::Native>, n: usize) -> ArrayRef {
+    let values = std::mem::replace(v, Vec::with_capacity(n));
+    Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(values), None))
+}
+
+fn timestamps(c: &mut Col<i64>, n: usize) -> ArrayRef {
+    let (values, nulls) = c.take(n);
+    Arc::new(TimestampNanosecondArray::new(ScalarBuffer::from(values), nulls).with_timezone("UTC"))
+}
+
+/// An address column: 16 bytes a row.
+struct AddrCol {
+    bytes: Vec<u8>,
+    valid: Vec<bool>,
+    nulls: usize,
+}
+
+impl AddrCol {
+    fn new(n: usize) -> Self {
+        Self { bytes: Vec::with_capacity(n * 16), valid: Vec::with_capacity(n), nulls: 0 }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<[u8; 16]>) {
+        self.bytes.extend_from_slice(&v.unwrap_or([0; 16]));
+        self.valid.push(v.is_some());
+        self.nulls += v.is_none() as usize;
+    }
+
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        let bytes = std::mem::replace(&mut self.bytes, Vec::with_capacity(n * 16));
+        let valid = std::mem::replace(&mut self.valid, Vec::with_capacity(n));
+        let nulls = if self.nulls > 0 { Some(NullBuffer::from(valid)) } else { None };
+        self.nulls = 0;
+        Arc::new(FixedSizeBinaryArray::new(16, Buffer::from_vec(bytes), nulls))
+    }
+}
+
+/// Column buffers for the flow schema.
 pub struct FlowBuilders {
-    time_received: TimestampNanosecondBuilder,
-    flow_start: TimestampNanosecondBuilder,
-    flow_end: TimestampNanosecondBuilder,
-    exporter: FixedSizeBinaryBuilder,
-    domain: UInt32Builder,
-    sequence: UInt32Builder,
-    version: UInt16Builder,
-    src_addr: FixedSizeBinaryBuilder,
-    dst_addr: FixedSizeBinaryBuilder,
-    next_hop: FixedSizeBinaryBuilder,
-    src_port: UInt16Builder,
-    dst_port: UInt16Builder,
-    protocol: UInt8Builder,
-    tcp_flags: UInt16Builder,
-    tos: UInt8Builder,
-    in_if: UInt32Builder,
-    out_if: UInt32Builder,
-    bytes: UInt64Builder,
-    packets: UInt64Builder,
-    src_as: UInt32Builder,
-    dst_as: UInt32Builder,
-    src_mask: UInt8Builder,
-    dst_mask: UInt8Builder,
-    vlan: UInt16Builder,
-    direction: UInt8Builder,
-    sampling_rate: UInt32Builder,
-    sampling_source: StringBuilder,
+    time_received: Vec<i64>,
+    flow_start: Col<i64>,
+    flow_end: Col<i64>,
+    exporter: AddrCol,
+    domain: Vec<u32>,
+    sequence: Col<u32>,
+    version: Vec<u16>,
+    src_addr: AddrCol,
+    dst_addr: AddrCol,
+    next_hop: AddrCol,
+    src_port: Col<u16>,
+    dst_port: Col<u16>,
+    protocol: Col<u8>,
+    tcp_flags: Col<u16>,
+    tos: Col<u8>,
+    in_if: Col<u32>,
+    out_if: Col<u32>,
+    bytes: Vec<u64>,
+    packets: Vec<u64>,
+    src_as: Col<u32>,
+    dst_as: Col<u32>,
+    src_mask: Col<u8>,
+    dst_mask: Col<u8>,
+    vlan: Col<u16>,
+    direction: Col<u8>,
+    sampling_rate: Vec<u32>,
+    sampling_source: Vec<u8>,
     rows: usize,
     capacity: usize,
     received_min: i64,
     received_max: i64,
 }
 
-fn addr(b: &mut FixedSizeBinaryBuilder, v: Option<[u8; 16]>) {
-    match v {
-        // Appending exactly 16 bytes to a 16-byte builder cannot fail.
-        Some(a) => {
-            let _ = b.append_value(a);
-        }
-        None => b.append_null(),
-    }
-}
+const SOURCES: [SamplingSource; 4] =
+    [SamplingSource::Header, SamplingSource::Options, SamplingSource::Default, SamplingSource::Override];
 
 impl FlowBuilders {
-    /// Builders with room for `capacity` rows.
+    /// Buffers with room for `capacity` rows.
     pub fn new(capacity: usize) -> Self {
         let n = capacity;
         Self {
-            time_received: TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC"),
-            flow_start: TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC"),
-            flow_end: TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC"),
-            exporter: FixedSizeBinaryBuilder::with_capacity(n, 16),
-            domain: UInt32Builder::with_capacity(n),
-            sequence: UInt32Builder::with_capacity(n),
-            version: UInt16Builder::with_capacity(n),
-            src_addr: FixedSizeBinaryBuilder::with_capacity(n, 16),
-            dst_addr: FixedSizeBinaryBuilder::with_capacity(n, 16),
-            next_hop: FixedSizeBinaryBuilder::with_capacity(n, 16),
-            src_port: UInt16Builder::with_capacity(n),
-            dst_port: UInt16Builder::with_capacity(n),
-            protocol: UInt8Builder::with_capacity(n),
-            tcp_flags: UInt16Builder::with_capacity(n),
-            tos: UInt8Builder::with_capacity(n),
-            in_if: UInt32Builder::with_capacity(n),
-            out_if: UInt32Builder::with_capacity(n),
-            bytes: UInt64Builder::with_capacity(n),
-            packets: UInt64Builder::with_capacity(n),
-            src_as: UInt32Builder::with_capacity(n),
-            dst_as: UInt32Builder::with_capacity(n),
-            src_mask: UInt8Builder::with_capacity(n),
-            dst_mask: UInt8Builder::with_capacity(n),
-            vlan: UInt16Builder::with_capacity(n),
-            direction: UInt8Builder::with_capacity(n),
-            sampling_rate: UInt32Builder::with_capacity(n),
-            sampling_source: StringBuilder::with_capacity(n, n * 7),
+            time_received: Vec::with_capacity(n),
+            flow_start: Col::new(n),
+            flow_end: Col::new(n),
+            exporter: AddrCol::new(n),
+            domain: Vec::with_capacity(n),
+            sequence: Col::new(n),
+            version: Vec::with_capacity(n),
+            src_addr: AddrCol::new(n),
+            dst_addr: AddrCol::new(n),
+            next_hop: AddrCol::new(n),
+            src_port: Col::new(n),
+            dst_port: Col::new(n),
+            protocol: Col::new(n),
+            tcp_flags: Col::new(n),
+            tos: Col::new(n),
+            in_if: Col::new(n),
+            out_if: Col::new(n),
+            bytes: Vec::with_capacity(n),
+            packets: Vec::with_capacity(n),
+            src_as: Col::new(n),
+            dst_as: Col::new(n),
+            src_mask: Col::new(n),
+            dst_mask: Col::new(n),
+            vlan: Col::new(n),
+            direction: Col::new(n),
+            sampling_rate: Vec::with_capacity(n),
+            sampling_source: Vec::with_capacity(n),
             rows: 0,
             capacity,
             received_min: i64::MAX,
@@ -154,73 +228,86 @@ impl FlowBuilders {
     /// Appends one record.
     #[inline]
     pub fn push(&mut self, h: &Header, r: &Row) {
-        self.time_received.append_value(h.time_received);
+        self.time_received.push(h.time_received);
         self.received_min = self.received_min.min(h.time_received);
         self.received_max = self.received_max.max(h.time_received);
-        self.flow_start.append_option(r.flow_start);
-        self.flow_end.append_option(r.flow_end);
-        let _ = self.exporter.append_value(h.exporter);
-        self.domain.append_value(h.domain);
-        self.sequence.append_value(h.sequence);
-        self.version.append_value(h.version);
-        addr(&mut self.src_addr, r.src_addr);
-        addr(&mut self.dst_addr, r.dst_addr);
-        addr(&mut self.next_hop, r.next_hop);
-        self.src_port.append_option(r.src_port);
-        self.dst_port.append_option(r.dst_port);
-        self.protocol.append_option(r.protocol);
-        self.tcp_flags.append_option(r.tcp_flags);
-        self.tos.append_option(r.tos);
-        self.in_if.append_option(r.in_if);
-        self.out_if.append_option(r.out_if);
-        self.bytes.append_value(r.bytes.unwrap_or(0));
-        self.packets.append_value(r.packets.unwrap_or(0));
-        self.src_as.append_option(r.src_as);
-        self.dst_as.append_option(r.dst_as);
-        self.src_mask.append_option(r.src_mask);
-        self.dst_mask.append_option(r.dst_mask);
-        self.vlan.append_option(r.vlan);
-        self.direction.append_option(r.direction);
-        self.sampling_rate.append_value(r.sampling_rate.max(1));
-        self.sampling_source.append_value(r.sampling_source.unwrap_or(SamplingSource::Default).as_str());
+        self.flow_start.push(r.flow_start);
+        self.flow_end.push(r.flow_end);
+        self.exporter.push(Some(h.exporter));
+        self.domain.push(h.domain);
+        // v5 and v9 number packets, IPFIX messages: always present.
+        self.sequence.push(Some(h.sequence));
+        self.version.push(h.version);
+        self.src_addr.push(r.src_addr);
+        self.dst_addr.push(r.dst_addr);
+        self.next_hop.push(r.next_hop);
+        self.src_port.push(r.src_port);
+        self.dst_port.push(r.dst_port);
+        self.protocol.push(r.protocol);
+        self.tcp_flags.push(r.tcp_flags);
+        self.tos.push(r.tos);
+        self.in_if.push(r.in_if);
+        self.out_if.push(r.out_if);
+        self.bytes.push(r.bytes.unwrap_or(0));
+        self.packets.push(r.packets.unwrap_or(0));
+        self.src_as.push(r.src_as);
+        self.dst_as.push(r.dst_as);
+        self.src_mask.push(r.src_mask);
+        self.dst_mask.push(r.dst_mask);
+        self.vlan.push(r.vlan);
+        self.direction.push(r.direction);
+        self.sampling_rate.push(r.sampling_rate.max(1));
+        let source = r.sampling_source.unwrap_or(SamplingSource::Default);
+        self.sampling_source.push(SOURCES.iter().position(|s| *s == source).unwrap_or(2) as u8);
         self.rows += 1;
     }
 
-    /// The buffered rows as a batch; the builders are empty afterwards and
-    /// keep their capacity.
+    /// The buffered rows as a batch; the buffers are empty afterwards with
+    /// room for another batch.
     pub fn finish(&mut self) -> RecordBatch {
+        let n = self.capacity;
+        let exporter = self.exporter.finish(n);
+        let sources = std::mem::replace(&mut self.sampling_source, Vec::with_capacity(n));
+        let sampling_source: ArrayRef =
+            Arc::new(StringArray::from_iter_values(sources.iter().map(|c| SOURCES[*c as usize].as_str())));
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.time_received.finish()),
-            Arc::new(self.flow_start.finish()),
-            Arc::new(self.flow_end.finish()),
-            Arc::new(self.exporter.finish()),
-            Arc::new(self.domain.finish()),
-            Arc::new(self.sequence.finish()),
-            Arc::new(self.version.finish()),
-            Arc::new(self.src_addr.finish()),
-            Arc::new(self.dst_addr.finish()),
-            Arc::new(self.next_hop.finish()),
-            Arc::new(self.src_port.finish()),
-            Arc::new(self.dst_port.finish()),
-            Arc::new(self.protocol.finish()),
-            Arc::new(self.tcp_flags.finish()),
-            Arc::new(self.tos.finish()),
-            Arc::new(self.in_if.finish()),
-            Arc::new(self.out_if.finish()),
-            Arc::new(self.bytes.finish()),
-            Arc::new(self.packets.finish()),
-            Arc::new(self.src_as.finish()),
-            Arc::new(self.dst_as.finish()),
-            Arc::new(self.src_mask.finish()),
-            Arc::new(self.dst_mask.finish()),
-            Arc::new(self.vlan.finish()),
-            Arc::new(self.direction.finish()),
-            Arc::new(self.sampling_rate.finish()),
-            Arc::new(self.sampling_source.finish()),
+            Arc::new(
+                TimestampNanosecondArray::new(
+                    ScalarBuffer::from(std::mem::replace(&mut self.time_received, Vec::with_capacity(n))),
+                    None,
+                )
+                .with_timezone("UTC"),
+            ),
+            timestamps(&mut self.flow_start, n),
+            timestamps(&mut self.flow_end, n),
+            exporter,
+            required::<UInt32Type>(&mut self.domain, n),
+            primitive::<UInt32Type>(&mut self.sequence, n),
+            required::<UInt16Type>(&mut self.version, n),
+            self.src_addr.finish(n),
+            self.dst_addr.finish(n),
+            self.next_hop.finish(n),
+            primitive::<UInt16Type>(&mut self.src_port, n),
+            primitive::<UInt16Type>(&mut self.dst_port, n),
+            primitive::<UInt8Type>(&mut self.protocol, n),
+            primitive::<UInt16Type>(&mut self.tcp_flags, n),
+            primitive::<UInt8Type>(&mut self.tos, n),
+            primitive::<UInt32Type>(&mut self.in_if, n),
+            primitive::<UInt32Type>(&mut self.out_if, n),
+            required::<UInt64Type>(&mut self.bytes, n),
+            required::<UInt64Type>(&mut self.packets, n),
+            primitive::<UInt32Type>(&mut self.src_as, n),
+            primitive::<UInt32Type>(&mut self.dst_as, n),
+            primitive::<UInt8Type>(&mut self.src_mask, n),
+            primitive::<UInt8Type>(&mut self.dst_mask, n),
+            primitive::<UInt16Type>(&mut self.vlan, n),
+            primitive::<UInt8Type>(&mut self.direction, n),
+            required::<UInt32Type>(&mut self.sampling_rate, n),
+            sampling_source,
         ];
         self.rows = 0;
         self.received_min = i64::MAX;
         self.received_max = i64::MIN;
-        RecordBatch::try_new(flow_schema(), columns).expect("builders match the flow schema")
+        RecordBatch::try_new(flow_schema(), columns).expect("columns match the flow schema")
     }
 }
