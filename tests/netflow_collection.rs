@@ -220,3 +220,44 @@ fn softflowd_exporting_live_into_the_udp_source_matches_the_reference_totals() {
         assert_eq!(parquet_totals(&dir.path().join("data")), (e.records, e.packets, e.bytes), "v{version}");
     }
 }
+
+/// A NetFlow v5 packet with one record and the given flow sequence number.
+fn v5_packet(sequence: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 24 + 48];
+    p[1] = 5;
+    p[3] = 1;
+    p[16..20].copy_from_slice(&sequence.to_be_bytes());
+    p[24..28].copy_from_slice(&[10, 0, 0, 1]);
+    p[24 + 16..24 + 20].copy_from_slice(&1u32.to_be_bytes());
+    p[24 + 20..24 + 24].copy_from_slice(&100u32.to_be_bytes());
+    p
+}
+
+#[test]
+fn sequence_gaps_become_records_on_the_loss_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_udp_port();
+    let yaml = format!(
+        "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 1, flush_interval: 20ms }}\n\
+         sinks:\n  out: {{ type: blackhole, inputs: [flows] }}\n  gaps: {{ type: file, inputs: [flows.loss], path: ./loss.jsonl }}\n"
+    );
+    let g = start(dir.path(), &yaml);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // v5 counts flows: after 0, 1, 2 the next should be 3; 10 means 7 lost.
+    for seq in [0, 1, 2, 10, 11] {
+        s.send_to(&v5_packet(seq), ("127.0.0.1", port)).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let ledger = stop(g, dir.path());
+    assert_eq!(common::entry(&ledger, "out")["delivered"], 5);
+    assert_eq!(common::entry(&ledger, "flows.loss")["received"], 1, "{ledger}");
+    assert_eq!(common::entry(&ledger, "gaps")["delivered"], 1);
+    let text = std::fs::read_to_string(dir.path().join("loss.jsonl")).unwrap();
+    let loss: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(loss["exporter"], "127.0.0.1");
+    assert_eq!(loss["expected_sequence"], 3);
+    assert_eq!(loss["received_sequence"], 10);
+    assert_eq!(loss["missing"], 7);
+    assert_eq!(loss["flow_version"], 5);
+    assert!(loss["window_start"].as_str().unwrap() <= loss["window_end"].as_str().unwrap());
+}

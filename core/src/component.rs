@@ -76,12 +76,41 @@ impl Output {
     }
 }
 
+/// A source's named outputs that some component reads (see
+/// [`crate::registry::SourceConfig::named_outputs`]). Each has its own
+/// ledger entry, `SOURCE.OUTPUT`, whose `received` counts the records the
+/// source made for it.
+#[derive(Default)]
+pub struct NamedOutputs(Vec<(String, Output)>);
+
+impl NamedOutputs {
+    pub(crate) fn new(outputs: Vec<(String, Output)>) -> Self {
+        Self(outputs)
+    }
+
+    /// Takes the output called `name`; `None` when nobody reads it (then the
+    /// source should not produce it).
+    pub fn take(&mut self, name: &str) -> Option<Output> {
+        let i = self.0.iter().position(|(n, _)| n == name)?;
+        Some(self.0.swap_remove(i).1)
+    }
+}
+
+impl Output {
+    /// The ledger entry of this output.
+    pub fn ledger(&self) -> &Arc<ComponentLedger> {
+        &self.ledger
+    }
+}
+
 /// What a source gets from the runner.
 pub struct SourceContext {
     /// The component's name in the pipeline file.
     pub name: Arc<str>,
     /// Downstream.
     pub out: Output,
+    /// Named outputs that have readers.
+    pub named: NamedOutputs,
     /// Fires when the source must stop.
     pub shutdown: Shutdown,
     /// The source's counters.

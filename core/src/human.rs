@@ -146,15 +146,44 @@ pub fn write_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
 
 /// Writes an address in its conventional form (dotted quad for v4-mapped).
 pub fn write_addr(bytes: [u8; 16], out: &mut Vec<u8>) {
-    let v6 = Ipv6Addr::from(bytes);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => {
-            let _ = write!(out, "{v4}");
-        }
-        None => {
-            let _ = write!(out, "{v6}");
-        }
+    if let Some(v4) = v4_octets(&bytes) {
+        let mut buf = [0u8; 15];
+        let n = ipv4_text(v4, &mut buf);
+        out.extend_from_slice(&buf[..n]);
+        return;
     }
+    let _ = write!(out, "{}", Ipv6Addr::from(bytes));
+}
+
+/// The IPv4 octets of a v4-mapped address.
+#[inline]
+pub fn v4_octets(bytes: &[u8; 16]) -> Option<[u8; 4]> {
+    (bytes[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])
+        .then(|| [bytes[12], bytes[13], bytes[14], bytes[15]])
+}
+
+/// Formats a dotted quad into `buf`, returning its length. Several times
+/// faster than `Display`, which matters when every row has three addresses.
+#[inline]
+pub fn ipv4_text(o: [u8; 4], buf: &mut [u8; 15]) -> usize {
+    let mut n = 0;
+    for (i, b) in o.into_iter().enumerate() {
+        if i > 0 {
+            buf[n] = b'.';
+            n += 1;
+        }
+        if b >= 100 {
+            buf[n] = b'0' + b / 100;
+            n += 1;
+        }
+        if b >= 10 {
+            buf[n] = b'0' + (b / 10) % 10;
+            n += 1;
+        }
+        buf[n] = b'0' + b % 10;
+        n += 1;
+    }
+    n
 }
 
 /// Writes `ns` since the epoch as RFC 3339 UTC with as many fractional
@@ -173,6 +202,15 @@ mod tests {
         let mut out = Vec::new();
         write_rfc3339(1_700_000_000_123_000_000, &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "2023-11-14T22:13:20.123Z");
+    }
+
+    #[test]
+    fn the_fast_ipv4_formatter_agrees_with_display() {
+        for o in [[0, 0, 0, 0], [255, 255, 255, 255], [10, 9, 100, 99], [192, 0, 2, 1], [1, 20, 200, 0]] {
+            let mut buf = [0u8; 15];
+            let n = ipv4_text(o, &mut buf);
+            assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), std::net::Ipv4Addr::from(o).to_string());
+        }
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
     }
     /// The schema of every batch the source emits.
     fn output_schema(&self) -> SchemaRef;
+    /// Extra named outputs besides the main one, with their schemas. A
+    /// downstream component reads one as `inputs: [SOURCE.OUTPUT]`; an output
+    /// nobody reads is not produced.
+    fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
+        Vec::new()
+    }
     /// Builds the running source. Does no I/O that outlives the call.
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError>;
 }

@@ -14,7 +14,7 @@ use tracing::{error, info};
 
 use crate::admin;
 use crate::channel::{self, RowReceiver, RowSender};
-use crate::component::{Emitter, Output, Shutdown, SinkContext, SinkInput, SourceContext};
+use crate::component::{Emitter, NamedOutputs, Output, Shutdown, SinkContext, SinkInput, SourceContext};
 use crate::config::Pipeline;
 use crate::ledger::{ComponentKind, ComponentLedger, Ledger, LedgerEntry};
 use crate::registry::{AnyConfig, BuildContext};
@@ -134,6 +134,17 @@ impl Topology {
                 targets.entry(input.clone()).or_default().push((tx.clone(), entry.clone()));
             }
         }
+        // Named outputs with readers get their own ledger entry, registered
+        // before the admin endpoint starts serving the ledger.
+        let mut ledger = ledger;
+        let mut named: HashMap<String, Vec<(String, Output)>> = HashMap::new();
+        let keys: Vec<String> = targets.keys().filter(|k| k.contains('.')).cloned().collect();
+        for key in keys {
+            let (source, output) = crate::config::split_input(&key);
+            let entry = ledger.register(&key, ComponentKind::Source);
+            let out = Output::new(targets.remove(&key).unwrap_or_default(), entry);
+            named.entry(source.to_string()).or_default().push((output.unwrap_or_default().to_string(), out));
+        }
         let health: Health =
             Arc::new(Mutex::new(built.iter().map(|(n, ..)| (n.clone(), ComponentState::Running)).collect()));
         let admin_task = match admin {
@@ -151,8 +162,9 @@ impl Topology {
             let n: Arc<str> = name.as_str().into();
             let id = match b {
                 Built::Source(src) => {
-                    let cx =
-                        SourceContext { name: n, out, shutdown: sources_stop.child_token(), ledger: entry };
+                    let named = NamedOutputs::new(named.remove(&name).unwrap_or_default());
+                    let shutdown = sources_stop.child_token();
+                    let cx = SourceContext { name: n, out, named, shutdown, ledger: entry };
                     tasks.spawn(async move {
                         let r = src.run(cx).await.map_err(|e| e.message);
                         (name, ComponentKind::Source, r)

@@ -412,38 +412,71 @@ impl Validator {
         let kinds: HashMap<&str, ComponentKind> = entries.iter().map(|e| (e.name.as_str(), e.kind)).collect();
         let producers: Vec<&str> =
             entries.iter().filter(|e| e.kind != ComponentKind::Sink).map(|e| e.name.as_str()).collect();
+        let named: HashMap<&str, Vec<&'static str>> = entries
+            .iter()
+            .filter_map(|e| match &e.config {
+                Some((AnyConfig::Source(c), _)) => {
+                    Some((e.name.as_str(), c.named_outputs().into_iter().map(|(n, _)| n).collect()))
+                }
+                _ => None,
+            })
+            .collect();
         let mut consumed: HashSet<&str> = HashSet::new();
         for e in entries {
             let path = format!("{}.{}", section_of(e.kind), e.name);
             let mut dup = HashSet::new();
-            for (input, pos) in &e.inputs {
-                if !dup.insert(input.as_str()) {
-                    self.err(*pos, format!("{path}.inputs"), format!("input `{input}` is listed twice"));
+            for (full, pos) in &e.inputs {
+                if !dup.insert(full.as_str()) {
+                    self.err(*pos, format!("{path}.inputs"), format!("input `{full}` is listed twice"));
                     continue;
                 }
-                match kinds.get(input.as_str()) {
+                let (input, output) = split_input(full);
+                if let Some(o) = output {
+                    if let Some(outputs) = named.get(input)
+                        && !outputs.contains(&o)
+                    {
+                        let list = if outputs.is_empty() {
+                            "none".to_string()
+                        } else {
+                            outputs.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                        };
+                        self.err(
+                            *pos,
+                            format!("{path}.inputs"),
+                            format!("`{input}` has no output `{o}` (its named outputs: {list})"),
+                        );
+                        continue;
+                    }
+                    if kinds.get(input) == Some(&ComponentKind::Transform) {
+                        self.err(*pos, format!("{path}.inputs"), format!("`{input}` has no output `{o}`"));
+                        continue;
+                    }
+                }
+                match kinds.get(input) {
                     Some(ComponentKind::Sink) => self.err(
                         *pos,
                         format!("{path}.inputs"),
                         format!("`{input}` is a sink; sinks have no output to use as an input"),
                     ),
-                    Some(_) if input == &e.name => self.err(
+                    Some(_) if input == e.name => self.err(
                         *pos,
                         format!("{path}.inputs"),
                         format!("`{}` cannot be its own input", e.name),
                     ),
                     Some(_) => {
-                        consumed.insert(input.as_str());
+                        if output.is_none() {
+                            consumed.insert(input);
+                        }
                     }
                     None => {
                         let hint = did_you_mean(input, producers.iter().copied());
-                        self.err(*pos, format!("{path}.inputs"), format!("unknown input `{input}`{hint}"));
+                        self.err(*pos, format!("{path}.inputs"), format!("unknown input `{full}`{hint}"));
                     }
                 }
             }
         }
         let inputs_resolved =
-            entries.iter().all(|e| e.inputs.iter().all(|(i, _)| kinds.contains_key(i.as_str())));
+            entries.iter().all(|e| e.inputs.iter().all(|(i, _)| kinds.contains_key(split_input(i).0)));
         for e in entries {
             // Only when every input resolved: a typo'd input would otherwise
             // also report its intended upstream as unused.
@@ -481,7 +514,7 @@ impl Validator {
             state[i] = 1;
             stack.push(i);
             for (input, _) in &entries[i].inputs {
-                let Some(&j) = index.get(input.as_str()) else { continue };
+                let Some(&j) = index.get(split_input(input).0) else { continue };
                 if j == i {
                     continue;
                 }
@@ -573,7 +606,12 @@ impl Validator {
                 Some(first)
             };
             let result = match (config, &input) {
-                (AnyConfig::Source(c), _) => Ok((None, Some(c.output_schema()))),
+                (AnyConfig::Source(c), _) => {
+                    for (o, schema) in c.named_outputs() {
+                        out.insert(format!("{name}.{o}"), (None, Some(schema)));
+                    }
+                    Ok((None, Some(c.output_schema())))
+                }
                 (AnyConfig::Transform(c), Some(i)) => c.output_schema(i).map(|o| (Some(i.clone()), Some(o))),
                 (AnyConfig::Sink(c), Some(i)) => {
                     let issues = c.check_input(i);
@@ -594,6 +632,14 @@ impl Validator {
             }
         }
         out
+    }
+}
+
+/// `flows.loss` → (`flows`, Some(`loss`)); `flows` → (`flows`, None).
+pub fn split_input(input: &str) -> (&str, Option<&str>) {
+    match input.split_once('.') {
+        Some((c, o)) => (c, Some(o)),
+        None => (input, None),
     }
 }
 

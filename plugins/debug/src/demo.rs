@@ -147,7 +147,7 @@ struct Demo {
 #[async_trait]
 impl Source for Demo {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, shutdown, ledger } = cx;
+        let SourceContext { name, mut out, shutdown, ledger, .. } = cx;
         let start_ns = self.start_ns.unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
         let mut generator =
             FlowGenerator::new(self.cfg.seed, self.cfg.exporters, start_ns, self.cfg.time_step.0);

@@ -205,6 +205,9 @@ impl SourceMetrics {
 pub struct Collector {
     decoder: Decoder,
     builders: FlowBuilders,
+    /// Sequence gaps for the `loss` output, with that output's ledger entry;
+    /// `None` when nobody reads it.
+    loss: Option<(LossRecords, Arc<ComponentLedger>)>,
     ledger: Arc<ComponentLedger>,
     metrics: SourceMetrics,
     seen: Seen,
@@ -233,6 +236,7 @@ impl Collector {
         Self {
             decoder: Decoder::new(cfg),
             builders: FlowBuilders::new(batch_size),
+            loss: None,
             ledger,
             metrics,
             seen: Seen::default(),
@@ -249,6 +253,10 @@ impl Collector {
         self.metrics.packets.add(1);
         let o = self.decoder.decode(msg, exporter, now_ns, &mut self.builders);
         self.ledger.received(o.records);
+        if let (Some(l), Some((records, ledger))) = (o.loss, &mut self.loss) {
+            records.push(l);
+            ledger.received(1);
+        }
         if let Some(e) = o.error {
             self.ledger.received(1);
             self.ledger.dropped(DropReason::Malformed, 1);
@@ -263,6 +271,17 @@ impl Collector {
                 );
             }
         }
+    }
+
+    /// Produces sequence gaps for the `loss` output, counted in its ledger
+    /// entry.
+    pub fn enable_loss(&mut self, ledger: Arc<ComponentLedger>) {
+        self.loss = Some((LossRecords::default(), ledger));
+    }
+
+    /// Sequence gaps found since the last call, as a batch.
+    pub fn take_loss(&mut self) -> Option<RecordBatch> {
+        self.loss.as_mut().and_then(|(l, _)| l.take())
     }
 
     /// Counts a message rejected by the allowlist.
@@ -322,5 +341,77 @@ impl Collector {
     /// The decoder (for tests and final statistics).
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
+    }
+}
+
+/// Schema of the `loss` output: one record per sequence gap.
+pub fn loss_schema() -> arrow::datatypes::SchemaRef {
+    use arrow::datatypes::{DataType, Field, Schema};
+    use spillway_core::schema::{address_type, timestamp_type};
+    static SCHEMA: std::sync::OnceLock<arrow::datatypes::SchemaRef> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new("window_start", timestamp_type(), false),
+                Field::new("window_end", timestamp_type(), false),
+                Field::new("exporter", address_type(), false),
+                Field::new("observation_domain", DataType::UInt32, false),
+                Field::new("flow_version", DataType::UInt16, false),
+                Field::new("expected_sequence", DataType::UInt32, false),
+                Field::new("received_sequence", DataType::UInt32, false),
+                Field::new("missing", DataType::UInt64, false),
+            ]))
+        })
+        .clone()
+}
+
+/// Sequence gaps waiting to be emitted on the `loss` output.
+#[derive(Default)]
+pub struct LossRecords {
+    rows: Vec<crate::decode::Loss>,
+}
+
+impl LossRecords {
+    /// Adds a gap.
+    pub fn push(&mut self, l: crate::decode::Loss) {
+        self.rows.push(l);
+    }
+
+    /// Number of gaps held.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when no gap is held.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The gaps as a batch of the loss schema.
+    pub fn take(&mut self) -> Option<RecordBatch> {
+        use arrow::array::{
+            ArrayRef, FixedSizeBinaryArray, TimestampNanosecondArray, UInt16Array, UInt32Array, UInt64Array,
+        };
+        if self.rows.is_empty() {
+            return None;
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let ts = |f: fn(&crate::decode::Loss) -> i64| -> ArrayRef {
+            Arc::new(TimestampNanosecondArray::from_iter_values(rows.iter().map(f)).with_timezone("UTC"))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            ts(|l| l.window_start),
+            ts(|l| l.window_end),
+            Arc::new(
+                FixedSizeBinaryArray::try_from_iter(rows.iter().map(|l| l.exporter))
+                    .expect("16-byte addresses"),
+            ),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|l| l.domain))),
+            Arc::new(UInt16Array::from_iter_values(rows.iter().map(|l| l.version))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|l| l.expected))),
+            Arc::new(UInt32Array::from_iter_values(rows.iter().map(|l| l.received))),
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|l| l.missing))),
+        ];
+        Some(RecordBatch::try_new(loss_schema(), columns).expect("columns match the loss schema"))
     }
 }

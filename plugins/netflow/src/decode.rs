@@ -109,9 +109,27 @@ pub struct DecodeStats {
     pub biflows: u64,
 }
 
+/// A gap in an exporter's sequence numbers, found by one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loss {
+    pub exporter: [u8; 16],
+    pub domain: u32,
+    pub version: u16,
+    /// When the message before the gap arrived (ns).
+    pub window_start: i64,
+    /// When the message after the gap arrived (ns).
+    pub window_end: i64,
+    pub expected: u32,
+    pub received: u32,
+    /// Records (packets for v9) that never arrived.
+    pub missing: u64,
+}
+
 /// What decoding one message produced.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Outcome {
+    /// A sequence gap this message revealed.
+    pub loss: Option<Loss>,
     /// Flow records appended to the builders (including parked sets that
     /// this message's templates released).
     pub records: u64,
@@ -333,7 +351,8 @@ impl Decoder {
             out.push(&h, &row);
         }
         o.records += count as u64;
-        self.sequences.observe(exporter, domain, 5, sequence, Some(count as u32));
+        let ev = self.sequences.observe(exporter, domain, 5, sequence, Some(count as u32), now);
+        o.loss = loss(ev, exporter, domain, 5, sequence, now);
     }
 
     fn v9_ipfix(
@@ -406,7 +425,8 @@ impl Decoder {
         }
         // v9's sequence counts packets; IPFIX's counts data records.
         let units = if ipfix { (!uncountable && o.error.is_none()).then_some(data_records) } else { Some(1) };
-        self.sequences.observe(exporter, domain, version, sequence, units);
+        let ev = self.sequences.observe(exporter, domain, version, sequence, units, now);
+        o.loss = loss(ev, exporter, domain, version, sequence, now);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -751,6 +771,26 @@ impl Decoder {
         row.sampling_rate = rate;
         row.sampling_source = Some(source);
     }
+}
+
+fn loss(
+    ev: crate::sequence::SeqEvent,
+    exporter: [u8; 16],
+    domain: u32,
+    version: u16,
+    seq: u32,
+    now: i64,
+) -> Option<Loss> {
+    (ev.missing > 0).then_some(Loss {
+        exporter,
+        domain,
+        version,
+        window_start: ev.previous_ns,
+        window_end: now,
+        expected: ev.expected,
+        received: seq,
+        missing: ev.missing,
+    })
 }
 
 fn read_fields<'a>(

@@ -8,7 +8,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use serde::Deserialize;
 use spillway_core::ack::Acks;
-use spillway_core::component::{ComponentError, Source, SourceContext};
+use spillway_core::component::{ComponentError, Output, Source, SourceContext};
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
 use spillway_core::schema::{addr_to_bytes, flow_schema};
 use spillway_core::{Batch, BatchMeta};
@@ -83,6 +83,10 @@ impl SourceConfig for PcapConfig {
         flow_schema()
     }
 
+    fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
+        vec![("loss", collector::loss_schema())]
+    }
+
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let allow =
             self.allow.iter().map(|a| parse_prefix(a)).collect::<Result<Vec<_>, _>>().map_err(BuildError)?;
@@ -106,7 +110,8 @@ struct Pcap {
 #[async_trait]
 impl Source for Pcap {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, shutdown, ledger } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, ledger } = cx;
+        let mut loss_out = named.take("loss");
         let path = self.path.clone();
         let (datagrams, skipped) = tokio::task::spawn_blocking(move || crate::capture::read_file(&path))
             .await
@@ -123,6 +128,9 @@ impl Source for Pcap {
         );
         let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling);
         let mut c = Collector::new(cfg, self.cfg.batch_size, ledger, SourceMetrics::new(&name), name.clone());
+        if let Some(o) = &loss_out {
+            c.enable_loss(o.ledger().clone());
+        }
         let first_ts = datagrams.first().map_or(0, |d| d.time_ns);
         let started = tokio::time::Instant::now();
         for d in &datagrams {
@@ -148,13 +156,13 @@ impl Source for Pcap {
             // deterministic and keep the original timeline.
             c.ingest(&d.payload, addr_to_bytes(d.src), d.time_ns);
             if c.is_full() {
-                send(&mut c, &mut out, &name).await?;
+                send(&mut c, &mut out, &mut loss_out, &name).await?;
             }
         }
         // Nothing will ever release data still waiting for a template: it
         // is counted as expired, never silently forgotten.
         c.housekeeping(i64::MAX);
-        send(&mut c, &mut out, &name).await?;
+        send(&mut c, &mut out, &mut loss_out, &name).await?;
         let s = c.decoder().stats;
         tracing::info!(component = %name, templates = s.templates, options_templates = s.options_templates, parked_then_decoded = s.pending_decoded, expired_sets = s.pending_expired, "capture replayed");
         Ok(())
@@ -163,13 +171,18 @@ impl Source for Pcap {
 
 async fn send(
     c: &mut Collector,
-    out: &mut spillway_core::component::Output,
+    out: &mut Output,
+    loss_out: &mut Option<Output>,
     name: &Arc<str>,
 ) -> Result<(), ComponentError> {
+    let failed = |_| ComponentError::new("every downstream component has failed");
     if let Some((data, lo, hi)) = c.take() {
         out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none()))
             .await
-            .map_err(|_| ComponentError::new("every downstream component has failed"))?;
+            .map_err(failed)?;
+    }
+    if let (Some(o), Some(data)) = (loss_out.as_mut(), c.take_loss()) {
+        o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await.map_err(failed)?;
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ enum Convention {
 struct Stream {
     last_seq: u32,
     last_units: u32,
+    last_ns: i64,
     convention: Convention,
     /// The previous message could not be counted (undecodable sets).
     resync: bool,
@@ -33,6 +34,10 @@ struct Stream {
 pub struct SeqEvent {
     /// Units (records, or packets for v9) missing before this message.
     pub missing: u64,
+    /// The sequence number this message should have had.
+    pub expected: u32,
+    /// When the previous message of the stream arrived (ns).
+    pub previous_ns: i64,
     /// The message came late or twice.
     pub reordered: bool,
     /// The counter jumped in a way that can only be a restart.
@@ -76,6 +81,7 @@ impl SequenceTracker {
         version: u16,
         seq: u32,
         units: Option<u32>,
+        now_ns: i64,
     ) -> SeqEvent {
         let key = (exporter, domain, version);
         let Some(s) = self.streams.get_mut(&key) else {
@@ -85,12 +91,18 @@ impl SequenceTracker {
             let convention = if version == 10 { Convention::Unknown } else { Convention::BeforeMessage };
             self.streams.insert(
                 key,
-                Stream { last_seq: seq, last_units: units.unwrap_or(0), convention, resync: units.is_none() },
+                Stream {
+                    last_seq: seq,
+                    last_units: units.unwrap_or(0),
+                    last_ns: now_ns,
+                    convention,
+                    resync: units.is_none(),
+                },
             );
             return SeqEvent::default();
         };
         let cur = units.unwrap_or(0);
-        let mut event = SeqEvent::default();
+        let mut event = SeqEvent { previous_ns: s.last_ns, ..SeqEvent::default() };
         if !s.resync {
             let before = s.last_seq.wrapping_add(s.last_units);
             let including = s.last_seq.wrapping_add(cur);
@@ -108,6 +120,7 @@ impl SequenceTracker {
                     if seq == including { including } else { before }
                 }
             };
+            event.expected = expected;
             let ahead = seq.wrapping_sub(expected);
             let behind = expected.wrapping_sub(seq);
             if ahead == 0 {
@@ -128,6 +141,7 @@ impl SequenceTracker {
         self.stats.resets += event.reset as u64;
         s.last_seq = seq;
         s.last_units = cur;
+        s.last_ns = now_ns;
         s.resync = units.is_none();
         event
     }
@@ -139,16 +153,21 @@ mod tests {
 
     const E: [u8; 16] = [7; 16];
 
+    fn clean(e: SeqEvent) -> bool {
+        e.missing == 0 && !e.reordered && !e.reset
+    }
+
     #[test]
     fn v9_counts_packets_and_reports_gaps_and_reordering() {
         let mut t = SequenceTracker::new(8);
         for s in [10, 11, 12] {
-            assert_eq!(t.observe(E, 0, 9, s, Some(1)), SeqEvent::default());
+            assert!(clean(t.observe(E, 0, 9, s, Some(1), 0)));
         }
-        assert_eq!(t.observe(E, 0, 9, 15, Some(1)).missing, 2);
-        assert!(t.observe(E, 0, 9, 14, Some(1)).reordered);
-        assert_eq!(t.observe(E, 0, 9, 16, Some(1)), SeqEvent::default());
-        assert!(t.observe(E, 0, 9, 3_000_000_000, Some(1)).reset);
+        let gap = t.observe(E, 0, 9, 15, Some(1), 0);
+        assert_eq!((gap.missing, gap.expected), (2, 13));
+        assert!(t.observe(E, 0, 9, 14, Some(1), 0).reordered);
+        assert!(clean(t.observe(E, 0, 9, 16, Some(1), 0)));
+        assert!(t.observe(E, 0, 9, 3_000_000_000, Some(1), 0).reset);
         assert_eq!(t.stats, SeqStats { missing: 2, reordered: 1, resets: 1 });
     }
 
@@ -160,19 +179,19 @@ mod tests {
         let (mut a, mut b) = (0u32, 0u32);
         for r in records {
             // RFC: sequence = records before this message.
-            rfc.observe(E, 1, 10, a, Some(r));
+            rfc.observe(E, 1, 10, a, Some(r), 0);
             a += r;
             // softflowd: sequence includes this message's records.
             b += r;
-            incl.observe(E, 1, 10, b, Some(r));
+            incl.observe(E, 1, 10, b, Some(r), 0);
         }
         assert_eq!(rfc.stats, SeqStats::default());
         assert_eq!(incl.stats, SeqStats::default());
         // A lost message of 4 records is loss under either convention.
         a += 4;
-        rfc.observe(E, 1, 10, a, Some(1));
+        rfc.observe(E, 1, 10, a, Some(1), 0);
         b += 4 + 1;
-        incl.observe(E, 1, 10, b, Some(1));
+        incl.observe(E, 1, 10, b, Some(1), 0);
         assert_eq!(rfc.stats.missing, 4);
         assert_eq!(incl.stats.missing, 4);
     }
@@ -180,9 +199,9 @@ mod tests {
     #[test]
     fn an_uncountable_message_resyncs_instead_of_guessing() {
         let mut t = SequenceTracker::new(8);
-        t.observe(E, 1, 10, 0, Some(5));
-        t.observe(E, 1, 10, 5, None);
-        assert_eq!(t.observe(E, 1, 10, 17, Some(2)), SeqEvent::default());
-        assert_eq!(t.observe(E, 1, 10, 19, Some(1)), SeqEvent::default());
+        t.observe(E, 1, 10, 0, Some(5), 0);
+        t.observe(E, 1, 10, 5, None, 0);
+        assert!(clean(t.observe(E, 1, 10, 17, Some(2), 0)));
+        assert!(clean(t.observe(E, 1, 10, 19, Some(1), 0)));
     }
 }

@@ -97,6 +97,10 @@ impl SourceConfig for NetflowConfig {
         flow_schema()
     }
 
+    fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
+        vec![("loss", collector::loss_schema())]
+    }
+
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let allow =
             self.allow.iter().map(|a| parse_prefix(a)).collect::<Result<Vec<_>, _>>().map_err(BuildError)?;
@@ -116,7 +120,11 @@ struct Netflow {
     allow: Vec<ipnet::IpNet>,
 }
 
-type Sent = (RecordBatch, i64, i64);
+/// What a worker hands to the async side.
+enum Sent {
+    Flows(RecordBatch, i64, i64),
+    Loss(RecordBatch),
+}
 
 fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
     let domain = if cfg.listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
@@ -146,7 +154,8 @@ fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
 #[async_trait]
 impl Source for Netflow {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, shutdown, ledger } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, ledger } = cx;
+        let mut loss_out = named.take("loss");
         if let Some(inode) = already_bound(self.cfg.listen) {
             return Err(ComponentError::new(format!(
                 "another socket (inode {inode}) is already bound to {}; with SO_REUSEPORT the kernel would split \
@@ -174,15 +183,19 @@ impl Source for Netflow {
         let drops = KernelDrops::new(&sockets, ledger.clone(), &name);
         let mut threads = Vec::new();
         for (i, socket) in sockets.into_iter().enumerate() {
+            let mut collector = Collector::new(
+                decoder_cfg.clone(),
+                self.cfg.batch_size,
+                ledger.clone(),
+                source_metrics.clone(),
+                name.clone(),
+            );
+            if let Some(o) = &loss_out {
+                collector.enable_loss(o.ledger().clone());
+            }
             let w = Worker {
                 socket,
-                collector: Collector::new(
-                    decoder_cfg.clone(),
-                    self.cfg.batch_size,
-                    ledger.clone(),
-                    source_metrics.clone(),
-                    name.clone(),
-                ),
+                collector,
                 tx: tx.clone(),
                 stop: stop.clone(),
                 allow: self.allow.clone(),
@@ -199,16 +212,22 @@ impl Source for Netflow {
         let mut stopping = false;
         loop {
             tokio::select! {
-                b = rx.recv() => match b {
-                    Some((data, lo, hi)) => {
-                        let batch = Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none());
-                        if out.send(batch).await.is_err() {
-                            stop.store(true, Ordering::Relaxed);
-                            return Err(ComponentError::new("every downstream component has failed"));
+                b = rx.recv() => {
+                    let sent = match b {
+                        Some(Sent::Flows(data, lo, hi)) => {
+                            out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none())).await
                         }
+                        Some(Sent::Loss(data)) => match loss_out.as_mut() {
+                            Some(o) => o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await,
+                            None => Ok(()),
+                        },
+                        None => break,
+                    };
+                    if sent.is_err() {
+                        stop.store(true, Ordering::Relaxed);
+                        return Err(ComponentError::new("every downstream component has failed"));
                     }
-                    None => break,
-                },
+                }
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
                     stop.store(true, Ordering::Relaxed);
@@ -379,8 +398,13 @@ impl Worker {
     /// Hands the buffered rows to the async side, waiting for room
     /// (backpressure: while we wait, the kernel buffer absorbs the burst).
     fn send(&mut self) -> bool {
-        match self.collector.take() {
-            Some(b) => self.tx.blocking_send(b).is_ok(),
+        if let Some((b, lo, hi)) = self.collector.take()
+            && self.tx.blocking_send(Sent::Flows(b, lo, hi)).is_err()
+        {
+            return false;
+        }
+        match self.collector.take_loss() {
+            Some(l) => self.tx.blocking_send(Sent::Loss(l)).is_ok(),
             None => true,
         }
     }

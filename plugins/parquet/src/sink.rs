@@ -512,13 +512,18 @@ fn addresses_to_strings(col: &dyn Array) -> ArrayRef {
             continue;
         }
         let bytes: [u8; 16] = bin.value(i).try_into().unwrap_or([0; 16]);
-        let v6 = std::net::Ipv6Addr::from(bytes);
-        // Writing through fmt::Write fills the builder's buffer in place.
-        let _ = match v6.to_ipv4_mapped() {
-            Some(v4) => write!(out, "{v4}"),
-            None => write!(out, "{v6}"),
-        };
-        out.append_value("");
+        match spillway_core::human::v4_octets(&bytes) {
+            Some(v4) => {
+                let mut buf = [0u8; 15];
+                let n = spillway_core::human::ipv4_text(v4, &mut buf);
+                out.append_value(std::str::from_utf8(&buf[..n]).unwrap_or_default());
+            }
+            None => {
+                // Writing through fmt::Write fills the builder's buffer in place.
+                let _ = write!(out, "{}", std::net::Ipv6Addr::from(bytes));
+                out.append_value("");
+            }
+        }
     }
     Arc::new(out.finish())
 }
