@@ -36,7 +36,10 @@ fn bench(c: &mut Criterion) {
             // The comparison is only fair if it decodes what we decode.
             for (_, m) in &msgs {
                 let r = p.parse_bytes(m);
-                assert!(r.error.is_none() && !r.packets.is_empty(), "netflow_parser rejects a v{version} message");
+                assert!(
+                    r.error.is_none() && !r.packets.is_empty(),
+                    "netflow_parser rejects a v{version} message"
+                );
             }
             b.iter(|| {
                 for (_, m) in &msgs {

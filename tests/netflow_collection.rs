@@ -261,3 +261,31 @@ fn sequence_gaps_become_records_on_the_loss_output() {
     assert_eq!(loss["flow_version"], 5);
     assert!(loss["window_start"].as_str().unwrap() <= loss["window_end"].as_str().unwrap());
 }
+
+#[test]
+fn extra_fields_by_iana_name_reach_parquet_as_typed_columns() {
+    let Some(corpus) = common::corpus() else { return };
+    if !common::python_readers() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let capture = corpus.join("beats/pcap_from_dat/Netflow-9-Cisco-ASA-2.pcap");
+    let p = common::write_pipeline(
+        dir.path(),
+        &format!(
+            "sources:\n  replay: {{ type: pcap, path: \"{}\", extra_fields: [flowId, postNATSourceIPv4Address] }}\n\
+             sinks:\n  archive: {{ type: parquet, inputs: [replay], path: ./data }}\n",
+            capture.display()
+        ),
+    );
+    let (out, ledger) = common::run_pipeline(dir.path(), &p);
+    assert!(out.status.success(), "{}", common::text(&out));
+    common::assert_balanced(&ledger);
+    let got = common::run_python(
+        "import sys, pyarrow.dataset as ds\nt = ds.dataset(sys.argv[1], format='parquet').to_table()\n\
+         print(t.schema.field('flow_id').type, t.schema.field('post_nat_source_ipv4_address').type, \
+         sorted(set(t['post_nat_source_ipv4_address'].to_pylist())))",
+        &[dir.path().join("data").to_str().unwrap()],
+    );
+    assert_eq!(got.trim(), "uint64 string ['192.168.0.1', '192.168.0.2']");
+}

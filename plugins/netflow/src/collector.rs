@@ -12,6 +12,7 @@ use spillway_core::metrics::{self, Counter, Gauge};
 use spillway_core::registry::FieldIssue;
 
 use crate::decode::{Decoder, DecoderConfig, SamplingConfig};
+use crate::iana::ExtraField;
 use crate::row::FlowBuilders;
 use crate::template::StoreLimits;
 
@@ -115,8 +116,9 @@ pub fn validate(t: &TemplateSettings, s: &SamplingSettings) -> Vec<FieldIssue> {
 }
 
 /// The decoder config for these settings.
-pub fn decoder_config(t: &TemplateSettings, s: &SamplingSettings) -> DecoderConfig {
+pub fn decoder_config(t: &TemplateSettings, s: &SamplingSettings, extras: &[ExtraField]) -> DecoderConfig {
     DecoderConfig {
+        extra_ids: extras.iter().map(|e| e.id).collect(),
         limits: StoreLimits {
             max_exporters: t.max_exporters,
             max_templates_per_exporter: t.max_per_exporter,
@@ -225,17 +227,19 @@ struct Seen {
 }
 
 impl Collector {
-    /// A collector emitting batches of `batch_size` rows.
+    /// A collector emitting batches of `batch_size` rows, with `extras`
+    /// columns after the flow schema's.
     pub fn new(
         cfg: DecoderConfig,
         batch_size: usize,
+        extras: &[ExtraField],
         ledger: Arc<ComponentLedger>,
         metrics: SourceMetrics,
         name: Arc<str>,
     ) -> Self {
         Self {
             decoder: Decoder::new(cfg),
-            builders: FlowBuilders::new(batch_size),
+            builders: FlowBuilders::with_extras(batch_size, extras),
             loss: None,
             ledger,
             metrics,

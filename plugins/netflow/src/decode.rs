@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 
 use spillway_core::schema::{SamplingSource, v4_mapped};
 
-use crate::row::{FlowBuilders, Header, Row};
+use crate::row::{ExtraValues, FlowBuilders, Header, Row};
 use crate::sequence::SequenceTracker;
 use crate::template::{FieldSpec, StoreLimits, Target, Template, TemplateStore, VARLEN};
 
@@ -75,6 +75,8 @@ pub struct DecoderConfig {
     pub max_pending_bytes: usize,
     /// Sampling defaults and overrides.
     pub sampling: SamplingConfig,
+    /// IANA elements decoded into extra columns, in column order.
+    pub extra_ids: Vec<u16>,
 }
 
 impl Default for DecoderConfig {
@@ -84,6 +86,7 @@ impl Default for DecoderConfig {
             template_timeout_ns: 600 * 1_000_000_000,
             max_pending_bytes: 64 << 20,
             sampling: SamplingConfig::default(),
+            extra_ids: Vec::new(),
         }
     }
 }
@@ -226,6 +229,9 @@ struct Scratch {
     station: Option<[u8; 16]>,
     reverse_bytes: Option<u64>,
     reverse_packets: Option<u64>,
+    /// Where each extra column's value is in the record: (offset, length).
+    extra: [(u32, u16); crate::iana::MAX_EXTRA],
+    extra_mask: u16,
     interval: Option<u64>,
     algorithm: Option<u64>,
     packet_interval: Option<u64>,
@@ -292,7 +298,7 @@ impl Decoder {
     pub fn expire(&mut self, now: i64) -> u64 {
         let mut n = 0;
         while let Some(p) = self.pending.front() {
-            if now - p.header.time_received < self.cfg.template_timeout_ns {
+            if now.saturating_sub(p.header.time_received) < self.cfg.template_timeout_ns {
                 break;
             }
             let p = self.pending.pop_front().expect("front exists");
@@ -348,7 +354,7 @@ impl Decoder {
                 sampling_rate: rate,
                 sampling_source: Some(source),
             };
-            out.push(&h, &row);
+            out.push(&h, &row, &ExtraValues::NONE);
         }
         o.records += count as u64;
         let ev = self.sequences.observe(exporter, domain, 5, sequence, Some(count as u32), now);
@@ -524,7 +530,7 @@ impl Decoder {
             // Exporters resend templates all the time; an unchanged one is
             // only marked fresh.
             if !self.templates.refresh((exporter, domain, id), fields, scope_fields) {
-                let Some(t) = Template::new(fields.clone(), scope_fields) else {
+                let Some(t) = Template::new(fields.clone(), scope_fields, &self.cfg.extra_ids) else {
                     return Err(DecodeError::BadTemplate { template: id, why: "fields describe no data" });
                 };
                 self.templates.insert((exporter, domain, id), t);
@@ -620,12 +626,19 @@ impl Decoder {
                     return Err(DecodeError::RecordOverrun { template: key.2 });
                 }
                 let v = &b[at..at + len];
-                at += len;
-                if *target != Target::Skip {
-                    apply(*target, v, &mut row, &mut s);
+                match *target {
+                    Target::Skip => {}
+                    Target::Extra(i) => {
+                        s.extra[i as usize] = (at as u32, len as u16);
+                        s.extra_mask |= 1 << i;
+                    }
+                    t => apply(t, v, &mut row, &mut s),
                 }
+                at += len;
             }
-            b = &b[at..];
+            let (rec, rest) = b.split_at(at);
+            b = rest;
+            let extras = ExtraValues { spans: &s.extra, mask: s.extra_mask, record: rec };
             if t.is_options() {
                 self.stats.options_records += 1;
                 self.learn_sampling(key.0, key.1, &s);
@@ -633,7 +646,7 @@ impl Decoder {
                 continue;
             }
             self.finish_row(&mut row, &s, &cx, export_ms, uptime_ms);
-            out.push(h, &row);
+            out.push(h, &row, &extras);
             n += 1;
             // An RFC 5103 biflow carries the reverse direction's counters in
             // the same record: it becomes a second, mirrored record.
@@ -654,7 +667,7 @@ impl Decoder {
                     packets: Some(rp),
                     ..row
                 };
-                out.push(h, &rev);
+                out.push(h, &rev, &extras);
                 n += 1;
                 self.stats.biflows += 1;
             }
@@ -854,7 +867,7 @@ fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
     use Target::*;
     let u = || uint(v);
     match target {
-        Skip => {}
+        Skip | Extra(_) => {}
         Bytes => row.bytes = Some(u()),
         Packets => row.packets = Some(u()),
         BytesTotal => s.bytes_total = Some(u()),

@@ -13,6 +13,7 @@ pub mod capture;
 pub mod collector;
 pub mod decode;
 pub mod generate;
+pub mod iana;
 pub mod pcap_source;
 pub mod row;
 pub mod sequence;

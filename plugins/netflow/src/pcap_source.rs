@@ -10,7 +10,7 @@ use serde::Deserialize;
 use spillway_core::ack::Acks;
 use spillway_core::component::{ComponentError, Output, Source, SourceContext};
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
-use spillway_core::schema::{addr_to_bytes, flow_schema};
+use spillway_core::schema::addr_to_bytes;
 use spillway_core::{Batch, BatchMeta};
 
 use crate::collector::{self, Collector, SamplingSettings, SourceMetrics, TemplateSettings, parse_prefix};
@@ -53,6 +53,10 @@ pub struct PcapConfig {
     /// Sampling rates from the config.
     #[serde(default)]
     pub sampling: SamplingSettings,
+    /// More IPFIX Information Elements as columns, by IANA name
+    /// (`flowEndReason`, `postNATSourceIPv4Address`, …), named in snake case.
+    #[serde(default)]
+    pub extra_fields: Vec<String>,
 }
 
 fn one() -> f64 {
@@ -65,6 +69,9 @@ fn default_batch_size() -> usize {
 impl SourceConfig for PcapConfig {
     fn validate(&self) -> Vec<FieldIssue> {
         let mut v = collector::validate(&self.templates, &self.sampling);
+        if let Err(e) = crate::iana::resolve_all(&self.extra_fields) {
+            v.push(FieldIssue::new("extra_fields", e));
+        }
         if !(self.speed > 0.0 && self.speed.is_finite()) {
             v.push(FieldIssue::new("speed", "must be a positive number"));
         }
@@ -80,7 +87,7 @@ impl SourceConfig for PcapConfig {
     }
 
     fn output_schema(&self) -> SchemaRef {
-        flow_schema()
+        crate::row::schema_with(&crate::iana::resolve_all(&self.extra_fields).unwrap_or_default())
     }
 
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
@@ -126,8 +133,16 @@ impl Source for Pcap {
             truncated = skipped.truncated,
             "replaying capture"
         );
-        let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling);
-        let mut c = Collector::new(cfg, self.cfg.batch_size, ledger, SourceMetrics::new(&name), name.clone());
+        let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
+        let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras);
+        let mut c = Collector::new(
+            cfg,
+            self.cfg.batch_size,
+            &extras,
+            ledger,
+            SourceMetrics::new(&name),
+            name.clone(),
+        );
         if let Some(o) = &loss_out {
             c.enable_loss(o.ledger().clone());
         }

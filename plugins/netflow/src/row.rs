@@ -16,6 +16,8 @@ use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{ArrowPrimitiveType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
 use spillway_core::schema::{SamplingSource, flow_schema};
 
+use crate::iana::{ExtraField, ExtraKind};
+
 /// The fields of one flow record, as decoded. `None` is "not exported".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Row {
@@ -128,8 +130,118 @@ impl AddrCol {
     }
 }
 
+/// Where a record's extra-column values are: spans into the record's bytes.
+pub struct ExtraValues<'a> {
+    /// (offset, length) per extra column.
+    pub spans: &'a [(u32, u16)],
+    /// Bit `i` set when column `i` has a value in this record.
+    pub mask: u16,
+    /// The record's bytes.
+    pub record: &'a [u8],
+}
+
+impl ExtraValues<'static> {
+    /// No extra values (v5, or no extra columns configured).
+    pub const NONE: ExtraValues<'static> = ExtraValues { spans: &[], mask: 0, record: &[] };
+}
+
+/// One extra column being filled.
+enum ExtraCol {
+    Unsigned(Col<u64>),
+    Signed(Col<i64>),
+    Float(Col<f64>),
+    Address(AddrCol),
+    Text(arrow::array::StringBuilder),
+    Mac(arrow::array::StringBuilder),
+    Bytes(arrow::array::BinaryBuilder),
+}
+
+impl ExtraCol {
+    fn new(kind: ExtraKind, n: usize) -> Self {
+        match kind {
+            ExtraKind::Unsigned => Self::Unsigned(Col::new(n)),
+            ExtraKind::Signed => Self::Signed(Col::new(n)),
+            ExtraKind::Float => Self::Float(Col::new(n)),
+            ExtraKind::Address => Self::Address(AddrCol::new(n)),
+            ExtraKind::Text => Self::Text(arrow::array::StringBuilder::with_capacity(n, n * 8)),
+            ExtraKind::Mac => Self::Mac(arrow::array::StringBuilder::with_capacity(n, n * 17)),
+            ExtraKind::Bytes => Self::Bytes(arrow::array::BinaryBuilder::with_capacity(n, n * 8)),
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, v: Option<&[u8]>) {
+        use std::fmt::Write as _;
+        match self {
+            Self::Unsigned(c) => c.push(v.map(|b| b.iter().take(8).fold(0u64, |a, x| (a << 8) | *x as u64))),
+            Self::Signed(c) => c.push(v.filter(|b| !b.is_empty()).map(|b| {
+                let b = &b[..b.len().min(8)];
+                let raw = b.iter().fold(0u64, |a, x| (a << 8) | *x as u64);
+                let shift = 64 - 8 * b.len() as u32;
+                ((raw << shift) as i64) >> shift
+            })),
+            Self::Float(c) => c.push(v.and_then(|b| match b.len() {
+                4 => Some(f32::from_be_bytes([b[0], b[1], b[2], b[3]]) as f64),
+                8 => Some(f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
+                _ => None,
+            })),
+            Self::Address(c) => c.push(v.and_then(|b| match b.len() {
+                4 => Some(spillway_core::schema::v4_mapped(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
+                16 => b.try_into().ok(),
+                _ => None,
+            })),
+            Self::Text(c) => match v {
+                Some(b) => match std::str::from_utf8(b) {
+                    // Exporters pad fixed-length strings with NULs.
+                    Ok(t) => c.append_value(t.trim_end_matches('\0')),
+                    Err(_) => c.append_value(String::from_utf8_lossy(b)),
+                },
+                None => c.append_null(),
+            },
+            Self::Mac(c) => match v {
+                Some(b) => {
+                    for (i, x) in b.iter().enumerate() {
+                        let _ = write!(c, "{}{x:02x}", if i > 0 { ":" } else { "" });
+                    }
+                    c.append_value("");
+                }
+                None => c.append_null(),
+            },
+            Self::Bytes(c) => match v {
+                Some(b) => c.append_value(b),
+                None => c.append_null(),
+            },
+        }
+    }
+
+    fn finish(&mut self, n: usize) -> ArrayRef {
+        match self {
+            Self::Unsigned(c) => primitive::<UInt64Type>(c, n),
+            Self::Signed(c) => primitive::<arrow::datatypes::Int64Type>(c, n),
+            Self::Float(c) => primitive::<arrow::datatypes::Float64Type>(c, n),
+            Self::Address(c) => c.finish(n),
+            Self::Text(c) | Self::Mac(c) => Arc::new(c.finish()),
+            Self::Bytes(c) => Arc::new(c.finish()),
+        }
+    }
+}
+
+/// The flow schema plus extra columns.
+pub fn schema_with(extras: &[ExtraField]) -> arrow::datatypes::SchemaRef {
+    if extras.is_empty() {
+        return flow_schema();
+    }
+    let mut fields: Vec<arrow::datatypes::FieldRef> = flow_schema().fields().iter().cloned().collect();
+    for e in extras {
+        fields.push(Arc::new(arrow::datatypes::Field::new(&e.column, e.kind.data_type(), true)));
+    }
+    Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
 /// Column buffers for the flow schema.
 pub struct FlowBuilders {
+    extras: Vec<ExtraCol>,
+    schema: arrow::datatypes::SchemaRef,
     time_received: Vec<i64>,
     flow_start: Col<i64>,
     flow_end: Col<i64>,
@@ -169,8 +281,15 @@ const SOURCES: [SamplingSource; 4] =
 impl FlowBuilders {
     /// Buffers with room for `capacity` rows.
     pub fn new(capacity: usize) -> Self {
+        Self::with_extras(capacity, &[])
+    }
+
+    /// Buffers for the flow schema plus `extras` columns.
+    pub fn with_extras(capacity: usize, extras: &[ExtraField]) -> Self {
         let n = capacity;
         Self {
+            extras: extras.iter().map(|e| ExtraCol::new(e.kind, n)).collect(),
+            schema: schema_with(extras),
             time_received: Vec::with_capacity(n),
             flow_start: Col::new(n),
             flow_end: Col::new(n),
@@ -225,9 +344,16 @@ impl FlowBuilders {
         if self.rows == 0 { (0, 0) } else { (self.received_min, self.received_max) }
     }
 
-    /// Appends one record.
+    /// Appends one record and its extra-column values.
     #[inline]
-    pub fn push(&mut self, h: &Header, r: &Row) {
+    pub fn push(&mut self, h: &Header, r: &Row, extra: &ExtraValues) {
+        for (i, col) in self.extras.iter_mut().enumerate() {
+            let v = (extra.mask & (1 << i) != 0)
+                .then(|| extra.spans.get(i))
+                .flatten()
+                .and_then(|&(at, len)| extra.record.get(at as usize..at as usize + len as usize));
+            col.push(v);
+        }
         self.time_received.push(h.time_received);
         self.received_min = self.received_min.min(h.time_received);
         self.received_max = self.received_max.max(h.time_received);
@@ -305,9 +431,13 @@ impl FlowBuilders {
             required::<UInt32Type>(&mut self.sampling_rate, n),
             sampling_source,
         ];
+        let mut columns = columns;
+        for c in &mut self.extras {
+            columns.push(c.finish(n));
+        }
         self.rows = 0;
         self.received_min = i64::MAX;
         self.received_max = i64::MIN;
-        RecordBatch::try_new(flow_schema(), columns).expect("columns match the flow schema")
+        RecordBatch::try_new(self.schema.clone(), columns).expect("columns match the schema")
     }
 }

@@ -53,6 +53,8 @@ pub enum Target {
     /// RFC 5103 reverse counters of a biflow (enterprise 29305).
     ReverseBytes,
     ReversePackets,
+    /// The n-th configured extra column (`extra_fields`).
+    Extra(u8),
     /// flowStartSysUpTime / flowEndSysUpTime (ms since the device booted).
     StartUptime,
     EndUptime,
@@ -158,7 +160,9 @@ pub struct Template {
 impl Template {
     /// Compiles `fields`; `None` if the template could not describe a record
     /// (no fields, or only zero-length ones).
-    pub fn new(fields: Vec<FieldSpec>, scope_fields: u16) -> Option<Self> {
+    /// `extra_ids` are the IANA elements configured as extra columns, in
+    /// column order.
+    pub fn new(fields: Vec<FieldSpec>, scope_fields: u16, extra_ids: &[u16]) -> Option<Self> {
         let mut min_len = 0usize;
         let mut varlen = false;
         for f in &fields {
@@ -175,7 +179,10 @@ impl Template {
         let plan = fields
             .iter()
             .map(|f| match f.enterprise {
-                0 => target_of(f.id),
+                0 => match extra_ids.iter().position(|x| *x == f.id) {
+                    Some(i) => Target::Extra(i as u8),
+                    None => target_of(f.id),
+                },
                 REVERSE_PEN => reverse_target_of(f.id),
                 _ => Target::Skip,
             })
@@ -322,7 +329,7 @@ mod tests {
     use super::*;
 
     fn t(id: u16) -> Template {
-        Template::new(vec![FieldSpec { id, len: 4, enterprise: 0 }], 0).unwrap()
+        Template::new(vec![FieldSpec { id, len: 4, enterprise: 0 }], 0, &[]).unwrap()
     }
 
     #[test]
@@ -347,9 +354,9 @@ mod tests {
 
     #[test]
     fn templates_that_describe_nothing_are_refused() {
-        assert!(Template::new(vec![], 0).is_none());
-        assert!(Template::new(vec![FieldSpec { id: 1, len: 0, enterprise: 0 }], 0).is_none());
-        let varlen = Template::new(vec![FieldSpec { id: 1, len: VARLEN, enterprise: 0 }], 0).unwrap();
+        assert!(Template::new(vec![], 0, &[]).is_none());
+        assert!(Template::new(vec![FieldSpec { id: 1, len: 0, enterprise: 0 }], 0, &[]).is_none());
+        let varlen = Template::new(vec![FieldSpec { id: 1, len: VARLEN, enterprise: 0 }], 0, &[]).unwrap();
         assert!(varlen.varlen && varlen.min_len == 1);
     }
 }

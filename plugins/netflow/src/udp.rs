@@ -24,7 +24,7 @@ use spillway_core::config::{ByteSize, HumanDuration};
 use spillway_core::ledger::{ComponentLedger, DropReason};
 use spillway_core::metrics;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
-use spillway_core::schema::{flow_schema, v4_mapped};
+use spillway_core::schema::v4_mapped;
 use spillway_core::{Batch, BatchMeta};
 
 use crate::collector::{self, Collector, SamplingSettings, SourceMetrics, TemplateSettings, parse_prefix};
@@ -58,6 +58,10 @@ pub struct NetflowConfig {
     /// Sampling rates from the config.
     #[serde(default)]
     pub sampling: SamplingSettings,
+    /// More IPFIX Information Elements as columns, by IANA name
+    /// (`flowEndReason`, `postNATSourceIPv4Address`, …), named in snake case.
+    #[serde(default)]
+    pub extra_fields: Vec<String>,
 }
 
 fn default_workers() -> usize {
@@ -76,6 +80,9 @@ fn default_flush_interval() -> HumanDuration {
 impl SourceConfig for NetflowConfig {
     fn validate(&self) -> Vec<FieldIssue> {
         let mut v = collector::validate(&self.templates, &self.sampling);
+        if let Err(e) = crate::iana::resolve_all(&self.extra_fields) {
+            v.push(FieldIssue::new("extra_fields", e));
+        }
         if self.workers == 0 || self.workers > 64 {
             v.push(FieldIssue::new("workers", "must be between 1 and 64"));
         }
@@ -94,7 +101,7 @@ impl SourceConfig for NetflowConfig {
     }
 
     fn output_schema(&self) -> SchemaRef {
-        flow_schema()
+        crate::row::schema_with(&crate::iana::resolve_all(&self.extra_fields).unwrap_or_default())
     }
 
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
@@ -178,7 +185,8 @@ impl Source for Netflow {
         tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for NetFlow/IPFIX");
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
-        let decoder_cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling);
+        let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
+        let decoder_cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras);
         let source_metrics = SourceMetrics::new(&name);
         let drops = KernelDrops::new(&sockets, ledger.clone(), &name);
         let mut threads = Vec::new();
@@ -186,6 +194,7 @@ impl Source for Netflow {
             let mut collector = Collector::new(
                 decoder_cfg.clone(),
                 self.cfg.batch_size,
+                &extras,
                 ledger.clone(),
                 source_metrics.clone(),
                 name.clone(),
