@@ -4,13 +4,33 @@
 //! [`SourceConfig`], [`TransformConfig`] or [`SinkConfig`] for it, and
 //! registers it once:
 //!
-//! ```ignore
-//! spillway_core::register_source! {
-//!     config: DemoConfig,
-//!     name: "demo",
-//!     description: "Synthetic flow records at a configured rate or count.",
-//!     example: "type: demo\ncount: 1000\n",
+//! ```
+//! use spillway_core::component::Source;
+//! use spillway_core::ledger::ComponentKind;
+//! use spillway_core::registry::{self, BuildContext, BuildError, SourceConfig};
+//!
+//! /// Config of a source that exists only in this example.
+//! #[derive(Debug, serde::Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct NothingConfig {}
+//!
+//! impl SourceConfig for NothingConfig {
+//!     fn output_schema(&self) -> arrow::datatypes::SchemaRef {
+//!         spillway_core::schema::flow_schema()
+//!     }
+//!     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+//!         Err(BuildError("this example source cannot run".into()))
+//!     }
 //! }
+//!
+//! spillway_core::register_source! {
+//!     config: NothingConfig,
+//!     name: "nothing",
+//!     description: "A source that exists only in this example.",
+//!     example: "type: nothing\n",
+//! }
+//!
+//! assert!(registry::find(ComponentKind::Source, "nothing").is_some());
 //! ```
 //!
 //! The registry is what `spillway plugins` lists, what the config loader
