@@ -13,6 +13,7 @@ use spillway_core::topology::{RunOptions, Topology};
 use spillway_debug as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
+use spillway_transforms as _;
 
 /// Exit status for an invalid pipeline file, distinct from runtime failures (1).
 const EXIT_CONFIG: u8 = 2;

@@ -1,0 +1,47 @@
+//! Transform throughput through the runner (demo → transform → blackhole),
+//! beside a pass-through transform (`select` keeping every column) in the
+//! same run.
+
+use std::path::Path;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use spillway_core::config;
+use spillway_core::topology::{RunOptions, Topology};
+
+use spillway_debug as _;
+use spillway_transforms as _;
+
+const RECORDS: u64 = 1_000_000;
+
+fn run(rt: &tokio::runtime::Runtime, transform: &str) -> u64 {
+    let yaml = format!(
+        "sources:\n  flows: {{ type: demo, count: {RECORDS}, batch_size: 8192, start_time: \"2026-01-01T00:00:00Z\" }}\n\
+         transforms:\n  t: {{ inputs: [flows], {transform} }}\nsinks:\n  out: {{ type: blackhole, inputs: [t] }}\n"
+    );
+    let pipeline = config::load_str(&yaml, &|_| None, Path::new("")).expect("valid");
+    let topology = Topology::build(pipeline, RunOptions::default()).expect("builds");
+    let report = rt.block_on(topology.run(spillway_core::component::Shutdown::new())).expect("runs");
+    report.ledger.iter().find(|e| e.component == "t").map_or(0, |e| e.received)
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut g = c.benchmark_group("transforms");
+    g.sample_size(10).throughput(Throughput::Elements(RECORDS));
+    for (name, t) in [
+        ("passthrough_select", "type: select, drop: []"),
+        ("sample_hash_5tuple", "type: sample, mode: hash, rate: 10"),
+        ("sample_random", "type: sample, mode: random, rate: 10"),
+        ("sample_upscale", "type: sample, mode: upscale"),
+        (
+            "select_keep_rename_add",
+            "type: select, keep: [exporter, in_if, bytes], rename: { in_if: i }, add: { site: x }",
+        ),
+    ] {
+        g.bench_function(name, |b| b.iter(|| run(&rt, t)));
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,14 @@
+//! Flow transforms that run on Arrow batches: `sample` (random, hash and
+//! upscale, with provenance) and `select` (keep, drop, rename, constants).
+//!
+//! ```yaml
+//! transforms:
+//!   sampled: { type: sample, inputs: [flows], mode: hash, rate: 10 }
+//!   billing: { type: sample, inputs: [sampled], mode: upscale }
+//!   slim:    { type: select, inputs: [billing], keep: [exporter, in_if, bytes, bytes_raw] }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod sample;
+pub mod select;

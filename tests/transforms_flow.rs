@@ -1,0 +1,116 @@
+//! The `sample` and `select` transforms through the engine: hash sampling
+//! agrees across runs and pipelines, upscaling is exact, random sampling
+//! keeps its fraction, and every sampled-out record is in the ledger.
+
+mod common;
+
+fn run(dir: &std::path::Path, yaml: &str) -> serde_json::Value {
+    let p = common::write_pipeline(dir, yaml);
+    let (out, ledger) = common::run_pipeline(dir, &p);
+    assert!(out.status.success(), "{}", common::text(&out));
+    common::assert_balanced(&ledger);
+    ledger
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn hash_sampling_keeps_the_same_flows_in_every_run_and_pipeline() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let c = tempfile::tempdir().unwrap();
+    let base = "sources:\n  flows: { type: demo, count: 100000, seed: 5, start_time: \"2026-01-01T00:00:00Z\", batch_size: BATCH }\n";
+    let one = format!(
+        "{}transforms:\n  s: {{ type: sample, inputs: [flows], mode: hash, rate: 10 }}\nsinks:\n  out: {{ type: file, inputs: [s], path: ./kept.jsonl }}\n",
+        base.replace("BATCH", "4096")
+    );
+    // A different pipeline: other batch sizes and a select before sampling.
+    let two = format!(
+        "{}transforms:\n  slim: {{ type: select, inputs: [flows], drop: [next_hop] }}\n  s: {{ type: sample, inputs: [slim], mode: hash, rate: 10 }}\nsinks:\n  out: {{ type: file, inputs: [s], path: ./kept.jsonl }}\n",
+        base.replace("BATCH", "777")
+    );
+    let la = run(a.path(), &one);
+    run(b.path(), &one);
+    run(c.path(), &two);
+    let (ka, kb, kc) = (
+        lines(&a.path().join("kept.jsonl")),
+        lines(&b.path().join("kept.jsonl")),
+        lines(&c.path().join("kept.jsonl")),
+    );
+    assert_eq!(ka, kb, "two runs keep the same flows");
+    let tuple = |l: &String| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        (v["time_received"].clone(), v["src_addr"].clone(), v["src_port"].clone())
+    };
+    assert_eq!(ka.iter().map(tuple).collect::<Vec<_>>(), kc.iter().map(tuple).collect::<Vec<_>>());
+    let kept = ka.len() as u64;
+    assert!((8_000..12_000).contains(&kept), "about 1 in 10: {kept}");
+    let s = common::entry(&la, "s");
+    assert_eq!(s["dropped"]["sampled_out"].as_u64().unwrap(), 100_000 - kept);
+    assert_eq!(s["emitted"].as_u64().unwrap(), kept);
+    // Each kept record now stands for 10.
+    let first: serde_json::Value = serde_json::from_str(&ka[0]).unwrap();
+    assert_eq!(first["sampling_rate"], 10);
+}
+
+#[test]
+fn random_sampling_keeps_its_fraction() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = run(
+        dir.path(),
+        "sources:\n  flows: { type: demo, count: 1000000, seed: 9 }\ntransforms:\n  s: { type: sample, inputs: [flows], mode: random, rate: 10, seed: 3 }\nsinks:\n  out: { type: blackhole, inputs: [s] }\n",
+    );
+    let kept = common::entry(&ledger, "out")["delivered"].as_u64().unwrap();
+    // Binomial(1e6, 0.1): mean 100,000, sd 300; allow 6 sd.
+    assert!((98_200..101_800).contains(&kept), "kept {kept}");
+    assert_eq!(common::entry(&ledger, "s")["dropped"]["sampled_out"].as_u64().unwrap(), 1_000_000 - kept);
+}
+
+#[test]
+fn upscaling_multiplies_counters_by_the_rate_and_keeps_the_raw_ones() {
+    let Some(corpus) = common::corpus() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let capture = corpus.join("softflowd/v9/export_v9.pcap");
+    run(
+        dir.path(),
+        &format!(
+            "sources:\n  replay: {{ type: pcap, path: \"{}\", sampling: {{ overrides: {{ \"127.0.0.0/8\": 64 }} }} }}\n\
+             transforms:\n  up: {{ type: sample, inputs: [replay], mode: upscale }}\n\
+             sinks:\n  out: {{ type: file, inputs: [up], path: ./up.jsonl }}\n",
+            capture.display()
+        ),
+    );
+    let (mut bytes, mut raw_bytes, mut packets, mut raw_packets) = (0u64, 0u64, 0u64, 0u64);
+    for l in lines(&dir.path().join("up.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["sampling_rate"], 64);
+        // softflowd says 1 in its options data; the override wins.
+        assert_eq!(v["sampling_source"], "override");
+        assert_eq!(v["bytes"].as_u64().unwrap(), v["bytes_raw"].as_u64().unwrap() * 64);
+        bytes += v["bytes"].as_u64().unwrap();
+        raw_bytes += v["bytes_raw"].as_u64().unwrap();
+        packets += v["packets"].as_u64().unwrap();
+        raw_packets += v["packets_raw"].as_u64().unwrap();
+    }
+    // The corpus totals, exactly, and 64 times them.
+    assert_eq!((raw_bytes, raw_packets), (9_701_825, 27_879));
+    assert_eq!((bytes, packets), (9_701_825 * 64, 27_879 * 64));
+}
+
+#[test]
+fn select_keeps_renames_and_adds_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        "sources:\n  flows: { type: demo, count: 10 }\ntransforms:\n  s: { type: select, inputs: [flows], keep: [exporter, in_if, bytes], rename: { in_if: interface }, add: { site: fra1, weight: 2 } }\nsinks:\n  out: { type: file, inputs: [s], path: ./s.jsonl }\n",
+    );
+    let l = lines(&dir.path().join("s.jsonl"));
+    assert_eq!(l.len(), 10);
+    let v: serde_json::Value = serde_json::from_str(&l[0]).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, vec!["bytes", "exporter", "interface", "site", "weight"]);
+    assert_eq!(v["site"], "fra1");
+    assert_eq!(v["weight"], 2);
+}
