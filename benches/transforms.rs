@@ -34,6 +34,10 @@ fn bench(c: &mut Criterion) {
         ("sample_random", "type: sample, mode: random, rate: 10"),
         ("sample_upscale", "type: sample, mode: upscale"),
         (
+            "filter_proto_ports_prefix",
+            "type: filter, condition: \"protocol == 6 and dst_port in [80, 443] and src_addr in 192.0.2.0/24\"",
+        ),
+        (
             "select_keep_rename_add",
             "type: select, keep: [exporter, in_if, bytes], rename: { in_if: i }, add: { site: x }",
         ),

@@ -114,3 +114,27 @@ fn select_keeps_renames_and_adds_columns() {
     assert_eq!(v["site"], "fra1");
     assert_eq!(v["weight"], 2);
 }
+
+#[test]
+fn filter_keeps_exactly_the_matching_records_and_counts_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = run(
+        dir.path(),
+        "sources:\n  flows: { type: demo, count: 50000, seed: 2 }\ntransforms:\n  web: { type: filter, inputs: [flows], condition: \"protocol == 6 and dst_port in [80, 443] and src_addr in 192.0.2.0/24\" }\nsinks:\n  all: { type: file, inputs: [flows], path: ./all.jsonl }\n  kept: { type: file, inputs: [web], path: ./kept.jsonl }\n",
+    );
+    let all = lines(&dir.path().join("all.jsonl"));
+    let kept = lines(&dir.path().join("kept.jsonl"));
+    let expected: Vec<&String> = all
+        .iter()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["protocol"] == 6
+                && (v["dst_port"] == 80 || v["dst_port"] == 443)
+                && v["src_addr"].as_str().unwrap().starts_with("192.0.2.")
+        })
+        .collect();
+    assert!(!expected.is_empty() && expected.len() < all.len());
+    assert_eq!(kept.iter().collect::<Vec<_>>(), expected);
+    let web = common::entry(&ledger, "web");
+    assert_eq!(web["dropped"]["filtered"].as_u64().unwrap(), (all.len() - kept.len()) as u64);
+}

@@ -10,5 +10,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod filter;
 pub mod sample;
 pub mod select;
