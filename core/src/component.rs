@@ -138,7 +138,10 @@ pub struct Emitter {
 }
 
 impl Emitter {
-    pub(crate) fn new(ledger: Arc<ComponentLedger>) -> Self {
+    /// An emitter counting into `ledger`. The runner makes one per
+    /// transform; tests and benches make their own to drive a transform
+    /// directly.
+    pub fn new(ledger: Arc<ComponentLedger>) -> Self {
         Self { batches: Vec::new(), ledger }
     }
 
@@ -152,7 +155,18 @@ impl Emitter {
         self.ledger.dropped(reason, n);
     }
 
-    pub(crate) fn drain(&mut self) -> std::vec::Drain<'_, Batch> {
+    /// Counts `n` input records folded into records this transform makes.
+    pub fn merged(&self, n: u64) {
+        self.ledger.merged(n);
+    }
+
+    /// Counts `n` records this transform made (before pushing them).
+    pub fn created(&self, n: u64) {
+        self.ledger.created(n);
+    }
+
+    /// Takes the batches pushed so far.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Batch> {
         self.batches.drain(..)
     }
 }

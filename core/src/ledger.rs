@@ -5,8 +5,12 @@
 //! drop with a [`DropReason`]. At any moment
 //!
 //! ```text
-//! received = emitted + delivered + dropped + in_flight
+//! received + created = emitted + delivered + dropped + merged + in_flight
 //! ```
+//!
+//! `created` and `merged` are zero except for components that combine
+//! records: an aggregation that folds N input records into M result rows
+//! counts the N as `merged` and the M as `created` (then `emitted`).
 //!
 //! where `in_flight` is what the component holds right now (a sink's
 //! unflushed file, a transform's open window). At shutdown every component's
@@ -117,6 +121,8 @@ pub struct ComponentLedger {
     received: AtomicU64,
     emitted: AtomicU64,
     delivered: AtomicU64,
+    created: AtomicU64,
+    merged: AtomicU64,
     dropped: [AtomicU64; DropReason::ALL.len()],
 }
 
@@ -149,6 +155,18 @@ impl ComponentLedger {
         self.delivered.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Counts new records a component made (aggregate rows).
+    #[inline]
+    pub fn created(&self, n: u64) {
+        self.created.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts input records folded into records the component made.
+    #[inline]
+    pub fn merged(&self, n: u64) {
+        self.merged.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Counts records dropped for `reason`.
     #[inline]
     pub fn dropped(&self, reason: DropReason, n: u64) {
@@ -168,6 +186,8 @@ impl ComponentLedger {
         let delivered = self.delivered.load(Ordering::Relaxed);
         let emitted = self.emitted.load(Ordering::Relaxed);
         let received = self.received.load(Ordering::Relaxed);
+        let created = self.created.load(Ordering::Relaxed);
+        let merged = self.merged.load(Ordering::Relaxed);
         let dropped_total: u64 = dropped.iter().map(|(_, n)| n).sum();
         LedgerEntry {
             component: self.name.to_string(),
@@ -177,7 +197,9 @@ impl ComponentLedger {
             delivered,
             dropped_total,
             dropped: dropped.into_iter().map(|(r, n)| (r.as_str().to_string(), n)).collect(),
-            in_flight: received.saturating_sub(emitted + delivered + dropped_total),
+            created,
+            merged,
+            in_flight: (received + created).saturating_sub(emitted + delivered + dropped_total + merged),
         }
     }
 }
@@ -199,6 +221,10 @@ pub struct LedgerEntry {
     pub dropped_total: u64,
     /// Drops by reason (only reasons with a non-zero count).
     pub dropped: std::collections::BTreeMap<String, u64>,
+    /// Records the component made (aggregate rows).
+    pub created: u64,
+    /// Input records folded into records the component made.
+    pub merged: u64,
     /// Records the component holds now.
     pub in_flight: u64,
 }
@@ -223,6 +249,8 @@ impl Ledger {
             received: AtomicU64::new(0),
             emitted: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            created: AtomicU64::new(0),
+            merged: AtomicU64::new(0),
             dropped: Default::default(),
         });
         self.components.push(entry.clone());
@@ -243,10 +271,14 @@ impl Ledger {
     pub fn prometheus(&self, out: &mut String) {
         let entries = self.snapshot();
         type Counter = (&'static str, &'static str, fn(&LedgerEntry) -> u64);
-        let counters: [Counter; 4] = [
+        let counters: [Counter; 6] = [
             ("spillway_records_received_total", "Records taken in by the component.", |e| e.received),
             ("spillway_records_emitted_total", "Records passed downstream.", |e| e.emitted),
             ("spillway_records_delivered_total", "Records made durable by a sink.", |e| e.delivered),
+            ("spillway_records_created_total", "Records a component made (aggregate rows).", |e| e.created),
+            ("spillway_records_merged_total", "Input records folded into records a component made.", |e| {
+                e.merged
+            }),
             ("spillway_records_in_flight", "Records the component holds now.", |e| e.in_flight),
         ];
         for (metric, help, get) in counters {
@@ -295,7 +327,11 @@ pub fn render_table(entries: &[LedgerEntry]) -> String {
                 e.component.clone(),
                 e.kind.as_str().to_string(),
                 e.received.to_string(),
-                e.emitted.to_string(),
+                if e.created > 0 || e.merged > 0 {
+                    format!("{} ({} rows made of {} merged)", e.emitted, e.created, e.merged)
+                } else {
+                    e.emitted.to_string()
+                },
                 e.delivered.to_string(),
                 dropped,
                 e.in_flight.to_string(),

@@ -247,8 +247,8 @@ pub fn imbalances(entries: &[LedgerEntry], edges: &[(String, Vec<String>)]) -> V
     let by_name: HashMap<&str, &LedgerEntry> = entries.iter().map(|e| (e.component.as_str(), e)).collect();
     let mut out = Vec::new();
     for e in entries {
-        let accounted = e.emitted + e.delivered + e.dropped_total;
-        if e.received != accounted {
+        let accounted = e.emitted + e.delivered + e.dropped_total + e.merged;
+        if e.received + e.created != accounted {
             out.push(format!(
                 "{} `{}` received {} records but accounted for {} (emitted {}, delivered {}, dropped {})",
                 e.kind.as_str(),

@@ -105,8 +105,10 @@ pub fn assert_balanced(ledger: &serde_json::Value) {
         assert_eq!(e["in_flight"], 0, "in flight at exit: {e}");
         let accounted = e["emitted"].as_u64().unwrap()
             + e["delivered"].as_u64().unwrap()
-            + e["dropped_total"].as_u64().unwrap();
-        assert_eq!(e["received"].as_u64().unwrap(), accounted, "unbalanced: {e}");
+            + e["dropped_total"].as_u64().unwrap()
+            + e["merged"].as_u64().unwrap();
+        let came = e["received"].as_u64().unwrap() + e["created"].as_u64().unwrap();
+        assert_eq!(came, accounted, "unbalanced: {e}");
     }
 }
 

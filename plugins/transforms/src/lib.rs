@@ -10,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod aggregate;
 pub mod filter;
 pub mod sample;
 pub mod select;
