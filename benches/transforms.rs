@@ -38,6 +38,10 @@ fn bench(c: &mut Criterion) {
             "type: filter, condition: \"protocol == 6 and dst_port in [80, 443] and src_addr in 192.0.2.0/24\"",
         ),
         (
+            "aggregate_1m_by_exporter_if",
+            "type: aggregate, window: 1m, group_by: [exporter, in_if], aggregates: { bytes: sum(bytes), flows: count() }",
+        ),
+        (
             "select_keep_rename_add",
             "type: select, keep: [exporter, in_if, bytes], rename: { in_if: i }, add: { site: x }",
         ),
