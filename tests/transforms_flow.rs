@@ -181,3 +181,27 @@ fn aggregate_totals_equal_the_inputs_for_every_window_with_shuffled_input_and_sh
     assert_eq!(agg["created"].as_u64().unwrap(), want.len() as u64);
     assert_eq!(agg["dropped_total"], 0);
 }
+
+#[test]
+fn select_derives_columns_from_conditions_and_arithmetic() {
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        dir.path(),
+        "sources:\n  flows: { type: demo, count: 2000, seed: 4 }\ntransforms:\n  s: { type: select, inputs: [flows], keep: [bytes, packets, dst_port], derive: { kbytes: \"bytes / 1000\", total: \"bytes + packets\", avg: \"bytes / packets\", is_web: \"dst_port in [80, 443]\", minus: \"packets - 1\" } }\nsinks:\n  out: { type: file, inputs: [s], path: ./d.jsonl }\n",
+    );
+    let rows = lines(&dir.path().join("d.jsonl"));
+    assert_eq!(rows.len(), 2000);
+    let mut webs = 0;
+    for l in rows {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        let (b, p, port) =
+            (v["bytes"].as_u64().unwrap(), v["packets"].as_u64().unwrap(), v["dst_port"].as_u64().unwrap());
+        assert_eq!(v["kbytes"].as_f64().unwrap(), b as f64 / 1000.0);
+        assert_eq!(v["total"].as_u64().unwrap(), b + p);
+        assert_eq!(v["avg"].as_f64().unwrap(), b as f64 / p as f64);
+        assert_eq!(v["minus"].as_u64().unwrap(), p - 1);
+        assert_eq!(v["is_web"].as_bool().unwrap(), port == 80 || port == 443);
+        webs += (port == 80 || port == 443) as usize;
+    }
+    assert!(webs > 0 && webs < 2000);
+}

@@ -78,7 +78,7 @@ pub struct ExprError {
 
 impl std::fmt::Display for ExprError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "at column {} of the condition: {}", self.column, self.message)
+        write!(f, "at column {} of the expression: {}", self.column, self.message)
     }
 }
 
@@ -105,9 +105,13 @@ fn lex(s: &str) -> Result<Vec<(Tok, usize)>, ExprError> {
                 .ok_or(ExprError { column: col, message: "unterminated text".into() })?;
             out.push((Tok::Str(s[i + 1..i + 1 + end].to_string()), col));
             i += end + 2;
-        } else if let Some(op) = ["==", "!=", "<=", ">=", "..", "<", ">", "=", "(", ")", "[", "]", ",", "/"]
-            .into_iter()
-            .find(|op| s[i..].starts_with(op))
+        } else if c == b'-' && b.get(i + 1).is_none_or(|d| d.is_ascii_whitespace()) {
+            out.push((Tok::Op("-"), col));
+            i += 1;
+        } else if let Some(op) =
+            ["==", "!=", "<=", ">=", "..", "<", ">", "=", "(", ")", "[", "]", ",", "/", "+", "*"]
+                .into_iter()
+                .find(|op| s[i..].starts_with(op))
         {
             // A ".." right after a number was already taken by the number rule.
             out.push((Tok::Op(op), col));
@@ -455,6 +459,35 @@ fn eval(plan: &Plan, batch: &RecordBatch) -> Result<BooleanArray, arrow::error::
             if *negated { arrow::compute::is_not_null(col)? } else { arrow::compute::is_null(col)? }
         }
     })
+}
+
+/// A condition compiled against a schema, for use by other transforms
+/// (`select`'s derived columns).
+pub struct Condition(Plan);
+
+impl Condition {
+    /// Parses and type-checks `text` against `schema`.
+    pub fn compile(text: &str, schema: &SchemaRef) -> Result<Self, ExprError> {
+        Ok(Self(compile(&parse(text)?, schema)?))
+    }
+
+    /// The condition's value on every row (null where unknown).
+    pub fn evaluate(&self, batch: &RecordBatch) -> Result<BooleanArray, arrow::error::ArrowError> {
+        eval(&self.0, batch)
+    }
+}
+
+/// The tokens of an expression, for `select`'s arithmetic.
+pub(crate) fn tokens(text: &str) -> Result<Vec<(String, bool, usize)>, ExprError> {
+    Ok(lex(text)?
+        .into_iter()
+        .map(|(t, c)| match t {
+            Tok::Ident(w) => (w, false, c),
+            Tok::Num(n) => (n, true, c),
+            Tok::Str(s) => (format!("'{s}'"), false, c),
+            Tok::Op(o) => (o.to_string(), false, c),
+        })
+        .collect())
 }
 
 struct Filter {

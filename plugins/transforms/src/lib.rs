@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aggregate;
+pub mod derive;
 pub mod filter;
 pub mod sample;
 pub mod select;

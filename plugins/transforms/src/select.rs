@@ -28,6 +28,11 @@ pub struct SelectConfig {
     /// (`Float64`) or a boolean, the same on every row.
     #[serde(default)]
     pub add: BTreeMap<String, serde_json::Value>,
+    /// Derived columns: a condition (a boolean column) or one arithmetic
+    /// operation between columns and numbers (`bytes / 1000`), computed from
+    /// the input columns.
+    #[serde(default)]
+    pub derive: BTreeMap<String, String>,
 }
 
 fn constant_type(v: &serde_json::Value) -> Option<DataType> {
@@ -91,6 +96,12 @@ impl SelectConfig {
                     .push(FieldIssue::new("add", format!("`{name}` must be a string, number or boolean"))),
             }
         }
+        for (name, text) in &self.derive {
+            match crate::derive::Derived::compile(text, input) {
+                Ok((_, ty)) => out.push((Source::Derived(text.clone()), Field::new(name, ty, true))),
+                Err(e) => issues.push(FieldIssue::new(format!("derive.{name}"), e.to_string())),
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for (_, f) in &out {
             if !seen.insert(f.name().clone()) {
@@ -111,6 +122,7 @@ impl SelectConfig {
 enum Source {
     Column(usize),
     Constant(serde_json::Value),
+    Derived(String),
 }
 
 impl TransformConfig for SelectConfig {
@@ -129,19 +141,35 @@ impl TransformConfig for SelectConfig {
     fn build(&self, _cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Transform>, BuildError> {
         let plan = self.plan(input).map_err(|e| BuildError(format!("{e:?}")))?;
         let schema = Arc::new(Schema::new(plan.iter().map(|(_, f)| f.clone()).collect::<Vec<_>>()));
-        Ok(Box::new(Select { plan: plan.into_iter().map(|(s, _)| s).collect(), schema }))
+        let mut steps = Vec::with_capacity(plan.len());
+        for (s, _) in plan {
+            steps.push(match s {
+                Source::Column(i) => Step::Column(i),
+                Source::Constant(v) => Step::Constant(v),
+                Source::Derived(text) => Step::Derived(
+                    crate::derive::Derived::compile(&text, input).map_err(|e| BuildError(e.to_string()))?.0,
+                ),
+            });
+        }
+        Ok(Box::new(Select { plan: steps, schema }))
     }
 }
 
 spillway_core::register_transform! {
     config: SelectConfig,
     name: "select",
-    description: "Keeps, drops or renames columns and adds constant columns.",
-    example: "type: select\ninputs: [flows]\nkeep: [exporter, in_if, out_if, bytes, packets]\nrename: { in_if: interface }\nadd: { site: fra1 }\n",
+    description: "Keeps, drops or renames columns; adds constant and derived columns.",
+    example: "type: select\ninputs: [flows]\nkeep: [exporter, in_if, out_if, bytes, packets, dst_port]\nrename: { in_if: interface }\nadd: { site: fra1 }\nderive: { kbytes: \"bytes / 1000\", is_web: \"dst_port in [80, 443]\" }\n",
+}
+
+enum Step {
+    Column(usize),
+    Constant(serde_json::Value),
+    Derived(crate::derive::Derived),
 }
 
 struct Select {
-    plan: Vec<Source>,
+    plan: Vec<Step>,
     schema: SchemaRef,
 }
 
@@ -162,16 +190,19 @@ fn constant(v: &serde_json::Value, n: usize) -> ArrayRef {
 impl Transform for Select {
     fn process(&mut self, batch: spillway_core::Batch, out: &mut Emitter) -> Result<(), TransformError> {
         let n = batch.rows();
-        let cols: Vec<ArrayRef> = self
-            .plan
-            .iter()
-            .map(|s| match s {
-                Source::Column(i) => batch.data.column(*i).clone(),
-                Source::Constant(v) => constant(v, n),
-            })
-            .collect();
-        let data = RecordBatch::try_new(self.schema.clone(), cols)
-            .map_err(|e| TransformError { reason: DropReason::PluginError, message: e.to_string() })?;
+        let fail = |e: arrow::error::ArrowError| TransformError {
+            reason: DropReason::PluginError,
+            message: e.to_string(),
+        };
+        let mut cols: Vec<ArrayRef> = Vec::with_capacity(self.plan.len());
+        for s in &self.plan {
+            cols.push(match s {
+                Step::Column(i) => batch.data.column(*i).clone(),
+                Step::Constant(v) => constant(v, n),
+                Step::Derived(d) => d.evaluate(&batch.data).map_err(fail)?,
+            });
+        }
+        let data = RecordBatch::try_new(self.schema.clone(), cols).map_err(fail)?;
         out.push(batch.with_data(data));
         Ok(())
     }
