@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
             "filter_proto_ports_prefix",
             "type: filter, condition: \"protocol == 6 and dst_port in [80, 443] and src_addr in 192.0.2.0/24\"",
         ),
+        ("enrich_cidr_3_prefixes", "type: enrich_cidr, file: ./pipelines/customers.csv, field: src_addr"),
         (
             "aggregate_1m_by_exporter_if",
             "type: aggregate, window: 1m, group_by: [exporter, in_if], aggregates: { bytes: sum(bytes), flows: count() }",

@@ -205,3 +205,99 @@ fn select_derives_columns_from_conditions_and_arithmetic() {
     }
     assert!(webs > 0 && webs < 2000);
 }
+
+/// The longest of `nets` containing `addr`, by hand.
+fn longest(addr: &str, nets: &[(&str, &str)]) -> Option<String> {
+    let ip: std::net::IpAddr = addr.parse().unwrap();
+    nets.iter()
+        .filter_map(|(n, v)| {
+            let (a, len) = n.split_once('/').unwrap();
+            let (a, len): (std::net::IpAddr, u32) = (a.parse().unwrap(), len.parse().unwrap());
+            let bits = |x: std::net::IpAddr| -> u128 {
+                match x {
+                    std::net::IpAddr::V4(v) => u32::from(v) as u128,
+                    std::net::IpAddr::V6(v) => u128::from(v),
+                }
+            };
+            let width = if a.is_ipv4() { 32 } else { 128 };
+            if a.is_ipv4() != ip.is_ipv4() {
+                return None;
+            }
+            let shift = width - len;
+            let same = if shift >= 128 { true } else { bits(a) >> shift == bits(ip) >> shift };
+            same.then_some((len, v.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn enrich_cidr_tags_by_the_longest_prefix_in_v4_and_v6() {
+    let dir = tempfile::tempdir().unwrap();
+    let nets = [
+        ("192.0.2.0/24", "doc"),
+        ("192.0.2.128/25", "upper"),
+        ("192.0.2.200/30", "tiny"),
+        ("2001:db8::/32", "v6"),
+        ("2001:db8::/112", "v6-narrow"),
+        ("0.0.0.0/0", "anything-v4"),
+    ];
+    let mut csv = String::from("prefix,customer\n");
+    for (n, v) in nets {
+        csv.push_str(&format!("{n},{v}\n"));
+    }
+    std::fs::write(dir.path().join("c.csv"), csv).unwrap();
+    run(
+        dir.path(),
+        "sources:\n  flows: { type: demo, count: 20000, seed: 8 }\ntransforms:\n  tag: { type: enrich_cidr, inputs: [flows], file: ./c.csv, field: src_addr }\nsinks:\n  out: { type: file, inputs: [tag], path: ./t.jsonl }\n",
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for l in lines(&dir.path().join("t.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        let addr = v["src_addr"].as_str().unwrap();
+        let got = v["src_addr_customer"].as_str().map(str::to_string);
+        assert_eq!(got, longest(addr, &nets), "{addr}");
+        seen.insert(got);
+    }
+    assert!(seen.len() >= 4, "several prefixes were exercised: {seen:?}");
+}
+
+#[test]
+fn enrich_cidr_reloads_while_running_without_losing_or_mixing_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("c.csv");
+    std::fs::write(&csv, "prefix,customer\n0.0.0.0/0,old\n::/0,old\n").unwrap();
+    let p = common::write_pipeline(
+        dir.path(),
+        "sources:\n  flows: { type: demo, rate: 20000, batch_size: 500 }\ntransforms:\n  tag: { type: enrich_cidr, inputs: [flows], file: ./c.csv, field: src_addr, reload_interval: 100ms }\nsinks:\n  out: { type: file, inputs: [tag], path: ./t.jsonl, sync: false }\n",
+    );
+    let ledger_path = dir.path().join("ledger.json");
+    let g = common::Guard::run(dir.path(), &p, &["--ledger-json", ledger_path.to_str().unwrap()]);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Replace the file atomically, as an operator's tooling should.
+    let tmp = dir.path().join("c.csv.tmp");
+    std::fs::write(&tmp, "prefix,customer\n0.0.0.0/0,new\n::/0,new\n").unwrap();
+    std::fs::rename(&tmp, &csv).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    common::signal(g.id(), "TERM");
+    let out = g.wait();
+    assert!(out.status.success(), "{}", common::text(&out));
+    let ledger: serde_json::Value = serde_json::from_slice(&std::fs::read(&ledger_path).unwrap()).unwrap();
+    common::assert_balanced(&ledger);
+    let tags: Vec<String> = lines(&dir.path().join("t.jsonl"))
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["src_addr_customer"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(tags.len() as u64, common::entry(&ledger, "flows")["received"].as_u64().unwrap());
+    let switch = tags.iter().position(|t| t == "new").expect("the new file was picked up");
+    assert!(switch > 0, "the old file was used first");
+    assert!(
+        tags[..switch].iter().all(|t| t == "old") && tags[switch..].iter().all(|t| t == "new"),
+        "one switch, no mixing"
+    );
+}

@@ -12,6 +12,7 @@
 
 pub mod aggregate;
 pub mod derive;
+pub mod enrich_cidr;
 pub mod filter;
 pub mod sample;
 pub mod select;
