@@ -40,9 +40,19 @@ fn every_example_pipeline_runs_and_its_output_reads_back() {
                     .stderr(std::process::Stdio::piped())
                     .spawn()
                     .unwrap();
-                // Give the listener time to bind before sending.
-                std::thread::sleep(Duration::from_millis(1500));
                 let args: Vec<&str> = args.split_whitespace().collect();
+                let port: u16 = args
+                    .iter()
+                    .skip_while(|a| **a != "--target")
+                    .nth(1)
+                    .and_then(|t| t.rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                    .expect("test-generate names its --target");
+                assert!(
+                    common::wait_udp_listening(port, Duration::from_secs(30)),
+                    "{}: never listened",
+                    file.display()
+                );
                 let totals = common::generate(&args);
                 std::thread::sleep(Duration::from_millis(500));
                 common::signal(child.id(), "TERM");

@@ -243,3 +243,19 @@ pub fn generate(args: &[&str]) -> serde_json::Value {
     assert!(out.status.success(), "{}", text(&out));
     serde_json::from_slice(&out.stdout).expect("totals as JSON")
 }
+
+/// Waits until some socket is bound to UDP `port` (read from
+/// /proc/net/udp{,6}, so the check itself binds nothing); false on timeout.
+pub fn wait_udp_listening(port: u16, timeout: std::time::Duration) -> bool {
+    let hex = format!(":{port:04X} ");
+    let t = std::time::Instant::now();
+    while t.elapsed() < timeout {
+        for f in ["/proc/net/udp", "/proc/net/udp6"] {
+            if std::fs::read_to_string(f).is_ok_and(|s| s.lines().any(|l| l.contains(&hex))) {
+                return true;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
