@@ -33,6 +33,7 @@ pub mod config;
 pub mod human;
 pub mod ledger;
 pub mod metrics;
+pub mod rand;
 pub mod registry;
 pub mod schema;
 pub mod topology;

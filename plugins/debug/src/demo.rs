@@ -212,7 +212,7 @@ impl Source for Demo {
 
 /// Deterministic flow records written straight into Arrow builders.
 pub struct FlowGenerator {
-    rng: u64,
+    rng: spillway_core::rand::SplitMix64,
     exporters: u32,
     next_ns: i64,
     step_ns: i64,
@@ -227,7 +227,7 @@ impl FlowGenerator {
     /// at `start_ns`, the next `step` later, and so on.
     pub fn new(seed: u64, exporters: u32, start_ns: i64, step: Duration) -> Self {
         Self {
-            rng: seed ^ 0x9e37_79b9_7f4a_7c15,
+            rng: spillway_core::rand::SplitMix64::new(seed ^ 0x9e37_79b9_7f4a_7c15),
             exporters: exporters.max(1),
             next_ns: start_ns,
             step_ns: step.as_nanos().min(i64::MAX as u128) as i64,
@@ -238,12 +238,7 @@ impl FlowGenerator {
 
     #[inline]
     fn next(&mut self) -> u64 {
-        // splitmix64: tiny, fast and good enough for synthetic data.
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     /// Receive-time range of the last batch.

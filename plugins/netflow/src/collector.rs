@@ -103,9 +103,27 @@ impl SamplingSettings {
     }
 }
 
-/// Checks template and sampling settings.
-pub fn validate(t: &TemplateSettings, s: &SamplingSettings) -> Vec<FieldIssue> {
+/// Checks what both NetFlow sources share: template and sampling settings,
+/// extra fields, batch size and the allowlist.
+pub fn validate(
+    t: &TemplateSettings,
+    s: &SamplingSettings,
+    extra_fields: &[String],
+    batch_size: usize,
+    allow: &[String],
+) -> Vec<FieldIssue> {
     let mut v = s.issues();
+    if let Err(e) = crate::iana::resolve_all(extra_fields) {
+        v.push(FieldIssue::new("extra_fields", e));
+    }
+    if batch_size == 0 || batch_size > 1 << 20 {
+        v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
+    }
+    for a in allow {
+        if let Err(e) = parse_prefix(a) {
+            v.push(FieldIssue::new("allow", e));
+        }
+    }
     if t.max_exporters == 0 {
         v.push(FieldIssue::new("templates.max_exporters", "must be at least 1"));
     }
@@ -113,6 +131,16 @@ pub fn validate(t: &TemplateSettings, s: &SamplingSettings) -> Vec<FieldIssue> {
         v.push(FieldIssue::new("templates.max_per_exporter", "must be at least 1"));
     }
     v
+}
+
+/// The flow schema plus the configured extra columns.
+pub fn output_schema(extra_fields: &[String]) -> arrow::datatypes::SchemaRef {
+    crate::row::schema_with(&crate::iana::resolve_all(extra_fields).unwrap_or_default())
+}
+
+/// The named outputs of both NetFlow sources.
+pub fn named_outputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
+    vec![("loss", loss_schema())]
 }
 
 /// The decoder config for these settings.

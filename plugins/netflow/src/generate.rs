@@ -75,17 +75,7 @@ struct Exporter {
     boot: Instant,
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+type Rng = spillway_core::rand::SplitMix64;
 
 /// The source address of exporter `i`.
 pub fn exporter_addr(i: u32) -> Ipv4Addr {
@@ -110,7 +100,7 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         sockets.push(socket);
         exporters.push(Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() });
     }
-    let mut rng = Rng(opts.seed);
+    let mut rng = Rng::new(opts.seed);
     let mut totals = Totals::default();
     let mut buf = Vec::with_capacity(65536);
     let started = Instant::now();
@@ -174,7 +164,7 @@ pub fn messages(
     let mut state: Vec<Exporter> = (0..exporters.max(1))
         .map(|_| Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() })
         .collect();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut out = Vec::with_capacity(packets);
     for p in 0..packets {
         let i = p % state.len();
@@ -220,8 +210,8 @@ struct Flow {
 }
 
 fn flow(rng: &mut Rng) -> Flow {
-    let r = rng.next();
-    let r2 = rng.next();
+    let r = rng.next_u64();
+    let r2 = rng.next_u64();
     let packets = 1 + r2 % 200;
     Flow {
         src: 0x0a00_0000 | (r as u32 & 0x00ff_ffff),
@@ -380,7 +370,7 @@ mod tests {
     fn generated_messages_decode_to_the_totals_sent() {
         for version in [5u16, 9, 10] {
             let ex = Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() };
-            let mut rng = Rng(3);
+            let mut rng = Rng::new(3);
             let mut d = Decoder::new(DecoderConfig::default());
             let mut out = FlowBuilders::new(64);
             let mut buf = Vec::new();

@@ -68,30 +68,25 @@ fn default_batch_size() -> usize {
 
 impl SourceConfig for PcapConfig {
     fn validate(&self) -> Vec<FieldIssue> {
-        let mut v = collector::validate(&self.templates, &self.sampling);
-        if let Err(e) = crate::iana::resolve_all(&self.extra_fields) {
-            v.push(FieldIssue::new("extra_fields", e));
-        }
+        let mut v = collector::validate(
+            &self.templates,
+            &self.sampling,
+            &self.extra_fields,
+            self.batch_size,
+            &self.allow,
+        );
         if !(self.speed > 0.0 && self.speed.is_finite()) {
             v.push(FieldIssue::new("speed", "must be a positive number"));
-        }
-        if self.batch_size == 0 || self.batch_size > 1 << 20 {
-            v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
-        }
-        for a in &self.allow {
-            if let Err(e) = parse_prefix(a) {
-                v.push(FieldIssue::new("allow", e));
-            }
         }
         v
     }
 
     fn output_schema(&self) -> SchemaRef {
-        crate::row::schema_with(&crate::iana::resolve_all(&self.extra_fields).unwrap_or_default())
+        collector::output_schema(&self.extra_fields)
     }
 
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
-        vec![("loss", collector::loss_schema())]
+        collector::named_outputs()
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {

@@ -79,33 +79,28 @@ fn default_flush_interval() -> HumanDuration {
 
 impl SourceConfig for NetflowConfig {
     fn validate(&self) -> Vec<FieldIssue> {
-        let mut v = collector::validate(&self.templates, &self.sampling);
-        if let Err(e) = crate::iana::resolve_all(&self.extra_fields) {
-            v.push(FieldIssue::new("extra_fields", e));
-        }
+        let mut v = collector::validate(
+            &self.templates,
+            &self.sampling,
+            &self.extra_fields,
+            self.batch_size,
+            &self.allow,
+        );
         if self.workers == 0 || self.workers > 64 {
             v.push(FieldIssue::new("workers", "must be between 1 and 64"));
         }
-        if self.batch_size == 0 || self.batch_size > 1 << 20 {
-            v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
-        }
         if self.flush_interval.get() < Duration::from_millis(1) {
             v.push(FieldIssue::new("flush_interval", "must be at least 1ms"));
-        }
-        for a in &self.allow {
-            if let Err(e) = parse_prefix(a) {
-                v.push(FieldIssue::new("allow", e));
-            }
         }
         v
     }
 
     fn output_schema(&self) -> SchemaRef {
-        crate::row::schema_with(&crate::iana::resolve_all(&self.extra_fields).unwrap_or_default())
+        collector::output_schema(&self.extra_fields)
     }
 
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
-        vec![("loss", collector::loss_schema())]
+        collector::named_outputs()
     }
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {

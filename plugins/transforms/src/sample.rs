@@ -113,7 +113,7 @@ impl TransformConfig for SampleConfig {
             mode: self.mode,
             rate: self.rate.unwrap_or(1),
             key,
-            rng: self.seed ^ 0x9e37_79b9_7f4a_7c15,
+            rng: spillway_core::rand::SplitMix64::new(self.seed ^ 0x9e37_79b9_7f4a_7c15),
             salt: self.seed,
             rate_index: input.index_of("sampling_rate").ok(),
             output,
@@ -133,7 +133,7 @@ struct Sample {
     mode: Mode,
     rate: u32,
     key: Vec<usize>,
-    rng: u64,
+    rng: spillway_core::rand::SplitMix64,
     salt: u64,
     rate_index: Option<usize>,
     output: SchemaRef,
@@ -193,14 +193,6 @@ fn hash_column(col: &dyn Array, hashes: &mut [u64]) -> Result<(), String> {
 }
 
 impl Sample {
-    fn next(&mut self) -> u64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
     /// Kept records stand for `rate` records each: their `sampling_rate`
     /// is multiplied so that a later upscale stays right.
     fn scale_rates(&self, batch: &RecordBatch) -> Result<RecordBatch, String> {
@@ -249,7 +241,7 @@ impl Transform for Sample {
             Mode::Random | Mode::Hash => {
                 let keep: BooleanArray = if self.mode == Mode::Random {
                     let rate = self.rate as u64;
-                    (0..n).map(|_| Some(self.next().is_multiple_of(rate))).collect()
+                    (0..n).map(|_| Some(self.rng.next_u64().is_multiple_of(rate))).collect()
                 } else {
                     self.hashes.clear();
                     self.hashes.resize(n, fnv(FNV_OFFSET, &self.salt.to_be_bytes()));
