@@ -55,6 +55,11 @@ pub struct ParquetConfig {
     /// closed when a new partition needs a file beyond this.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
+    /// Columns written with dictionary encoding (worth it for few distinct
+    /// values). The default names the flow schema's low-cardinality columns;
+    /// names the input lacks are ignored.
+    #[serde(default = "default_dictionary")]
+    pub dictionary: Vec<String>,
 }
 
 /// File rotation thresholds; whichever comes first closes the file.
@@ -102,6 +107,29 @@ fn default_zstd_level() -> i32 {
 fn default_max_open_files() -> usize {
     256
 }
+fn default_dictionary() -> Vec<String> {
+    [
+        "exporter",
+        "observation_domain",
+        "flow_version",
+        "protocol",
+        "tos",
+        "in_if",
+        "out_if",
+        "src_as",
+        "dst_as",
+        "src_mask",
+        "dst_mask",
+        "vlan",
+        "direction",
+        "sampling_rate",
+        "sampling_source",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 fn default_max_rows() -> u64 {
     10_000_000
 }
@@ -167,6 +195,16 @@ impl SinkConfig for ParquetConfig {
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
+            // Dictionary encoding pays off only on low-cardinality columns and
+            // costs ~40% of the write time when tried on all of them.
+            .set_dictionary_enabled(false)
+            .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk);
+        let props = self
+            .dictionary
+            .iter()
+            .fold(props, |p, c| {
+                p.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(c.as_str()), true)
+            })
             .build();
         let converted: Vec<bool> = input
             .fields()
