@@ -35,6 +35,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -78,6 +84,14 @@ enum Command {
     Generate {
         #[command(subcommand)]
         what: Generate,
+    },
+    /// Print a pipeline's graph as Mermaid (default) or Graphviz DOT.
+    Graph {
+        /// The pipeline file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
     },
     /// List every available component with its description and example config.
     Plugins {
@@ -140,6 +154,13 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Generate { what } => generate(what),
+        Command::Graph { file, format } => match load(&file) {
+            Ok(p) => {
+                print!("{}", graph(&p, format));
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
         Command::Quickstart { records, rate, listen, out } => quickstart(records, rate, listen, out),
         Command::Plugins { json, markdown } => {
             if markdown {
@@ -470,4 +491,55 @@ fn quickstart(records: u64, rate: u64, listen: std::net::SocketAddr, out: PathBu
             ExitCode::FAILURE
         }
     }
+}
+
+/// The pipeline as a Mermaid flowchart or a Graphviz digraph: one node per
+/// component (name and type), one edge per input (named outputs labelled).
+fn graph(p: &config::Pipeline, format: GraphFormat) -> String {
+    use spillway_core::ledger::ComponentKind;
+    let mut out = String::new();
+    let id = |n: &str| n.replace('-', "_");
+    match format {
+        GraphFormat::Mermaid => out.push_str("flowchart LR\n"),
+        GraphFormat::Dot => out.push_str("digraph pipeline {\n  rankdir=LR;\n"),
+    }
+    for c in &p.components {
+        let (open, close, shape) = match c.kind {
+            ComponentKind::Source => ("([", "])", "ellipse"),
+            ComponentKind::Transform => ("[", "]", "box"),
+            ComponentKind::Sink => ("[(", ")]", "cylinder"),
+        };
+        match format {
+            GraphFormat::Mermaid => {
+                out.push_str(&format!("  {}{open}\"{}<br/>{}\"{close}\n", id(&c.name), c.name, c.type_name))
+            }
+            GraphFormat::Dot => out.push_str(&format!(
+                "  {} [shape={shape}, label=\"{}\\n{}\"];\n",
+                id(&c.name),
+                c.name,
+                c.type_name
+            )),
+        }
+    }
+    for c in &p.components {
+        for input in &c.inputs {
+            let (from, output) = config::split_input(input);
+            match (format, output) {
+                (GraphFormat::Mermaid, None) => {
+                    out.push_str(&format!("  {} --> {}\n", id(from), id(&c.name)))
+                }
+                (GraphFormat::Mermaid, Some(o)) => {
+                    out.push_str(&format!("  {} -- {o} --> {}\n", id(from), id(&c.name)))
+                }
+                (GraphFormat::Dot, None) => out.push_str(&format!("  {} -> {};\n", id(from), id(&c.name))),
+                (GraphFormat::Dot, Some(o)) => {
+                    out.push_str(&format!("  {} -> {} [label=\"{o}\"];\n", id(from), id(&c.name)))
+                }
+            }
+        }
+    }
+    if matches!(format, GraphFormat::Dot) {
+        out.push_str("}\n");
+    }
+    out
 }
