@@ -1,6 +1,7 @@
 //! Transform throughput through the runner (demo → transform → blackhole),
 //! beside a pass-through transform (`select` keeping every column) in the
-//! same run.
+//! same run. Every pipeline also feeds a `table` sink (for `enrich`), so the
+//! baseline carries the same load.
 
 use std::path::Path;
 
@@ -16,7 +17,8 @@ const RECORDS: u64 = 1_000_000;
 fn run(rt: &tokio::runtime::Runtime, transform: &str) -> u64 {
     let yaml = format!(
         "sources:\n  flows: {{ type: demo, count: {RECORDS}, batch_size: 8192, start_time: \"2026-01-01T00:00:00Z\" }}\n\
-         transforms:\n  t: {{ inputs: [flows], {transform} }}\nsinks:\n  out: {{ type: blackhole, inputs: [t] }}\n"
+         transforms:\n  t: {{ inputs: [flows], {transform} }}\nsinks:\n  out: {{ type: blackhole, inputs: [t] }}\n\
+         \x20 if_table: {{ type: table, inputs: [flows], key: [exporter, in_if] }}\n"
     );
     let pipeline = config::load_str(&yaml, &|_| None, Path::new("")).expect("valid");
     let topology = Topology::build(pipeline, RunOptions::default()).expect("builds");
@@ -36,6 +38,10 @@ fn bench(c: &mut Criterion) {
         (
             "filter_proto_ports_prefix",
             "type: filter, condition: \"protocol == 6 and dst_port in [80, 443] and src_addr in 192.0.2.0/24\"",
+        ),
+        (
+            "enrich_table_exporter_if",
+            "type: enrich, table: if_table, on: { exporter: exporter, in_if: in_if }, fields: [packets], prefix: last_",
         ),
         ("enrich_cidr_3_prefixes", "type: enrich_cidr, file: ./pipelines/customers.csv, field: src_addr"),
         (

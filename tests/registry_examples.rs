@@ -24,7 +24,22 @@ fn indent(text: &str) -> String {
 fn every_registered_example_builds() {
     let all = registry::all();
     let names: Vec<&str> = all.iter().map(|r| r.name).collect();
-    for expected in ["demo", "netflow", "pcap", "parquet", "file", "stdout", "blackhole"] {
+    for expected in [
+        "demo",
+        "netflow",
+        "pcap",
+        "parquet",
+        "file",
+        "stdout",
+        "blackhole",
+        "sample",
+        "filter",
+        "aggregate",
+        "select",
+        "enrich_cidr",
+        "enrich",
+        "table",
+    ] {
         assert!(names.contains(&expected), "`{expected}` is not registered: {names:?}");
     }
     for r in all {
@@ -34,7 +49,8 @@ fn every_registered_example_builds() {
                 indent(r.example)
             ),
             ComponentKind::Transform => format!(
-                "sources:\n  flows: {{ type: demo, count: 1 }}\ntransforms:\n  it:\n{}sinks:\n  out: {{ type: blackhole, inputs: [it] }}\n",
+                // `if_table` is there for examples that read a table.
+                "sources:\n  flows: {{ type: demo, count: 1 }}\ntransforms:\n  it:\n{}sinks:\n  out: {{ type: blackhole, inputs: [it] }}\n  if_table: {{ type: table, inputs: [flows], key: [exporter, in_if] }}\n",
                 indent(r.example)
             ),
             ComponentKind::Sink => {

@@ -301,3 +301,43 @@ fn enrich_cidr_reloads_while_running_without_losing_or_mixing_records() {
         "one switch, no mixing"
     );
 }
+
+#[test]
+fn enrich_joins_flows_with_the_latest_table_row_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = run(
+        dir.path(),
+        r#"
+sources:
+  ifaces: { type: demo, count: 300, seed: 11, exporters: 4 }
+  flows: { type: demo, count: 4000, seed: 12, exporters: 5, start_delay: 1s }
+transforms:
+  speeds: { type: select, inputs: [ifaces], keep: [exporter, in_if, packets], rename: { packets: speed } }
+  named: { type: enrich, inputs: [flows], table: if_table, on: { exporter: exporter, in_if: in_if }, fields: [speed], prefix: in_if_ }
+sinks:
+  if_table: { type: table, inputs: [speeds], key: [exporter, in_if] }
+  table_rows: { type: file, inputs: [speeds], path: ./table.jsonl }
+  out: { type: file, inputs: [named], path: ./flows.jsonl }
+"#,
+    );
+    use std::collections::HashMap;
+    let mut latest: HashMap<(String, u64), u64> = HashMap::new();
+    for l in lines(&dir.path().join("table.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        latest.insert(
+            (v["exporter"].as_str().unwrap().into(), v["in_if"].as_u64().unwrap()),
+            v["speed"].as_u64().unwrap(),
+        );
+    }
+    let (mut hits, mut misses) = (0, 0);
+    for l in lines(&dir.path().join("flows.jsonl")) {
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        let key = (v["exporter"].as_str().unwrap().to_string(), v["in_if"].as_u64().unwrap());
+        let got = v["in_if_speed"].as_u64();
+        assert_eq!(got, latest.get(&key).copied(), "{key:?}");
+        if got.is_some() { hits += 1 } else { misses += 1 }
+    }
+    // The table knows 4 of the flows' 5 exporters.
+    assert!(hits > 2500 && misses > 400, "hits {hits}, misses {misses}");
+    assert_eq!(common::entry(&ledger, "if_table")["delivered"], 300);
+}

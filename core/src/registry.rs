@@ -36,6 +36,8 @@
 //! The registry is what `spillway plugins` lists, what the config loader
 //! resolves `type:` against, and what the docs are checked against.
 
+use std::collections::HashMap;
+
 use arrow::datatypes::SchemaRef;
 use serde::de::DeserializeOwned;
 
@@ -74,6 +76,35 @@ pub struct BuildContext {
     /// The directory relative paths in the config are resolved against
     /// (empty: the working directory).
     pub base_dir: std::path::PathBuf,
+    /// State components publish for others of the same pipeline (a `table`
+    /// sink's rows, read by `enrich`), by component name. Components are
+    /// built in dependency order, references included, so what a component
+    /// references is published before it is built.
+    pub shared: Shared,
+}
+
+/// State shared between the components of one pipeline, by name.
+pub type Shared =
+    std::sync::Arc<std::sync::Mutex<HashMap<String, std::sync::Arc<dyn std::any::Any + Send + Sync>>>>;
+
+impl BuildContext {
+    /// A context for building `name` outside a pipeline (tests, benches).
+    pub fn standalone(name: &str) -> Self {
+        Self { name: name.into(), base_dir: Default::default(), shared: Default::default() }
+    }
+
+    /// Publishes `state` under this component's name.
+    pub fn publish<T: std::any::Any + Send + Sync>(&self, state: std::sync::Arc<T>) {
+        if let Ok(mut m) = self.shared.lock() {
+            m.insert(self.name.clone(), state);
+        }
+    }
+
+    /// The state `name` published, if it is of type `T`.
+    pub fn lookup<T: std::any::Any + Send + Sync>(&self, name: &str) -> Option<std::sync::Arc<T>> {
+        let m = self.shared.lock().ok()?;
+        m.get(name).cloned()?.downcast::<T>().ok()
+    }
 }
 
 impl BuildContext {
@@ -110,6 +141,20 @@ pub trait TransformConfig: Send + Sync + std::fmt::Debug {
     /// The output schema for a given input schema, or what is wrong with the
     /// input (a missing or mistyped column).
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<FieldIssue>>;
+    /// Components whose state this transform reads (not as an input), with
+    /// the config field that names each, e.g. `("table", "if_table")`.
+    fn references(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// Like [`TransformConfig::output_schema`], also given the input schema
+    /// of every referenced component.
+    fn output_schema_with(
+        &self,
+        input: &SchemaRef,
+        _referenced: &HashMap<String, SchemaRef>,
+    ) -> Result<SchemaRef, Vec<FieldIssue>> {
+        self.output_schema(input)
+    }
     /// Builds the running transform for that input schema.
     fn build(&self, cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Transform>, BuildError>;
 }

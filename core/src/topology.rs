@@ -87,8 +87,13 @@ impl Topology {
         let mut ledger = Ledger::new();
         let mut built = Vec::new();
         let mut errors = Vec::new();
+        let shared = crate::registry::Shared::default();
         for c in pipeline.components {
-            let cx = BuildContext { name: c.name.clone(), base_dir: pipeline.base_dir.clone() };
+            let cx = BuildContext {
+                name: c.name.clone(),
+                base_dir: pipeline.base_dir.clone(),
+                shared: shared.clone(),
+            };
             let entry = ledger.register(&c.name, c.kind);
             let result = match (&c.config, &c.input_schema) {
                 (AnyConfig::Source(s), _) => s.build(&cx).map(Built::Source),

@@ -475,6 +475,21 @@ impl Validator {
                 }
             }
         }
+        for e in entries {
+            let Some((AnyConfig::Transform(c), _)) = &e.config else { continue };
+            for (field, target) in c.references() {
+                let path = format!("{}.{}.{field}", section_of(e.kind), e.name);
+                let pos = e.body.get(field).map_or(e.name_node.pos, |n| n.pos);
+                if !kinds.contains_key(target.as_str()) {
+                    let all = entries.iter().map(|x| x.name.as_str());
+                    self.err(
+                        pos,
+                        path,
+                        format!("there is no component `{target}`{}", did_you_mean(&target, all)),
+                    );
+                }
+            }
+        }
         let inputs_resolved =
             entries.iter().all(|e| e.inputs.iter().all(|(i, _)| kinds.contains_key(split_input(i).0)));
         for e in entries {
@@ -513,8 +528,17 @@ impl Validator {
         ) {
             state[i] = 1;
             stack.push(i);
-            for (input, _) in &entries[i].inputs {
-                let Some(&j) = index.get(split_input(input).0) else { continue };
+            let references: Vec<String> = match &entries[i].config {
+                Some((AnyConfig::Transform(c), _)) => c.references().into_iter().map(|(_, r)| r).collect(),
+                _ => Vec::new(),
+            };
+            let deps = entries[i]
+                .inputs
+                .iter()
+                .map(|(n, _)| split_input(n).0)
+                .chain(references.iter().map(String::as_str));
+            for dep in deps.collect::<Vec<_>>() {
+                let Some(&j) = index.get(dep) else { continue };
                 if j == i {
                     continue;
                 }
@@ -612,7 +636,20 @@ impl Validator {
                     }
                     Ok((None, Some(c.output_schema())))
                 }
-                (AnyConfig::Transform(c), Some(i)) => c.output_schema(i).map(|o| (Some(i.clone()), Some(o))),
+                (AnyConfig::Transform(c), Some(i)) => {
+                    let wanted = c.references();
+                    let referenced: HashMap<String, SchemaRef> = wanted
+                        .iter()
+                        .filter_map(|(_, r)| {
+                            let (input, output) = out.get(r)?;
+                            Some((r.clone(), input.clone().or_else(|| output.clone())?))
+                        })
+                        .collect();
+                    if referenced.len() < wanted.len() {
+                        continue; // a missing reference was already reported
+                    }
+                    c.output_schema_with(i, &referenced).map(|o| (Some(i.clone()), Some(o)))
+                }
                 (AnyConfig::Sink(c), Some(i)) => {
                     let issues = c.check_input(i);
                     if issues.is_empty() { Ok((Some(i.clone()), None)) } else { Err(issues) }

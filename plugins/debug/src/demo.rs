@@ -46,6 +46,9 @@ pub struct DemoConfig {
     /// Columns of the flow schema to emit; all of them when absent.
     #[serde(default)]
     pub columns: Option<Vec<String>>,
+    /// Wait this long before the first record (to order sources in a trial).
+    #[serde(default)]
+    pub start_delay: Option<HumanDuration>,
 }
 
 fn default_batch_size() -> usize {
@@ -158,6 +161,12 @@ impl Source for Demo {
             Some(r) => self.cfg.batch_size.min((r / 10).max(1) as usize),
             None => self.cfg.batch_size,
         };
+        if let Some(d) = self.cfg.start_delay {
+            tokio::select! {
+                _ = tokio::time::sleep(d.get()) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
         let started = tokio::time::Instant::now();
         let mut produced: u64 = 0;
         loop {

@@ -619,9 +619,7 @@ mod tests {
         let mut ledger = Ledger::new();
         let entry = ledger.register("agg", ComponentKind::Transform);
         let mut out = Emitter::new(entry.clone());
-        let mut t = config(10)
-            .build(&BuildContext { name: "agg".into(), base_dir: "".into() }, &input_schema())
-            .unwrap();
+        let mut t = config(10).build(&BuildContext::standalone("agg"), &input_schema()).unwrap();
         // Window [0, 60): shuffled, two groups.
         t.process(batch(&[(30 * S, 1, 10), (5 * S, 2, 1), (59 * S, 1, 5)]), &mut out).unwrap();
         assert!(rows(&mut out).is_empty(), "the window is still open");
@@ -660,8 +658,7 @@ mod tests {
         let mut out = Emitter::new(entry);
         let mut cfg = config(3600);
         cfg.max_groups = 2;
-        let mut t =
-            cfg.build(&BuildContext { name: "agg".into(), base_dir: "".into() }, &input_schema()).unwrap();
+        let mut t = cfg.build(&BuildContext::standalone("agg"), &input_schema()).unwrap();
         t.process(batch(&[(0, 1, 1), (0, 2, 1), (61 * S, 1, 1)]), &mut out).unwrap();
         assert_eq!(rows(&mut out), vec![(0, 1, 1, 1), (0, 2, 1, 1)]);
     }

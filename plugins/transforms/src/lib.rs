@@ -16,3 +16,4 @@ pub mod enrich_cidr;
 pub mod filter;
 pub mod sample;
 pub mod select;
+pub mod table;
