@@ -133,6 +133,15 @@ pub fn validate(
     v
 }
 
+/// The allowlist as prefixes (validated before, so errors are build errors).
+pub fn parse_allow(allow: &[String]) -> Result<Vec<ipnet::IpNet>, spillway_core::registry::BuildError> {
+    allow
+        .iter()
+        .map(|a| parse_prefix(a))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(spillway_core::registry::BuildError)
+}
+
 /// The flow schema plus the configured extra columns.
 pub fn output_schema(extra_fields: &[String]) -> arrow::datatypes::SchemaRef {
     crate::row::schema_with(&crate::iana::resolve_all(extra_fields).unwrap_or_default())

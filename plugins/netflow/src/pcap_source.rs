@@ -13,7 +13,7 @@ use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig
 use spillway_core::schema::addr_to_bytes;
 use spillway_core::{Batch, BatchMeta};
 
-use crate::collector::{self, Collector, SamplingSettings, SourceMetrics, TemplateSettings, parse_prefix};
+use crate::collector::{self, Collector, SamplingSettings, SourceMetrics, TemplateSettings};
 
 /// How fast to replay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -90,8 +90,7 @@ impl SourceConfig for PcapConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let allow =
-            self.allow.iter().map(|a| parse_prefix(a)).collect::<Result<Vec<_>, _>>().map_err(BuildError)?;
+        let allow = collector::parse_allow(&self.allow)?;
         Ok(Box::new(Pcap { cfg: self.clone(), path: cx.resolve(&self.path), allow }))
     }
 }

@@ -27,7 +27,7 @@ use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig
 use spillway_core::schema::v4_mapped;
 use spillway_core::{Batch, BatchMeta};
 
-use crate::collector::{self, Collector, SamplingSettings, SourceMetrics, TemplateSettings, parse_prefix};
+use crate::collector::{self, Collector, SamplingSettings, SourceMetrics, TemplateSettings};
 
 /// Config of the `netflow` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,8 +104,7 @@ impl SourceConfig for NetflowConfig {
     }
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let allow =
-            self.allow.iter().map(|a| parse_prefix(a)).collect::<Result<Vec<_>, _>>().map_err(BuildError)?;
+        let allow = collector::parse_allow(&self.allow)?;
         Ok(Box::new(Netflow { cfg: self.clone(), allow }))
     }
 }
