@@ -233,7 +233,6 @@ struct Scratch {
     extra: [(u32, u16); crate::iana::MAX_EXTRA],
     extra_mask: u16,
     interval: Option<u64>,
-    algorithm: Option<u64>,
     packet_interval: Option<u64>,
     packet_space: Option<u64>,
     system_init_ms: Option<i64>,
@@ -259,11 +258,6 @@ impl Decoder {
     /// Templates evicted to respect the store's bounds.
     pub fn templates_evicted(&self) -> u64 {
         self.templates.evicted
-    }
-
-    /// The template for a key, if known (for inspection and tests).
-    pub fn template(&mut self, exporter: [u8; 16], domain: u32, id: u16) -> Option<std::sync::Arc<Template>> {
-        self.templates.get((exporter, domain, id))
     }
 
     /// Data sets currently waiting for their template, and their bytes.
@@ -693,7 +687,6 @@ impl Decoder {
             }
             None => e.rate = Some(rate),
         }
-        let _ = s.algorithm;
     }
 
     fn rate(
@@ -907,7 +900,6 @@ fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
         SystemInit => s.system_init_ms = Some(u().min(i64::MAX as u64 / 2_000_000) as i64),
         SamplerId => s.sampler_id = Some(u()),
         SamplingInterval => s.interval = Some(u()),
-        SamplingAlgorithm => s.algorithm = Some(u()),
         PacketInterval => s.packet_interval = Some(u()),
         PacketSpace => s.packet_space = Some(u()),
     }

@@ -72,7 +72,6 @@ pub enum Target {
     SystemInit,
     SamplerId,
     SamplingInterval,
-    SamplingAlgorithm,
     PacketInterval,
     PacketSpace,
 }
@@ -106,7 +105,6 @@ pub fn target_of(id: u16) -> Target {
         21 => EndUptime,
         22 => StartUptime,
         34 | 50 => SamplingInterval,
-        35 => SamplingAlgorithm,
         48 | 302 => SamplerId,
         58 | 243 => Vlan,
         61 => Direction,
@@ -311,16 +309,6 @@ impl TemplateStore {
         if let Some(e) = self.exporters.get_mut(&(exporter, domain)) {
             e.templates.retain(|_, (t, _)| t.is_options() != options);
         }
-    }
-
-    /// Number of templates held.
-    pub fn len(&self) -> usize {
-        self.exporters.values().map(|e| e.templates.len()).sum()
-    }
-
-    /// True when no template is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
