@@ -19,6 +19,9 @@ command -v mkfifo >/dev/null || need_apt+=(coreutils)
 command -v kill >/dev/null || need_apt+=(procps)
 # softflowd: a real NetFlow exporter for the live collection tests.
 command -v softflowd >/dev/null || need_apt+=(softflowd)
+# net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
+command -v snmpd >/dev/null || need_apt+=(snmpd)
+command -v snmpbulkwalk >/dev/null || need_apt+=(snmp)
 if ((${#need_apt[@]})); then
   step "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -13,6 +13,7 @@ use spillway_core::topology::{RunOptions, Topology};
 use spillway_debug as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
+use spillway_snmp as _;
 use spillway_transforms as _;
 
 /// Exit status for an invalid pipeline file, distinct from runtime failures (1).
@@ -179,7 +180,10 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         Some(l) => EnvFilter::new(l),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: logs piped to a file or journald stay plain.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

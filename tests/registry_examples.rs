@@ -14,6 +14,7 @@ use spillway_core::topology::{RunOptions, Topology};
 use spillway_debug as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
+use spillway_snmp as _;
 use spillway_transforms as _;
 
 fn indent(text: &str) -> String {

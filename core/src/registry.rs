@@ -128,6 +128,12 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
         Vec::new()
     }
+    /// Components whose published state this source reads, with the config
+    /// field that names each (an `snmp` source discovering targets from a
+    /// `netflow` source).
+    fn references(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
     /// Builds the running source. Does no I/O that outlives the call.
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError>;
 }

@@ -395,8 +395,17 @@ impl Validator {
             self.err(name_node.pos, path, issue.message.clone());
             return;
         }
-        let segs: Vec<PathSegment> =
-            issue.field.split('.').map(|s| PathSegment::Key(s.to_string())).collect();
+        // `targets[0].v3` → Key(targets), Index(0), Key(v3).
+        let mut segs: Vec<PathSegment> = Vec::new();
+        for part in issue.field.split('.') {
+            let mut pieces = part.split('[');
+            segs.push(PathSegment::Key(pieces.next().unwrap_or_default().to_string()));
+            for idx in pieces {
+                if let Ok(i) = idx.trim_end_matches(']').parse() {
+                    segs.push(PathSegment::Index(i));
+                }
+            }
+        }
         let pos = if segs.len() == 1 && body.key(&issue.field).is_some() {
             body.get(&issue.field).map_or(name_node.pos, |n| n.pos)
         } else {
@@ -476,8 +485,12 @@ impl Validator {
             }
         }
         for e in entries {
-            let Some((AnyConfig::Transform(c), _)) = &e.config else { continue };
-            for (field, target) in c.references() {
+            let references = match &e.config {
+                Some((AnyConfig::Transform(c), _)) => c.references(),
+                Some((AnyConfig::Source(c), _)) => c.references(),
+                _ => continue,
+            };
+            for (field, target) in references {
                 let path = format!("{}.{}.{field}", section_of(e.kind), e.name);
                 let pos = e.body.get(field).map_or(e.name_node.pos, |n| n.pos);
                 if !kinds.contains_key(target.as_str()) {
@@ -530,6 +543,7 @@ impl Validator {
             stack.push(i);
             let references: Vec<String> = match &entries[i].config {
                 Some((AnyConfig::Transform(c), _)) => c.references().into_iter().map(|(_, r)| r).collect(),
+                Some((AnyConfig::Source(c), _)) => c.references().into_iter().map(|(_, r)| r).collect(),
                 _ => Vec::new(),
             };
             let deps = entries[i]

@@ -21,6 +21,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use spillway_core::ack::Acks;
 use spillway_core::component::{ComponentError, Source, SourceContext};
 use spillway_core::config::{ByteSize, HumanDuration};
+use spillway_core::exporters::{SeenCache, SeenExporters};
 use spillway_core::ledger::{ComponentLedger, DropReason};
 use spillway_core::metrics;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
@@ -103,9 +104,13 @@ impl SourceConfig for NetflowConfig {
         collector::named_outputs()
     }
 
-    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let allow = collector::parse_allow(&self.allow)?;
-        Ok(Box::new(Netflow { cfg: self.clone(), allow }))
+        // Other components (an `snmp` source with `discover`) read which
+        // exporters this source has heard from.
+        let seen = Arc::new(SeenExporters::default());
+        cx.publish(seen.clone());
+        Ok(Box::new(Netflow { cfg: self.clone(), allow, seen }))
     }
 }
 
@@ -119,6 +124,7 @@ spillway_core::register_source! {
 struct Netflow {
     cfg: NetflowConfig,
     allow: Vec<ipnet::IpNet>,
+    seen: Arc<SeenExporters>,
 }
 
 /// What a worker hands to the async side.
@@ -203,6 +209,7 @@ impl Source for Netflow {
                 stop: stop.clone(),
                 allow: self.allow.clone(),
                 flush: self.cfg.flush_interval.get(),
+                seen: SeenCache::new(self.seen.clone()),
             };
             let t = std::thread::Builder::new()
                 .name(format!("netflow-{i}"))
@@ -253,6 +260,7 @@ struct Worker {
     stop: Arc<AtomicBool>,
     allow: Vec<ipnet::IpNet>,
     flush: Duration,
+    seen: SeenCache,
 }
 
 const VLEN: usize = 64;
@@ -356,6 +364,7 @@ impl Worker {
                             self.collector.reject();
                             continue;
                         }
+                        self.seen.note(src);
                         self.collector.ingest(data, src, now);
                         if self.collector.is_full() && !self.send() {
                             return;
