@@ -30,7 +30,8 @@ const PRIV: &str = "test-priv-pass";
 /// A running `snmpd`, killed when dropped.
 struct Snmpd {
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
+    probe: String,
 }
 
 impl Snmpd {
@@ -53,29 +54,46 @@ impl Snmpd {
         );
         std::fs::write(dir.path().join("snmpd.conf"), conf).unwrap();
         std::fs::create_dir(dir.path().join("persist")).unwrap();
-        let child = Command::new("snmpd")
+        let child = Self::spawn(dir.path());
+        let s = Snmpd { child, dir, probe: format!("{}:{port}", addresses[0]) };
+        assert!(wait_udp_listening(port, Duration::from_secs(10)), "snmpd did not bind port {port}");
+        s.wait_answering();
+        s
+    }
+
+    fn spawn(dir: &Path) -> std::process::Child {
+        Command::new("snmpd")
             .args(["-f", "-C", "-c"])
-            .arg(dir.path().join("snmpd.conf"))
+            .arg(dir.join("snmpd.conf"))
             .arg("-Lf")
-            .arg(dir.path().join("snmpd.log"))
-            .env("SNMP_PERSISTENT_DIR", dir.path().join("persist"))
+            .arg(dir.join("snmpd.log"))
+            .env("SNMP_PERSISTENT_DIR", dir.join("persist"))
             .env("MIBS", "")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("snmpd starts");
-        let s = Snmpd { child, _dir: dir };
-        assert!(wait_udp_listening(port, Duration::from_secs(10)), "snmpd did not bind port {port}");
-        // Bound is not yet answering: wait for a first answer.
-        for _ in 0..100 {
-            if !walk(&format!("{}:{port}", addresses[0]), &["-v2c", "-c", "public"], "1.3.6.1.2.1.1.5")
-                .is_empty()
-            {
-                return s;
+            .expect("snmpd starts")
+    }
+
+    /// Bound is not yet answering: waits for a first answer.
+    fn wait_answering(&self) {
+        for _ in 0..200 {
+            if !walk(&self.probe, &["-v2c", "-c", "public"], "1.3.6.1.2.1.1.5").is_empty() {
+                return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("snmpd on port {port} does not answer");
+        panic!("snmpd at {} does not answer", self.probe);
+    }
+
+    /// Stops the agent and starts it again on the same config and
+    /// persistent state (its engine boots count goes up, its uptime
+    /// starts from zero): a device reboot.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path());
+        self.wait_answering();
     }
 }
 
@@ -452,4 +470,75 @@ sinks:
         }
     }
     assert!(known > 0 && unknown > 0, "known {known}, unknown {unknown}: both cases are exercised");
+}
+
+#[test]
+fn an_agent_restart_is_a_discontinuity_and_v3_polling_resumes() {
+    if !have_snmpd() {
+        return;
+    }
+    let port = free_udp_port();
+    let mut agent = Snmpd::start(&["127.6.0.1"], port, "rebooting");
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+sources:
+  ifaces:
+    type: snmp
+    interval: 1s
+    jitter: 0
+    timeout: 300ms
+    retries: 1
+    backoff: 50ms
+    port: {port}
+    targets:
+      - {{ address: 127.6.0.1, name: v3, v3: {sha256} }}
+      - {{ address: 127.6.0.1, name: v2c }}
+sinks:
+  out: {{ type: file, inputs: [ifaces], path: ifaces.jsonl }}
+  health: {{ type: file, inputs: [ifaces.health], path: health.jsonl }}
+"#,
+        sha256 = v3("sha256user", "sha256", true),
+    );
+    let p = write_pipeline(dir.path(), &yaml);
+    let g = Guard::run(dir.path(), &p, &[]);
+    let health = dir.path().join("health.jsonl");
+    let ok =
+        |name: &str| json_lines(&health).iter().filter(|h| h["target"] == name && h["ok"] == true).count();
+    let wait = |cond: &dyn Fn() -> bool| {
+        let t = std::time::Instant::now();
+        while !cond() {
+            assert!(
+                t.elapsed() < Duration::from_secs(40),
+                "timed out: {}",
+                std::fs::read_to_string(&health).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // Let uptime grow past the poll gap so that a restart sets it back.
+    wait(&|| ok("v3") >= 3 && ok("v2c") >= 3);
+    std::thread::sleep(Duration::from_secs(2));
+    agent.restart();
+    let (v3_before, v2c_before) = (ok("v3"), ok("v2c"));
+    wait(&|| ok("v3") >= v3_before + 2 && ok("v2c") >= v2c_before + 2);
+    signal(g.id(), "TERM");
+    let out = g.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    let rows = json_lines(&dir.path().join("ifaces.jsonl"));
+    for target in ["v3", "v2c"] {
+        let mine: Vec<_> = rows.iter().filter(|r| r["target"] == target).collect();
+        // The first poll after the reboot has no deltas and says why; the
+        // polls before and after it have deltas.
+        let broken: Vec<_> = mine.iter().filter(|r| r["discontinuity"] == true).collect();
+        assert!(!broken.is_empty(), "{target}: no discontinuity after the reboot");
+        assert!(
+            broken.iter().all(|r| r["in_octets_delta"].is_null() && r["interval_s"].is_null()),
+            "{broken:?}"
+        );
+        let times: BTreeSet<&str> = broken.iter().map(|r| r["time"].as_str().unwrap()).collect();
+        assert_eq!(times.len(), 1, "{target}: one poll is the reboot: {times:?}");
+        let last = mine.last().unwrap();
+        assert!(last["in_octets_delta"].is_u64() && last["discontinuity"] == false, "{target}: {last}");
+    }
 }

@@ -176,6 +176,8 @@ struct TargetState {
     prev: HashMap<u32, Prev>,
     m_failures: Gauge,
     m_last_success: Gauge,
+    /// The SNMPv3 session of the last good poll (see `walk::poll`).
+    session: Option<walk::AsyncSession>,
 }
 
 struct Metrics {
@@ -233,7 +235,35 @@ struct Done {
     started: Instant,
     started_ns: i64,
     requests: u32,
+    session: Option<walk::AsyncSession>,
     result: Result<PollResult, PollError>,
+}
+
+/// SNMPv3 sessions kept between polls, and how many may be.
+struct Sessions {
+    held: usize,
+    budget: usize,
+}
+
+/// Raises the open-files soft limit to the hard limit (kept SNMPv3
+/// sessions hold a socket each) and returns how many sessions to keep at
+/// most: half of it, leaving the rest to everything else.
+#[allow(unsafe_code)]
+fn session_budget() -> usize {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 256;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim = want;
+            }
+        }
+    }
+    (lim.rlim_cur / 2).min(1 << 20) as usize
 }
 
 fn now_ns() -> i64 {
@@ -277,6 +307,7 @@ impl Snmp {
             prev_start: None,
             prev_uptime: None,
             prev: HashMap::new(),
+            session: None,
         }
     }
 
@@ -375,6 +406,8 @@ impl Source for Snmp {
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut req_id: i32 = (rng.next_u64() & 0x3fff_ffff) as i32;
         let mut stopping = false;
+        // SNMPv3 sessions kept between polls, at most `session_budget`.
+        let mut sessions = Sessions { held: 0, budget: session_budget() };
         loop {
             if !stopping {
                 // Start what is due, oldest first, up to the concurrency.
@@ -393,6 +426,8 @@ impl Source for Snmp {
                     let s = states.get_mut(&n).expect("listed above");
                     s.busy = true;
                     let target = s.target.clone();
+                    let session = s.session.take();
+                    sessions.held -= session.is_some() as usize;
                     let columns = self.columns.clone();
                     req_id = req_id.wrapping_add(1000) & 0x3fff_ffff;
                     let id = req_id;
@@ -400,9 +435,16 @@ impl Source for Snmp {
                         let started = Instant::now();
                         let started_ns = now_ns();
                         // Boxed: the session's buffers make a large future.
-                        let (requests, result) =
-                            Box::pin(walk::poll(target.agent, &target.credentials, opts, &columns, id)).await;
-                        Done { name: target.name, started, started_ns, requests, result }
+                        let (requests, session, result) = Box::pin(walk::poll(
+                            target.agent,
+                            &target.credentials,
+                            opts,
+                            &columns,
+                            id,
+                            session,
+                        ))
+                        .await;
+                        Done { name: target.name, started, started_ns, requests, session, result }
                     });
                 }
             }
@@ -425,7 +467,7 @@ impl Source for Snmp {
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     let Ok(done) = done else { continue }; // aborted at shutdown
                     let Some(s) = states.get_mut(&done.name) else { continue }; // removed meanwhile
-                    let n = self.finish(&name, s, done, &m, &mut rows, &mut health);
+                    let n = self.finish(&name, s, done, &m, &mut rows, &mut health, &mut sessions);
                     ledger.received(n as u64);
                     if first_unsent.is_none() && (n > 0 || health.len() > 0) {
                         first_unsent = Some(Instant::now());
@@ -459,6 +501,8 @@ impl Source for Snmp {
                         }
                     }
                     m.targets.set(states.len() as u64);
+                    // Removed targets took their sessions with them.
+                    sessions.held = states.values().filter(|s| s.session.is_some()).count();
                 }
                 _ = shutdown.cancelled(), if !stopping => {
                     // Polls in flight have produced nothing yet: abandon them.
@@ -510,6 +554,7 @@ impl Snmp {
 
     /// Settles one poll: schedule, health, metrics, rows. Returns the rows
     /// added.
+    #[allow(clippy::too_many_arguments)] // the run loop's state, borrowed piecewise
     fn finish(
         &self,
         component: &str,
@@ -518,9 +563,12 @@ impl Snmp {
         m: &Metrics,
         rows: &mut Rows,
         health: &mut HealthRows,
+        sessions: &mut Sessions,
     ) -> usize {
         s.busy = false;
         s.polls += 1;
+        s.session = done.session.filter(|_| sessions.held < sessions.budget);
+        sessions.held += s.session.is_some() as usize;
         let interval = self.cfg.interval.get();
         let duration = done.started.elapsed();
         m.requests.add(done.requests as u64);

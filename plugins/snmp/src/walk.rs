@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use snmp2::AsyncSession;
 use snmp2::v3::{Auth, AuthProtocol, Cipher, Security};
-use snmp2::{AsyncSession, Oid, Value};
+use snmp2::{Oid, Value};
 
 /// What to send as credentials.
 #[derive(Clone, PartialEq)]
@@ -201,6 +202,8 @@ struct Client {
     session: Option<AsyncSession>,
     requests: u32,
     req_id: i32,
+    /// The session came from an earlier poll.
+    reused: bool,
 }
 
 type Varbinds = Vec<(Vec<u64>, Option<Read>, bool)>; // oid, value, end-of-view
@@ -238,6 +241,7 @@ impl Client {
             }
         }
         self.session = Some(s);
+        self.reused = false;
         Ok(())
     }
 
@@ -326,6 +330,13 @@ impl Client {
                         return Err(self.classify(e));
                     }
                 }
+                Ok(Err(e @ snmp2::Error::AuthFailure(_))) if self.reused => {
+                    // A session kept from an earlier poll may be stale (the
+                    // device was replaced or re-keyed): discover afresh once.
+                    tracing::debug!(agent = %self.addr, error = %e, "kept SNMPv3 session refused; rediscovering");
+                    self.reused = false;
+                    self.session = None;
+                }
                 Ok(Err(e)) => return Err(self.classify(e)),
                 Err(_) => {
                     // A late answer to this request must not be read as the
@@ -345,16 +356,24 @@ impl Client {
 
 /// Polls one agent: the system values, then every column of `columns`
 /// (base OIDs of interface table columns, indexed by ifIndex).
+///
+/// `session` is the SNMPv3 session kept from this target's last good poll:
+/// reusing it saves the engine discovery round trip and, above all, the
+/// RFC 3414 key localisation (a megabyte of hashing per password) on every
+/// poll. It is handed back after a good SNMPv3 poll.
 pub async fn poll(
     addr: SocketAddr,
     creds: &Credentials,
     opts: RequestOptions,
     columns: &[Oid<'static>],
     req_id: i32,
-) -> (u32, Result<PollResult, PollError>) {
-    let mut c = Client { addr, creds: creds.clone(), opts, session: None, requests: 0, req_id };
+    session: Option<AsyncSession>,
+) -> (u32, Option<AsyncSession>, Result<PollResult, PollError>) {
+    let reused = session.is_some();
+    let mut c = Client { addr, creds: creds.clone(), opts, session, requests: 0, req_id, reused };
     let r = poll_with(&mut c, columns).await;
-    (c.requests, r)
+    let keep = if r.is_ok() && matches!(creds, Credentials::V3(_)) { c.session.take() } else { None };
+    (c.requests, keep, r)
 }
 
 async fn poll_with(c: &mut Client, columns: &[Oid<'static>]) -> Result<PollResult, PollError> {
