@@ -22,17 +22,33 @@ command -v softflowd >/dev/null || need_apt+=(softflowd)
 # net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
 command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpbulkwalk >/dev/null || need_apt+=(snmp)
+# tansu: the Kafka-protocol broker of the Kafka tests, built from crates.io
+# once (its libsql storage needs cmake and libclang to build).
+need_tansu=""
+if ! command -v tansu >/dev/null; then
+  need_tansu=1
+  for p in cmake clang libclang-dev; do dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p"); done
+fi
 if ((${#need_apt[@]})); then
   step "installing Debian packages: ${need_apt[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
 fi
+if [ -n "$need_tansu" ]; then
+  step "building the tansu broker from crates.io (once; ~20 min on 2 cores)"
+  # Not with default features: those store nothing. Its own target dir.
+  env -u CARGO_TARGET_DIR cargo install --locked tansu --version 0.6.0 --features dynostore,libsql
+fi
 
-# --- Python readers of our Parquet output (pyarrow, DuckDB) ----------------
+# --- Python: independent readers of our output -----------------------------
+# pyarrow and DuckDB read our Parquet; kafka-python (a pure-Python client,
+# with lz4/zstandard for compressed batches) reads our Kafka topics, and
+# grpcio-tools' protoc compiles docs/flow.proto to decode our protobuf.
 venv="$peers/venv"
-if ! "$venv/bin/python" -c 'import pyarrow, duckdb' 2>/dev/null; then
-  step "installing pyarrow and duckdb into $venv"
+py_mods="pyarrow, duckdb, kafka, lz4, zstandard, grpc_tools"
+if ! "$venv/bin/python" -c "import $py_mods" 2>/dev/null; then
+  step "installing Python test readers into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb kafka-python lz4 zstandard grpcio-tools
 fi
 export SPILLWAY_PYTHON="$venv/bin/python"
 

@@ -11,6 +11,7 @@ use spillway_core::topology::{RunOptions, Topology};
 
 // Linking a plugin crate is what registers its components.
 use spillway_debug as _;
+use spillway_kafka as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
 use spillway_snmp as _;

@@ -12,6 +12,7 @@ use spillway_core::topology::{RunOptions, Topology};
 
 // Link the plugin crates so their registrations are present.
 use spillway_debug as _;
+use spillway_kafka as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
 use spillway_snmp as _;

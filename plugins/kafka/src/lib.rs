@@ -1,0 +1,51 @@
+//! `kafka` sink and source (rdkafka, with its bundled librdkafka).
+//!
+//! The sink settles a batch's acknowledgement only when the broker has
+//! acknowledged every record of it (`acks=all`, idempotent producer by
+//! default); a full producer queue is backpressure, not memory growth; a
+//! record the broker refuses for good is a counted drop with the broker's
+//! reason. The source commits a partition's offset only once every record
+//! before it has settled downstream, and never for a partition it lost in a
+//! rebalance. See docs/kafka.md.
+
+mod codec;
+mod proto;
+mod sink;
+mod source;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+pub use codec::{Decoder, Encoder, Encoding};
+pub use proto::FlowMessage;
+
+/// Encoding as written in a config.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingName {
+    #[default]
+    Json,
+    Protobuf,
+}
+
+pub(crate) fn encoding(name: EncodingName, length_delimited: bool) -> Encoding {
+    match name {
+        EncodingName::Json => Encoding::Json,
+        EncodingName::Protobuf => Encoding::Protobuf { length_delimited },
+    }
+}
+
+/// librdkafka properties that are secrets: never logged.
+pub(crate) fn is_secret(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.contains("key") && !k.contains("keystore.type")
+}
+
+/// Options passed to librdkafka as they are, checked for names we set
+/// ourselves.
+pub(crate) type Options = BTreeMap<String, String>;
+
+fn default_true() -> bool {
+    true
+}

@@ -1,0 +1,443 @@
+//! The `kafka` sink.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use serde::Deserialize;
+use spillway_core::ack::{AckStatus, Acks};
+use spillway_core::component::{ComponentError, Sink, SinkContext, SinkInput};
+use spillway_core::ledger::{ComponentLedger, DropReason};
+use spillway_core::metrics::{self, Counter, Gauge};
+use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SinkConfig};
+
+use crate::codec::{Encoder, protobuf_compatible, write_key};
+use crate::{EncodingName, Options, default_true, is_secret};
+
+/// Config of the `kafka` sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// The topic (the fallback when `topic_field` is null).
+    pub topic: String,
+    /// A string column naming each record's topic.
+    #[serde(default)]
+    pub topic_field: Option<String>,
+    /// The column whose value is the message key, so that one exporter's
+    /// records keep their order in one partition; `none` for no key.
+    #[serde(default = "default_key")]
+    pub key_field: String,
+    /// `json` (the file sink's human form) or `protobuf` (docs/flow.proto).
+    #[serde(default)]
+    pub encoding: EncodingName,
+    /// protobuf only: prefix each message with its varint length, as
+    /// goflow2 v2 does.
+    #[serde(default = "default_true")]
+    pub length_delimited: bool,
+    /// `lz4`, `zstd`, `snappy`, `gzip` or `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Most memory the producer may hold for unacknowledged messages; past
+    /// it the sink waits (backpressure).
+    #[serde(default = "default_buffer")]
+    pub buffer: spillway_core::config::units::ByteSize,
+    /// Further librdkafka properties (`security.protocol`, `sasl.*`,
+    /// `ssl.*`, `message.timeout.ms`, …). Values are never logged.
+    #[serde(default)]
+    pub options: Options,
+}
+
+fn default_key() -> String {
+    "exporter".into()
+}
+fn default_compression() -> String {
+    "lz4".into()
+}
+fn default_buffer() -> spillway_core::config::units::ByteSize {
+    spillway_core::config::units::ByteSize(256 << 20)
+}
+
+/// Properties the sink sets itself from its own fields.
+const OWN: [&str; 4] =
+    ["bootstrap.servers", "compression.type", "queue.buffering.max.kbytes", "metadata.broker.list"];
+
+impl SinkConfig for KafkaSinkConfig {
+    fn validate(&self) -> Vec<FieldIssue> {
+        let mut v = Vec::new();
+        if self.brokers.trim().is_empty() {
+            v.push(FieldIssue::new("brokers", "name at least one broker (host:port)"));
+        }
+        if self.topic.is_empty() {
+            v.push(FieldIssue::new("topic", "must not be empty"));
+        }
+        if !["lz4", "zstd", "snappy", "gzip", "none"].contains(&self.compression.as_str()) {
+            v.push(FieldIssue::new("compression", "must be lz4, zstd, snappy, gzip or none"));
+        }
+        if self.buffer.get() < 1 << 20 {
+            v.push(FieldIssue::new("buffer", "must be at least 1MiB"));
+        }
+        for k in self.options.keys() {
+            if OWN.contains(&k.as_str()) {
+                v.push(FieldIssue::new(format!("options.{k}"), "is set by the sink's own fields"));
+            }
+        }
+        v
+    }
+
+    fn check_input(&self, input: &SchemaRef) -> Vec<FieldIssue> {
+        let mut v = Vec::new();
+        if self.key_field != "none" && input.field_with_name(&self.key_field).is_err() {
+            v.push(FieldIssue::new("key_field", format!("the input has no column `{}`", self.key_field)));
+        }
+        if let Some(t) = &self.topic_field {
+            match input.field_with_name(t) {
+                Ok(f) if f.data_type() == &DataType::Utf8 => {}
+                Ok(f) => v.push(FieldIssue::new(
+                    "topic_field",
+                    format!("`{t}` is {}, not a string", f.data_type()),
+                )),
+                Err(_) => v.push(FieldIssue::new("topic_field", format!("the input has no column `{t}`"))),
+            }
+        }
+        if self.encoding == EncodingName::Protobuf
+            && let Err(e) = protobuf_compatible(input)
+        {
+            v.push(FieldIssue::new("encoding", e));
+        }
+        v
+    }
+
+    fn build(&self, _cx: &BuildContext, _input: &SchemaRef) -> Result<Box<dyn Sink>, BuildError> {
+        Ok(Box::new(KafkaSink { cfg: self.clone() }))
+    }
+}
+
+spillway_core::register_sink! {
+    config: KafkaSinkConfig,
+    name: "kafka",
+    description: "Produces records to Kafka (JSON or goflow2-compatible protobuf); acknowledged when the broker has them.",
+    example: "type: kafka\nbrokers: \"127.0.0.1:9092\"\ntopic: flows\nencoding: protobuf\ncompression: zstd\noptions: { \"message.timeout.ms\": \"600000\" }\n",
+}
+
+impl KafkaSinkConfig {
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", &self.compression)
+            .set("linger.ms", "5")
+            .set("batch.size", "1000000")
+            .set("queue.buffering.max.kbytes", (self.buffer.get() / 1024).max(1).to_string())
+            .set("queue.buffering.max.messages", "1000000")
+            // Ask the broker for topic metadata often while a topic is
+            // missing, and fail records for a topic that does not exist
+            // after this long rather than holding them to the timeout.
+            .set("topic.metadata.propagation.max.ms", "10000");
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// One batch's delivery state, shared by its messages' delivery reports.
+struct Pending {
+    remaining: AtomicUsize,
+    failed: AtomicU64,
+    acks: Mutex<Option<Acks>>,
+}
+
+/// Producer callbacks: delivery reports settle batches; errors are logged.
+struct Delivery {
+    ledger: Option<Arc<ComponentLedger>>,
+    name: Arc<str>,
+    failures_logged: AtomicU64,
+    delivered: Option<Counter>,
+    failed: Option<Counter>,
+    down: AtomicBool,
+}
+
+impl ClientContext for Delivery {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(component = %self.name, facility = fac, "librdkafka: {msg}")
+            }
+            Warning => tracing::warn!(component = %self.name, facility = fac, "librdkafka: {msg}"),
+            _ => tracing::debug!(component = %self.name, facility = fac, "librdkafka: {msg}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // "all brokers down" and transport errors come here; librdkafka
+        // keeps retrying, and the records stay queued.
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+            if !self.down.swap(true, Ordering::Relaxed) {
+                tracing::warn!(component = %self.name, "all Kafka brokers are unreachable; records are held and retried (backpressure once the buffer is full)");
+            }
+        } else {
+            tracing::warn!(component = %self.name, error = %error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = Arc<Pending>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Arc<Pending>) {
+        let ledger = self.ledger.as_ref().expect("a sink's producer");
+        match result {
+            Ok(_) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!(component = %self.name, "Kafka brokers reachable again; delivering");
+                }
+                ledger.delivered(1);
+                if let Some(c) = &self.delivered {
+                    c.add(1);
+                }
+            }
+            Err((e, msg)) => {
+                use rdkafka::message::Message;
+                ledger.dropped(DropReason::SinkError, 1);
+                if let Some(c) = &self.failed {
+                    c.add(1);
+                }
+                pending.failed.fetch_add(1, Ordering::Relaxed);
+                let n = self.failures_logged.fetch_add(1, Ordering::Relaxed);
+                if n < 10 || n.is_power_of_two() {
+                    tracing::error!(
+                        component = %self.name,
+                        topic = msg.topic(),
+                        error = %e,
+                        failures_so_far = n + 1,
+                        "Kafka refused a record for good; it is dropped and counted (sink_error)"
+                    );
+                }
+            }
+        }
+        if pending.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(acks) = pending.acks.lock().ok().and_then(|mut a| a.take())
+        {
+            let status = if pending.failed.load(Ordering::Relaxed) == 0 {
+                AckStatus::Delivered
+            } else {
+                AckStatus::Rejected
+            };
+            acks.settle(status);
+        }
+    }
+}
+
+struct KafkaSink {
+    cfg: KafkaSinkConfig,
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
+        let name = cx.name.clone();
+        let labels = [("component", &*name)];
+        let context = Delivery {
+            ledger: Some(cx.ledger.clone()),
+            name: name.clone(),
+            failures_logged: AtomicU64::new(0),
+            delivered: Some(metrics::counter(
+                "spillway_kafka_delivered_total",
+                "Records the broker acknowledged.",
+                &labels,
+            )),
+            failed: Some(metrics::counter(
+                "spillway_kafka_failed_total",
+                "Records the broker refused for good.",
+                &labels,
+            )),
+            down: AtomicBool::new(false),
+        };
+        let producer: ThreadedProducer<Delivery> = self
+            .cfg
+            .client_config()
+            .create_with_context(context)
+            .map_err(|e| ComponentError::new(format!("cannot create the Kafka producer: {e}")))?;
+        let producer = Arc::new(producer);
+        let queued: Gauge = metrics::gauge(
+            "spillway_kafka_queued_records",
+            "Records handed to the producer, not yet acknowledged.",
+            &labels,
+        );
+        let options: Vec<String> = self
+            .cfg
+            .options
+            .iter()
+            .map(|(k, v)| if is_secret(k) { format!("{k}=***") } else { format!("{k}={v}") })
+            .collect();
+        tracing::info!(component = %name, brokers = %self.cfg.brokers, topic = %self.cfg.topic, encoding = ?self.cfg.encoding, options = ?options, "Kafka sink starting");
+        check_topic(&producer, &self.cfg.topic, &name).await;
+
+        let mut encoder: Option<(SchemaRef, Encoder)> = None;
+        let (mut buf, mut ends, mut keys, mut key_ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut backpressure_since: Option<Instant> = None;
+        let mut unknown_topics: BTreeMap<String, ()> = BTreeMap::new();
+        while let Some(batch) = input.recv().await {
+            let schema = batch.data.schema();
+            if encoder.as_ref().is_none_or(|(s, _)| s != &schema) {
+                encoder = Some((
+                    schema.clone(),
+                    Encoder::new(crate::encoding(self.cfg.encoding, self.cfg.length_delimited), &schema),
+                ));
+            }
+            let (_, enc) = encoder.as_mut().expect("set above");
+            buf.clear();
+            ends.clear();
+            enc.encode(&batch.data, &mut buf, &mut ends);
+            keys.clear();
+            key_ends.clear();
+            let key_col = (self.cfg.key_field != "none")
+                .then(|| batch.data.column_by_name(&self.cfg.key_field).cloned())
+                .flatten();
+            if let Some(k) = &key_col {
+                for row in 0..batch.rows() {
+                    write_key(k.as_ref(), row, &mut keys);
+                    key_ends.push(keys.len());
+                }
+            }
+            let topics = self
+                .cfg
+                .topic_field
+                .as_ref()
+                .and_then(|t| batch.data.column_by_name(t))
+                .map(|c| arrow::array::AsArray::as_string::<i32>(c).clone());
+            let n = batch.rows();
+            if n == 0 {
+                batch.acks.settle(AckStatus::Delivered);
+                continue;
+            }
+            let pending = Arc::new(Pending {
+                remaining: AtomicUsize::new(n),
+                failed: AtomicU64::new(0),
+                acks: Mutex::new(Some(batch.acks.clone())),
+            });
+            drop(batch);
+            let mut start = 0;
+            let mut kstart = 0;
+            for row in 0..n {
+                let payload = &buf[start..ends[row]];
+                start = ends[row];
+                let topic = topics
+                    .as_ref()
+                    .filter(|t| arrow::array::Array::is_valid(*t, row))
+                    .map(|t| t.value(row))
+                    .unwrap_or(&self.cfg.topic);
+                if topic != self.cfg.topic && !unknown_topics.contains_key(topic) {
+                    unknown_topics.insert(topic.to_string(), ());
+                }
+                let mut record = BaseRecord::with_opaque_to(topic, pending.clone()).payload(payload);
+                if key_col.is_some() {
+                    record = record.key(&keys[kstart..key_ends[row]]);
+                    kstart = key_ends[row];
+                }
+                loop {
+                    match producer.send(record) {
+                        Ok(()) => break,
+                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                            // The producer holds `buffer` bytes already:
+                            // wait for deliveries instead of growing.
+                            record = r;
+                            if backpressure_since.is_none() {
+                                backpressure_since = Some(Instant::now());
+                                tracing::warn!(component = %name, queued = producer.in_flight_count(), "Kafka producer buffer full: backpressure until the broker catches up");
+                            }
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err((e, r)) => {
+                            // Refused before it was queued (too large,
+                            // invalid topic name): a counted drop.
+                            tracing::error!(component = %name, topic = r.topic, error = %e, "record refused by the producer; dropped and counted (sink_error)");
+                            let ctx = producer.context();
+                            ctx.delivery_failed_early(&r.delivery_opaque);
+                            break;
+                        }
+                    }
+                }
+            }
+            if let Some(t) = backpressure_since.take() {
+                tracing::info!(component = %name, waited = ?t.elapsed(), "Kafka producer accepting records again");
+            }
+            queued.set(producer.in_flight_count().max(0) as u64);
+        }
+        // Input ended: deliver everything queued before returning.
+        let p = producer.clone();
+        let name2 = name.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let mut last_log = Instant::now();
+            while p.in_flight_count() > 0 {
+                let _ = p.flush(Duration::from_millis(500));
+                if last_log.elapsed() >= Duration::from_secs(5) {
+                    last_log = Instant::now();
+                    tracing::warn!(component = %name2, queued = p.in_flight_count(), waited = ?started.elapsed(), "still delivering queued records to Kafka before stopping");
+                }
+            }
+        })
+        .await
+        .map_err(|e| ComponentError::new(format!("flush task failed: {e}")))?;
+        queued.set(0);
+        tracing::info!(component = %name, "Kafka sink finished; every record was acknowledged or counted");
+        Ok(())
+    }
+}
+
+impl Delivery {
+    /// Accounts a record the producer refused before queueing it.
+    fn delivery_failed_early(&self, pending: &Arc<Pending>) {
+        if let Some(l) = &self.ledger {
+            l.dropped(DropReason::SinkError, 1);
+        }
+        if let Some(c) = &self.failed {
+            c.add(1);
+        }
+        pending.failed.fetch_add(1, Ordering::Relaxed);
+        if pending.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(acks) = pending.acks.lock().ok().and_then(|mut a| a.take())
+        {
+            acks.settle(AckStatus::Rejected);
+        }
+    }
+}
+
+/// Logs clearly whether the topic exists (a missing topic is the most
+/// common permanent failure: brokers often do not create topics).
+async fn check_topic(producer: &Arc<ThreadedProducer<Delivery>>, topic: &str, name: &str) {
+    let p = producer.clone();
+    let t = topic.to_string();
+    let md = tokio::task::spawn_blocking(move || {
+        p.client()
+            .fetch_metadata(Some(&t), Duration::from_secs(5))
+            .map(|m| m.topics().first().map(|t| (t.error(), t.partitions().len())))
+    })
+    .await;
+    match md {
+        Ok(Ok(Some((None, parts)))) if parts > 0 => {
+            tracing::info!(component = name, topic, partitions = parts, "Kafka topic found")
+        }
+        Ok(Ok(_)) => tracing::error!(
+            component = name,
+            topic,
+            "Kafka topic does not exist (and the broker does not create it): records for it will be dropped and counted. Create it first"
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(component = name, topic, error = %e, "cannot reach the Kafka brokers yet; records are held and retried")
+        }
+        Err(_) => {}
+    }
+}

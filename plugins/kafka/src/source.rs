@@ -1,0 +1,414 @@
+//! The `kafka` source: a consumer group member that decodes messages into
+//! flow batches and commits offsets only behind settled acknowledgements.
+//!
+//! Offsets: every batch remembers, per partition, the offset after its last
+//! message. When batches settle (in any order), a partition's commit point
+//! advances over the settled prefix of its batches only, so a record is
+//! never committed before every record before it in that partition has
+//! been delivered or accounted for. Commits go out every
+//! `commit_interval` and at shutdown. In a rebalance, the settled prefix
+//! of each revoked partition is committed synchronously and the partition
+//! is forgotten: records from it still in flight settle without a commit
+//! (they may be read again by the new owner — at-least-once).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use async_trait::async_trait;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Deserialize;
+use spillway_core::ack::{AckTracker, Acks};
+use spillway_core::component::{ComponentError, Source, SourceContext};
+use spillway_core::config::HumanDuration;
+use spillway_core::ledger::DropReason;
+use spillway_core::metrics::{self, Gauge};
+use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
+use spillway_core::schema::flow_schema;
+use spillway_core::{Batch, BatchMeta};
+
+use crate::codec::Decoder;
+use crate::{EncodingName, Options, default_true, encoding, is_secret};
+
+/// Config of the `kafka` source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    pub brokers: String,
+    pub topics: Vec<String>,
+    /// Consumer group.
+    pub group: String,
+    #[serde(default)]
+    pub encoding: EncodingName,
+    #[serde(default = "default_true")]
+    pub length_delimited: bool,
+    /// Where a group with no committed offset starts: `earliest` or `latest`.
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Records per batch at most.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// A partial batch is sent after this long.
+    #[serde(default = "default_flush")]
+    pub flush_interval: HumanDuration,
+    /// How often settled offsets are committed.
+    #[serde(default = "default_commit")]
+    pub commit_interval: HumanDuration,
+    #[serde(default)]
+    pub options: Options,
+}
+
+fn default_start() -> String {
+    "earliest".into()
+}
+fn default_batch_size() -> usize {
+    4096
+}
+fn default_flush() -> HumanDuration {
+    HumanDuration(Duration::from_millis(200))
+}
+fn default_commit() -> HumanDuration {
+    HumanDuration(Duration::from_secs(1))
+}
+
+const OWN: [&str; 5] =
+    ["bootstrap.servers", "group.id", "enable.auto.commit", "enable.auto.offset.store", "auto.offset.reset"];
+
+impl SourceConfig for KafkaSourceConfig {
+    fn validate(&self) -> Vec<FieldIssue> {
+        let mut v = Vec::new();
+        if self.brokers.trim().is_empty() {
+            v.push(FieldIssue::new("brokers", "name at least one broker (host:port)"));
+        }
+        if self.topics.is_empty() {
+            v.push(FieldIssue::new("topics", "name at least one topic"));
+        }
+        if self.group.is_empty() {
+            v.push(FieldIssue::new("group", "must not be empty"));
+        }
+        if !["earliest", "latest"].contains(&self.start.as_str()) {
+            v.push(FieldIssue::new("start", "must be earliest or latest"));
+        }
+        if self.batch_size == 0 || self.batch_size > 1 << 20 {
+            v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
+        }
+        for k in self.options.keys() {
+            if OWN.contains(&k.as_str()) {
+                v.push(FieldIssue::new(format!("options.{k}"), "is set by the source's own fields"));
+            }
+        }
+        v
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        flow_schema()
+    }
+
+    fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        Ok(Box::new(KafkaSource { cfg: self.clone() }))
+    }
+}
+
+spillway_core::register_source! {
+    config: KafkaSourceConfig,
+    name: "kafka",
+    description: "Consumes flow records (JSON or protobuf) in a consumer group; commits offsets only after downstream acknowledgements.",
+    example: "type: kafka\nbrokers: \"127.0.0.1:9092\"\ntopics: [flows]\ngroup: spillway-archive\nencoding: protobuf\n",
+}
+
+/// Per-partition queues of (batch id, next offset, settled).
+#[derive(Default)]
+struct Offsets {
+    parts: HashMap<(String, i32), VecDeque<(u64, i64, bool)>>,
+    /// Batch id → its partitions.
+    batches: HashMap<u64, Vec<(String, i32)>>,
+    /// Records emitted whose offsets are not committed yet.
+    uncommitted: HashMap<u64, u64>,
+}
+
+impl Offsets {
+    fn add(&mut self, id: u64, ends: HashMap<(String, i32), i64>, rows: u64) {
+        let mut tps = Vec::with_capacity(ends.len());
+        for (tp, next) in ends {
+            self.parts.entry(tp.clone()).or_default().push_back((id, next, false));
+            tps.push(tp);
+        }
+        self.batches.insert(id, tps);
+        self.uncommitted.insert(id, rows);
+    }
+
+    fn settle(&mut self, id: u64) {
+        for tp in self.batches.remove(&id).unwrap_or_default() {
+            if let Some(q) = self.parts.get_mut(&tp)
+                && let Some(e) = q.iter_mut().find(|e| e.0 == id)
+            {
+                e.2 = true;
+            }
+        }
+    }
+
+    /// Advances over settled prefixes; the offsets to commit.
+    fn ready(&mut self, only: Option<&[(String, i32)]>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (tp, q) in self.parts.iter_mut() {
+            if only.is_some_and(|o| !o.contains(tp)) {
+                continue;
+            }
+            let mut commit = None;
+            while q.front().is_some_and(|e| e.2) {
+                let (id, next, _) = q.pop_front().expect("checked");
+                commit = Some(next);
+                self.uncommitted.remove(&id);
+            }
+            if let Some(next) = commit {
+                let _ = tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(next));
+            }
+        }
+        tpl
+    }
+
+    fn forget(&mut self, tps: &[(String, i32)]) {
+        for tp in tps {
+            if let Some(q) = self.parts.remove(tp) {
+                for (id, _, _) in q {
+                    self.uncommitted.remove(&id);
+                }
+            }
+        }
+    }
+
+    fn uncommitted(&self) -> u64 {
+        self.uncommitted.values().sum()
+    }
+}
+
+struct GroupContext {
+    name: Arc<str>,
+    offsets: Arc<Mutex<Offsets>>,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            Emerg | Alert | Critical | Error => {
+                tracing::error!(component = %self.name, facility = fac, "librdkafka: {msg}")
+            }
+            Warning => tracing::warn!(component = %self.name, facility = fac, "librdkafka: {msg}"),
+            _ => tracing::debug!(component = %self.name, facility = fac, "librdkafka: {msg}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(component = %self.name, error = %error, reason, "Kafka client error (the consumer keeps retrying)");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let lost: Vec<(String, i32)> =
+                tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+            let Ok(mut o) = self.offsets.lock() else { return };
+            let ready = o.ready(Some(&lost));
+            if ready.count() > 0
+                && let Err(e) = consumer.commit(&ready, CommitMode::Sync)
+            {
+                tracing::warn!(component = %self.name, error = %e, "commit before giving up partitions failed; their settled records may be read again");
+            }
+            o.forget(&lost);
+            tracing::info!(component = %self.name, partitions = lost.len(), "partitions revoked; settled offsets committed, in-flight records will not be committed");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(component = %self.name, partitions = tpl.count(), "partitions assigned");
+        }
+    }
+}
+
+struct KafkaSource {
+    cfg: KafkaSourceConfig,
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
+        let SourceContext { name, mut out, shutdown, ledger, .. } = cx;
+        let offsets = Arc::new(Mutex::new(Offsets::default()));
+        let mut cc = ClientConfig::new();
+        cc.set("bootstrap.servers", &self.cfg.brokers)
+            .set("group.id", &self.cfg.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", &self.cfg.start);
+        for (k, v) in &self.cfg.options {
+            cc.set(k, v);
+        }
+        let consumer: StreamConsumer<GroupContext> = cc
+            .create_with_context(GroupContext { name: name.clone(), offsets: offsets.clone() })
+            .map_err(|e| ComponentError::new(format!("cannot create the Kafka consumer: {e}")))?;
+        let topics: Vec<&str> = self.cfg.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| ComponentError::new(format!("cannot subscribe to {topics:?}: {e}")))?;
+        let options: Vec<String> = self
+            .cfg
+            .options
+            .iter()
+            .map(|(k, v)| if is_secret(k) { format!("{k}=***") } else { format!("{k}={v}") })
+            .collect();
+        tracing::info!(component = %name, brokers = %self.cfg.brokers, topics = ?self.cfg.topics, group = %self.cfg.group, options = ?options, "Kafka source consuming");
+        let labels = [("component", &*name)];
+        let uncommitted: Gauge = metrics::gauge(
+            "spillway_kafka_uncommitted_records",
+            "Records emitted whose offsets are not committed yet: what a crash now would read again.",
+            &labels,
+        );
+        let malformed_c =
+            metrics::counter("spillway_kafka_malformed_total", "Messages that did not decode.", &labels);
+
+        let enc = encoding(self.cfg.encoding, self.cfg.length_delimited);
+        let mut decoder = Decoder::new(enc);
+        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+        let (mut tracker, mut settled) = AckTracker::new();
+        let mut flush = tokio::time::interval(self.cfg.flush_interval.get());
+        let mut commit = tokio::time::interval(self.cfg.commit_interval.get());
+        let mut warned = 0u32;
+        let mut first_ns: Option<i64> = None;
+        loop {
+            tokio::select! {
+                m = consumer.recv() => {
+                    let m = match m {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(component = %name, error = %e, "Kafka consume error");
+                            continue;
+                        }
+                    };
+                    ledger.received(1);
+                    let tp = (m.topic().to_string(), m.partition());
+                    ends.insert(tp, m.offset() + 1);
+                    let payload = m.payload().unwrap_or_default();
+                    if let Err(e) = decoder.push(payload) {
+                        ledger.dropped(DropReason::Malformed, 1);
+                        malformed_c.add(1);
+                        if warned < 10 {
+                            warned += 1;
+                            tracing::warn!(component = %name, topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "undecodable message dropped and counted (malformed)");
+                        }
+                    }
+                    first_ns.get_or_insert_with(now_ns);
+                    if decoder.len() >= self.cfg.batch_size
+                        && !emit(&name, &mut decoder, &mut ends, &mut tracker, &offsets, &mut out, &ledger, &mut first_ns).await?
+                    {
+                        break;
+                    }
+                }
+                _ = flush.tick() => {
+                    if (!ends.is_empty())
+                        && !emit(&name, &mut decoder, &mut ends, &mut tracker, &offsets, &mut out, &ledger, &mut first_ns).await?
+                    {
+                        break;
+                    }
+                }
+                Some(s) = settled.recv() => {
+                    if let Ok(mut o) = offsets.lock() { o.settle(s.id) }
+                }
+                _ = commit.tick() => {
+                    commit_ready(&consumer, &offsets, CommitMode::Async, &name);
+                    uncommitted.set(offsets.lock().map_or(0, |o| o.uncommitted()));
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Send what was read, wait for every batch to settle, commit.
+        if !ends.is_empty() {
+            emit(&name, &mut decoder, &mut ends, &mut tracker, &offsets, &mut out, &ledger, &mut first_ns)
+                .await?;
+        }
+        drop(out);
+        drop(tracker);
+        while let Some(s) = settled.recv().await {
+            if let Ok(mut o) = offsets.lock() {
+                o.settle(s.id)
+            }
+        }
+        commit_ready(&consumer, &offsets, CommitMode::Sync, &name);
+        let left = offsets.lock().map_or(0, |o| o.uncommitted());
+        uncommitted.set(left);
+        tracing::info!(component = %name, uncommitted = left, "Kafka source stopped; settled offsets committed");
+        Ok(())
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+fn commit_ready(
+    consumer: &StreamConsumer<GroupContext>,
+    offsets: &Mutex<Offsets>,
+    mode: CommitMode,
+    name: &str,
+) {
+    let ready = match offsets.lock() {
+        Ok(mut o) => o.ready(None),
+        Err(_) => return,
+    };
+    if ready.count() == 0 {
+        return;
+    }
+    // Only partitions we still own: a commit for a lost one would move the
+    // new owner's position.
+    let owned = consumer.assignment().ok();
+    let mut tpl = TopicPartitionList::new();
+    for e in ready.elements() {
+        let ours = owned.as_ref().is_some_and(|a| a.find_partition(e.topic(), e.partition()).is_some());
+        if ours {
+            let _ = tpl.add_partition_offset(e.topic(), e.partition(), e.offset());
+        }
+    }
+    drop(owned); // must not outlive the consumer (TOOLCHAIN.md)
+    if tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, mode)
+    {
+        tracing::warn!(component = name, error = %e, "offset commit failed; it is retried with the next one");
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the run loop's state, borrowed piecewise
+async fn emit(
+    name: &Arc<str>,
+    decoder: &mut Decoder,
+    ends: &mut HashMap<(String, i32), i64>,
+    tracker: &mut AckTracker,
+    offsets: &Arc<Mutex<Offsets>>,
+    out: &mut spillway_core::component::Output,
+    ledger: &Arc<spillway_core::ledger::ComponentLedger>,
+    first_ns: &mut Option<i64>,
+) -> Result<bool, ComponentError> {
+    let data = decoder
+        .take()
+        .map_err(|e| ComponentError::new(format!("decoded records do not form a batch: {e}")))?;
+    let parts = std::mem::take(ends);
+    let (id, ack) = tracker.ack();
+    let rows = data.num_rows() as u64;
+    if let Ok(mut o) = offsets.lock() {
+        o.add(id, parts, rows);
+    }
+    let lo = first_ns.take().unwrap_or_else(now_ns);
+    if rows == 0 {
+        // Only malformed messages: nothing to send, their offsets can go.
+        drop(ack);
+        return Ok(true);
+    }
+    let _ = ledger;
+    let batch = Batch::new(data, BatchMeta::new(name.clone(), lo, now_ns()), Acks::one(ack));
+    Ok(out.send(batch).await.is_ok())
+}
