@@ -303,6 +303,10 @@ impl Decoder {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         match self.encoding {
             Encoding::Json => self.json_rows,
@@ -334,7 +338,7 @@ fn json_check(v: &serde_json::Value) -> Result<(), DecodeError> {
     }
     for f in ["time_received", "flow_start", "flow_end"] {
         if let Some(t) = v.get(f)
-            && t.as_str().and_then(|s| chrono_like(s)).is_none()
+            && t.as_str().and_then(chrono_like).is_none()
         {
             return Err(format!("`{f}` is not an RFC 3339 time"));
         }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use codec::{Decoder, Encoder, Encoding};
+pub use codec::{Decoder, Encoder, Encoding, write_key};
 pub use proto::FlowMessage;
 
 /// Encoding as written in a config.

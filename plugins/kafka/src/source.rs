@@ -120,10 +120,13 @@ spillway_core::register_source! {
     example: "type: kafka\nbrokers: \"127.0.0.1:9092\"\ntopics: [flows]\ngroup: spillway-archive\nencoding: protobuf\n",
 }
 
+/// A topic and partition.
+type Tp = (String, i32);
+
 /// Per-partition queues of (batch id, next offset, settled).
 #[derive(Default)]
 struct Offsets {
-    parts: HashMap<(String, i32), VecDeque<(u64, i64, bool)>>,
+    parts: HashMap<Tp, VecDeque<(u64, i64, bool)>>,
     /// Batch id → its partitions.
     batches: HashMap<u64, Vec<(String, i32)>>,
     /// Records emitted whose offsets are not committed yet.

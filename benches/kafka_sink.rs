@@ -1,0 +1,145 @@
+//! Kafka sink throughput against a local tansu broker, JSON and protobuf,
+//! beside a bare rdkafka producer loop sending the same bytes with the same
+//! settings (idempotent, acks=all, lz4) in the same run. Reports records/s,
+//! MB/s of payload, and our throughput as a ratio of the bare loop's.
+//!
+//! Run with `cargo bench --bench kafka_sink` (needs `tansu`; scripts/test.sh
+//! builds it). Broker, producer and pipeline share the machine's cores.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use spillway_core::config;
+use spillway_core::topology::{RunOptions, Topology};
+use spillway_debug as _;
+use spillway_kafka::{Encoder, Encoding};
+
+const N: u64 = 300_000;
+
+fn bare(broker: &str, topic: &str, payloads: &[Vec<u8>], keys: &[Vec<u8>]) -> f64 {
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.kbytes", "262144")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let t = Instant::now();
+    for (v, k) in payloads.iter().zip(keys) {
+        let mut r = BaseRecord::to(topic).payload(v).key(k);
+        loop {
+            match p.send(r) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    r = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    while p.in_flight_count() > 0 {
+        let _ = p.flush(Duration::from_millis(100));
+    }
+    t.elapsed().as_secs_f64()
+}
+
+fn ours(broker: &str, topic: &str, encoding: &str) -> f64 {
+    let yaml = format!(
+        "sources:\n  d: {{ type: demo, count: {N}, seed: 1, batch_size: 8192 }}\nsinks:\n  k: {{ type: kafka, inputs: [d], brokers: \"{broker}\", topic: {topic}, encoding: {encoding} }}\n"
+    );
+    let pipeline = config::load_str(&yaml, &|_| None, Path::new("")).expect("valid");
+    let topology = Topology::build(pipeline, RunOptions::default()).expect("builds");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let t = Instant::now();
+    rt.block_on(async move {
+        topology.run(spillway_core::component::Shutdown::new()).await.expect("runs");
+    });
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    if Command::new("tansu").arg("--version").stdout(Stdio::null()).status().is_err() {
+        eprintln!("tansu is not installed: run scripts/test.sh first");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let mut broker = Command::new("tansu")
+        .current_dir(dir.path())
+        .args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "memory://tansu/",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    while std::net::TcpStream::connect(&addr).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut n = 0;
+    let mut topic = || {
+        n += 1;
+        let t = format!("bench{n}");
+        let ok = Command::new("tansu")
+            .args(["topic", "create", "--broker", &url, "--partitions", "3", &t])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        t
+    };
+    // The same records the demo source produces, encoded once for the bare loop.
+    let mut g =
+        spillway_debug::demo::FlowGenerator::new(1, 10, 1_700_000_000_000_000_000, Duration::from_millis(1));
+    let batches: Vec<_> =
+        (0..N / 8192 + 1).map(|i| g.batch(8192.min((N - (i * 8192).min(N)) as usize))).collect();
+    for (name, enc) in [("json", Encoding::Json), ("protobuf", Encoding::Protobuf { length_delimited: true })]
+    {
+        let mut payloads = Vec::with_capacity(N as usize);
+        let mut keys = Vec::with_capacity(N as usize);
+        let mut bytes = 0usize;
+        for b in batches.iter().filter(|b| b.num_rows() > 0) {
+            let mut e = Encoder::new(enc, &b.schema());
+            let (mut buf, mut ends) = (Vec::new(), Vec::new());
+            e.encode(b, &mut buf, &mut ends);
+            let ex = b.column_by_name("exporter").unwrap();
+            let mut start = 0;
+            for (row, end) in ends.into_iter().enumerate() {
+                payloads.push(buf[start..end].to_vec());
+                bytes += end - start;
+                start = end;
+                let mut k = Vec::new();
+                spillway_kafka::write_key(ex.as_ref(), row, &mut k);
+                keys.push(k);
+            }
+        }
+        let t_bare = bare(&addr, &topic(), &payloads, &keys);
+        let t_ours = ours(&addr, &topic(), name);
+        let mb = bytes as f64 / 1e6;
+        println!(
+            "{name}: bare rdkafka loop {:.0} rec/s ({:.1} MB/s); spillway sink {:.0} rec/s ({:.1} MB/s); ratio {:.2}x ({} B/record)",
+            N as f64 / t_bare,
+            mb / t_bare,
+            N as f64 / t_ours,
+            mb / t_ours,
+            t_bare / t_ours,
+            bytes / N as usize
+        );
+    }
+    let _ = broker.kill();
+    let _ = broker.wait();
+}
