@@ -22,6 +22,10 @@ command -v softflowd >/dev/null || need_apt+=(softflowd)
 # net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
 command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpbulkwalk >/dev/null || need_apt+=(snmp)
+# Debian's rustc-web builds the WebAssembly test plugins offline (TOOLCHAIN.md).
+for p in rustc-web cargo-web rust-web-src lld-22 wasi-libc; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
 # tansu: the Kafka-protocol broker of the Kafka tests, built from crates.io
 # once (its libsql storage needs cmake and libclang to build).
 need_tansu=""

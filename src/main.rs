@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod plugin_cmd;
 use spillway_core::config::{self, LoadError};
 use spillway_core::ledger::render_table;
 use spillway_core::registry;
@@ -95,6 +97,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
         format: GraphFormat,
     },
+    /// Create or try WebAssembly plugins.
+    Plugin {
+        #[command(subcommand)]
+        what: PluginCmd,
+    },
     /// List every available component with its description and example config.
     Plugins {
         /// Machine-readable output.
@@ -103,6 +110,40 @@ enum Command {
         /// The component reference as Markdown (what docs/components.md holds).
         #[arg(long)]
         markdown: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCmd {
+    /// Create a plugin crate (spillway-sdk) that builds with `cargo build --target
+    /// wasm32-unknown-unknown` or, offline, with Debian's rustc-web.
+    New {
+        /// The crate's name.
+        name: String,
+        /// Where to create it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Path to spillway-sdk (default: this build's source tree, else crates.io).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Run a plugin on sample records (JSON lines, as the `file` sink writes them)
+    /// and print what it returns.
+    Test {
+        /// The plugin's .wasm file.
+        module: PathBuf,
+        /// The records (`-` for stdin).
+        #[arg(long)]
+        input: PathBuf,
+        /// The plugin's config as JSON, or @FILE.
+        #[arg(long)]
+        config: Option<String>,
+        /// Deadline of the call.
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Memory cap in MiB.
+        #[arg(long, default_value_t = 256)]
+        memory_mib: usize,
     },
 }
 
@@ -164,6 +205,15 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Quickstart { records, rate, listen, out } => quickstart(records, rate, listen, out),
+        Command::Plugin { what: PluginCmd::New { name, dir, sdk } } => plugin_cmd::new(&name, dir, sdk),
+        Command::Plugin { what: PluginCmd::Test { module, input, config, timeout, memory_mib } } => {
+            plugin_cmd::test(
+                &module,
+                config,
+                &input,
+                spillway_wasm::Limits { timeout, memory: memory_mib << 20 },
+            )
+        }
         Command::Plugins { json, markdown } => {
             if markdown {
                 print!("{}", markdown_reference());

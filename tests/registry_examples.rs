@@ -17,6 +17,7 @@ use spillway_netflow as _;
 use spillway_parquet as _;
 use spillway_snmp as _;
 use spillway_transforms as _;
+use spillway_wasm as _;
 
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("    {l}\n")).collect()

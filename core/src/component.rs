@@ -135,6 +135,9 @@ pub trait Source: Send {
 pub struct Emitter {
     batches: Vec<Batch>,
     ledger: Arc<ComponentLedger>,
+    /// Named outputs that have readers.
+    wired: Vec<String>,
+    named: Vec<(&'static str, Batch)>,
 }
 
 impl Emitter {
@@ -142,7 +145,32 @@ impl Emitter {
     /// transform; tests and benches make their own to drive a transform
     /// directly.
     pub fn new(ledger: Arc<ComponentLedger>) -> Self {
-        Self { batches: Vec::new(), ledger }
+        Self { batches: Vec::new(), ledger, wired: Vec::new(), named: Vec::new() }
+    }
+
+    /// An emitter whose named outputs `wired` have readers.
+    pub fn with_outputs(ledger: Arc<ComponentLedger>, wired: Vec<String>) -> Self {
+        Self { batches: Vec::new(), ledger, wired, named: Vec::new() }
+    }
+
+    /// Whether named output `name` has a reader.
+    pub fn has_output(&self, name: &str) -> bool {
+        self.wired.iter().any(|w| w == name)
+    }
+
+    /// Sends `batch` to named output `name`. Its records must already be
+    /// accounted for in this transform (counted as dropped with a reason):
+    /// the named output's own ledger entry counts them as received. A
+    /// batch for an output without readers is discarded.
+    pub fn push_to(&mut self, name: &'static str, batch: Batch) {
+        if self.has_output(name) {
+            self.named.push((name, batch));
+        }
+    }
+
+    /// Takes the batches pushed to named outputs so far.
+    pub fn drain_named(&mut self) -> std::vec::Drain<'_, (&'static str, Batch)> {
+        self.named.drain(..)
     }
 
     /// Passes `batch` downstream.

@@ -147,6 +147,16 @@ pub trait TransformConfig: Send + Sync + std::fmt::Debug {
     /// The output schema for a given input schema, or what is wrong with the
     /// input (a missing or mistyped column).
     fn output_schema(&self, input: &SchemaRef) -> Result<SchemaRef, Vec<FieldIssue>>;
+    /// Extra named outputs besides the main one (a plugin's `errors`). A
+    /// downstream reads one as `inputs: [TRANSFORM.OUTPUT]`; the transform
+    /// learns which have readers from [`crate::component::Emitter::has_output`].
+    fn output_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+    /// The schema of named output `name` for a given input schema.
+    fn named_output_schema(&self, _name: &str, input: &SchemaRef) -> SchemaRef {
+        input.clone()
+    }
     /// Components whose state this transform reads (not as an input), with
     /// the config field that names each, e.g. `("table", "if_table")`.
     fn references(&self) -> Vec<(&'static str, String)> {

@@ -178,8 +178,9 @@ impl Topology {
                 Built::Transform(t) => {
                     let (_, rx, _) = inputs.remove(&name).expect("every transform has an input channel");
                     let rx = rx.expect("input receiver taken once");
+                    let named = named.remove(&name).unwrap_or_default();
                     tasks.spawn(async move {
-                        let r = run_transform(t, rx, out, entry).await;
+                        let r = run_transform(t, rx, out, named, entry).await;
                         (name, ComponentKind::Transform, r)
                     })
                 }
@@ -283,9 +284,10 @@ async fn run_transform(
     mut t: Box<dyn crate::component::Transform>,
     mut rx: RowReceiver,
     mut out: Output,
+    mut named: Vec<(String, Output)>,
     ledger: Arc<ComponentLedger>,
 ) -> Result<(), String> {
-    let mut emitter = Emitter::new(ledger.clone());
+    let mut emitter = Emitter::with_outputs(ledger.clone(), named.iter().map(|(n, _)| n.clone()).collect());
     let mut tick = t.tick_interval().map(|d| {
         let mut i = tokio::time::interval(d);
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -310,6 +312,7 @@ async fn run_transform(
             }
             Some(None) => {
                 t.finish(&mut emitter);
+                send_named(&mut emitter, &mut named).await;
                 for b in emitter.drain() {
                     let _ = out.send(b).await;
                 }
@@ -317,10 +320,23 @@ async fn run_transform(
             }
             None => t.tick(&mut emitter),
         }
+        send_named(&mut emitter, &mut named).await;
         for b in emitter.drain() {
             if out.send(b).await.is_err() {
                 return Err("every downstream component has failed".into());
             }
+        }
+    }
+}
+
+/// Sends what a transform pushed to its named outputs; each output's ledger
+/// entry counts the records as received (the transform counted them out).
+async fn send_named(emitter: &mut Emitter, named: &mut [(String, Output)]) {
+    let batches: Vec<(&'static str, crate::Batch)> = emitter.drain_named().collect();
+    for (name, b) in batches {
+        if let Some((_, o)) = named.iter_mut().find(|(n, _)| n == name) {
+            o.ledger().received(b.rows() as u64);
+            let _ = o.send(b).await;
         }
     }
 }

@@ -427,6 +427,7 @@ impl Validator {
                 Some((AnyConfig::Source(c), _)) => {
                     Some((e.name.as_str(), c.named_outputs().into_iter().map(|(n, _)| n).collect()))
                 }
+                Some((AnyConfig::Transform(c), _)) => Some((e.name.as_str(), c.output_names())),
                 _ => None,
             })
             .collect();
@@ -456,7 +457,7 @@ impl Validator {
                         );
                         continue;
                     }
-                    if kinds.get(input) == Some(&ComponentKind::Transform) {
+                    if kinds.get(input) == Some(&ComponentKind::Transform) && !named.contains_key(input) {
                         self.err(*pos, format!("{path}.inputs"), format!("`{input}` has no output `{o}`"));
                         continue;
                     }
@@ -661,6 +662,9 @@ impl Validator {
                         .collect();
                     if referenced.len() < wanted.len() {
                         continue; // a missing reference was already reported
+                    }
+                    for o in c.output_names() {
+                        out.insert(format!("{name}.{o}"), (None, Some(c.named_output_schema(o, i))));
                     }
                     c.output_schema_with(i, &referenced).map(|o| (Some(i.clone()), Some(o)))
                 }

@@ -1,0 +1,126 @@
+//! `#[transform]`, `#[map]` and `#[filter]`: turn one plain function into a
+//! Spillway plugin by generating the ABI exports around it.
+
+use proc_macro::TokenStream;
+use quote::{format_ident, quote};
+use syn::{FnArg, ItemFn, Type, parse_macro_input};
+
+/// The config type: the second argument's type without `&`, or `()`.
+fn config_type(f: &ItemFn) -> syn::Result<Type> {
+    let args: Vec<&FnArg> = f.sig.inputs.iter().collect();
+    match args.get(1) {
+        None => Ok(syn::parse_quote!(())),
+        Some(FnArg::Typed(p)) => match &*p.ty {
+            Type::Reference(r) => Ok((*r.elem).clone()),
+            other => {
+                Err(syn::Error::new_spanned(other, "the config argument must be a reference: `cfg: &Config`"))
+            }
+        },
+        Some(other) => Err(syn::Error::new_spanned(other, "expected `cfg: &Config`")),
+    }
+}
+
+fn exports(cfg: &Type, run: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+    quote! {
+        #[doc(hidden)]
+        fn __spillway_run(batch: ::spillway_sdk::FlowBatch, cfg: &#cfg) -> ::spillway_sdk::Result<::spillway_sdk::FlowBatch> {
+            #run
+        }
+        #[doc(hidden)]
+        #[allow(non_snake_case)]
+        mod __spillway_abi {
+            #[allow(unused_imports)]
+            use super::*;
+            #[doc(hidden)]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn abi_version() -> u32 {
+                ::spillway_sdk::ABI_VERSION
+            }
+            #[doc(hidden)]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn alloc(len: u32) -> u32 {
+                ::spillway_sdk::__private::alloc(len)
+            }
+            #[doc(hidden)]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn dealloc(ptr: u32, len: u32) {
+                ::spillway_sdk::__private::dealloc(ptr, len)
+            }
+            #[doc(hidden)]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn init(ptr: u32, len: u32) -> u64 {
+                ::spillway_sdk::__private::init::<#cfg>(ptr, len, super::__spillway_run)
+            }
+            #[doc(hidden)]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn process(ptr: u32, len: u32) -> u64 {
+                ::spillway_sdk::__private::process::<#cfg>(ptr, len, super::__spillway_run)
+            }
+        }
+    }
+}
+
+/// A batch-level transform:
+/// `fn process(batch: FlowBatch, cfg: &Config) -> Result<FlowBatch>`.
+/// The output schema is learned by running it on an empty batch at init.
+#[proc_macro_attribute]
+pub fn transform(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let f = parse_macro_input!(item as ItemFn);
+    let cfg = match config_type(&f) {
+        Ok(c) => c,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let name = &f.sig.ident;
+    let call = if f.sig.inputs.len() == 1 { quote!(#name(batch)) } else { quote!(#name(batch, cfg)) };
+    let ex = exports(&cfg, quote! { let _ = cfg; #call });
+    quote!(#f #ex).into()
+}
+
+/// A per-record filter: `fn keep(flow: &Flow, cfg: &Config) -> bool`.
+/// Records for which it returns false are removed.
+#[proc_macro_attribute]
+pub fn filter(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let f = parse_macro_input!(item as ItemFn);
+    let cfg = match config_type(&f) {
+        Ok(c) => c,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let name = &f.sig.ident;
+    let call = if f.sig.inputs.len() == 1 { quote!(#name(flow)) } else { quote!(#name(flow, cfg)) };
+    let ex = exports(&cfg, quote! { let _ = cfg; batch.retain(|flow| #call) });
+    quote!(#f #ex).into()
+}
+
+/// A per-record derived column:
+/// `fn app(flow: &Flow, cfg: &Config) -> Option<String>` adds a column
+/// named after the function (or `#[map(column = "name")]`) whose type
+/// follows the return type (`Option<String>`, `Option<u64>`, `Option<i64>`,
+/// `Option<f64>`, `Option<bool>`, or the same without `Option`).
+#[proc_macro_attribute]
+pub fn map(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let f = parse_macro_input!(item as ItemFn);
+    let cfg = match config_type(&f) {
+        Ok(c) => c,
+        Err(e) => return e.to_compile_error().into(),
+    };
+    let name = &f.sig.ident;
+    let mut column = name.to_string();
+    if !attr.is_empty() {
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("column") {
+                let s: syn::LitStr = meta.value()?.parse()?;
+                column = s.value();
+                Ok(())
+            } else {
+                Err(meta.error("expected `column = \"name\"`"))
+            }
+        });
+        if let Err(e) = syn::parse::Parser::parse(parser, attr) {
+            return e.to_compile_error().into();
+        }
+    }
+    let call = if f.sig.inputs.len() == 1 { quote!(#name(flow)) } else { quote!(#name(flow, cfg)) };
+    let _ = format_ident!("unused");
+    let ex = exports(&cfg, quote! { let _ = cfg; batch.with_column(#column, |flow| #call) });
+    quote!(#f #ex).into()
+}

@@ -1,0 +1,474 @@
+//! Write Spillway transforms in Rust; compile them to WebAssembly.
+//!
+//! One plain function with one attribute is a plugin:
+//!
+//! ```ignore
+//! use spillway_sdk::{Flow, map};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Config { ports: std::collections::HashMap<u16, String> }
+//!
+//! #[map(column = "app")]
+//! fn app(flow: &Flow, cfg: &Config) -> Option<String> {
+//!     flow.dst_port().and_then(|p| cfg.ports.get(&p).cloned())
+//! }
+//! ```
+//!
+//! - `#[transform] fn f(batch: FlowBatch, cfg: &Config) -> Result<FlowBatch>`
+//!   works a batch at a time;
+//! - `#[map] fn f(flow: &Flow, cfg: &Config) -> T` adds a column;
+//! - `#[filter] fn f(flow: &Flow, cfg: &Config) -> bool` keeps records.
+//!
+//! The config is the plugin's `config:` from the pipeline file, deserialized
+//! with serde. Errors (`Err(...)`, or a panic) carry their message back to
+//! the host, which counts the batch as a plugin error. The ABI is described
+//! in docs/wasm-abi.md; this crate depends on neither tokio nor wasmtime and
+//! builds for `wasm32-unknown-unknown` and `wasm32-wasip1` (and natively, for
+//! tests).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use arrow_array;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeBinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
+    TimestampNanosecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
+};
+pub use arrow_schema;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+pub use spillway_sdk_macros::{filter, map, transform};
+
+/// The ABI this SDK speaks; the host refuses a plugin with another.
+pub const ABI_VERSION: u32 = 1;
+
+/// A plugin's error: its message reaches the host's logs and counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Error(pub String);
+
+impl Error {
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+// Any displayable error converts, so `?` works on arrow, serde and string
+// errors alike. (`Error` itself is deliberately not `Display`, which would
+// collide with this blanket conversion.)
+impl<T: std::fmt::Display> From<T> for Error {
+    fn from(e: T) -> Self {
+        Error(e.to_string())
+    }
+}
+
+/// The result of a plugin function.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A batch of flow records.
+#[derive(Debug, Clone)]
+pub struct FlowBatch {
+    batch: RecordBatch,
+}
+
+impl FlowBatch {
+    /// Wraps an Arrow batch.
+    pub fn new(batch: RecordBatch) -> Self {
+        Self { batch }
+    }
+
+    /// The Arrow batch, for authors who want it.
+    pub fn arrow(&self) -> &RecordBatch {
+        &self.batch
+    }
+
+    /// Takes the Arrow batch.
+    pub fn into_arrow(self) -> RecordBatch {
+        self.batch
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.batch.num_rows()
+    }
+
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The `i`th record.
+    pub fn get(&self, i: usize) -> Flow<'_> {
+        Flow { cols: Cols::of(&self.batch), row: i }
+    }
+
+    /// Every record, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Flow<'_>> {
+        let cols = Cols::of(&self.batch);
+        (0..self.len()).map(move |row| Flow { cols: cols.clone(), row })
+    }
+
+    /// Keeps the records for which `keep` is true.
+    pub fn retain(self, mut keep: impl FnMut(&Flow<'_>) -> bool) -> Result<FlowBatch> {
+        let mask: BooleanArray = self.iter().map(|f| Some(keep(&f))).collect();
+        let batch = arrow_select::filter::filter_record_batch(&self.batch, &mask)?;
+        Ok(FlowBatch { batch })
+    }
+
+    /// Adds (or replaces) column `name` with one value per record.
+    pub fn with_column<T: ColumnValue>(
+        self,
+        name: &str,
+        mut value: impl FnMut(&Flow<'_>) -> T,
+    ) -> Result<FlowBatch> {
+        let values: Vec<T> = self.iter().map(|f| value(&f)).collect();
+        let array = T::array(values);
+        self.with_array(name, array)
+    }
+
+    /// Adds (or replaces) column `name`.
+    pub fn with_array(self, name: &str, array: ArrayRef) -> Result<FlowBatch> {
+        let schema = self.batch.schema();
+        let mut fields: Vec<Arc<Field>> = schema.fields().iter().cloned().collect();
+        let mut cols: Vec<ArrayRef> = self.batch.columns().to_vec();
+        let field = Arc::new(Field::new(name, array.data_type().clone(), true));
+        match schema.index_of(name) {
+            Ok(i) => {
+                fields[i] = field;
+                cols[i] = array;
+            }
+            Err(_) => {
+                fields.push(field);
+                cols.push(array);
+            }
+        }
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
+        Ok(FlowBatch { batch })
+    }
+}
+
+/// Types a `#[map]` function may return: one value per record.
+pub trait ColumnValue: Sized {
+    /// The column of these values.
+    fn array(values: Vec<Self>) -> ArrayRef;
+}
+
+macro_rules! column_value {
+    ($t:ty, $a:ty) => {
+        impl ColumnValue for Option<$t> {
+            fn array(values: Vec<Self>) -> ArrayRef {
+                Arc::new(<$a>::from(values))
+            }
+        }
+        impl ColumnValue for $t {
+            fn array(values: Vec<Self>) -> ArrayRef {
+                Arc::new(<$a>::from(values))
+            }
+        }
+    };
+}
+column_value!(String, StringArray);
+column_value!(u64, UInt64Array);
+column_value!(i64, Int64Array);
+column_value!(f64, Float64Array);
+column_value!(bool, BooleanArray);
+column_value!(u32, UInt32Array);
+
+/// The columns of the flow schema a batch has, looked up once per batch.
+#[derive(Clone)]
+struct Cols<'a> {
+    batch: &'a RecordBatch,
+    time_received: Option<&'a TimestampNanosecondArray>,
+    exporter: Option<&'a FixedSizeBinaryArray>,
+    src_addr: Option<&'a FixedSizeBinaryArray>,
+    dst_addr: Option<&'a FixedSizeBinaryArray>,
+    src_port: Option<&'a UInt16Array>,
+    dst_port: Option<&'a UInt16Array>,
+    protocol: Option<&'a UInt8Array>,
+    in_if: Option<&'a UInt32Array>,
+    out_if: Option<&'a UInt32Array>,
+    bytes: Option<&'a UInt64Array>,
+    packets: Option<&'a UInt64Array>,
+    src_as: Option<&'a UInt32Array>,
+    dst_as: Option<&'a UInt32Array>,
+    sampling_rate: Option<&'a UInt32Array>,
+}
+
+fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Option<&'a T> {
+    b.column_by_name(name)?.as_any().downcast_ref::<T>()
+}
+
+impl<'a> Cols<'a> {
+    fn of(b: &'a RecordBatch) -> Self {
+        Cols {
+            batch: b,
+            time_received: col(b, "time_received"),
+            exporter: col(b, "exporter"),
+            src_addr: col(b, "src_addr"),
+            dst_addr: col(b, "dst_addr"),
+            src_port: col(b, "src_port"),
+            dst_port: col(b, "dst_port"),
+            protocol: col(b, "protocol"),
+            in_if: col(b, "in_if"),
+            out_if: col(b, "out_if"),
+            bytes: col(b, "bytes"),
+            packets: col(b, "packets"),
+            src_as: col(b, "src_as"),
+            dst_as: col(b, "dst_as"),
+            sampling_rate: col(b, "sampling_rate"),
+        }
+    }
+}
+
+/// One flow record: typed accessors over the flow schema (docs/pipelines.md
+/// lists the columns). A column the batch lacks, or a null, reads as `None`.
+#[derive(Clone)]
+pub struct Flow<'a> {
+    cols: Cols<'a>,
+    row: usize,
+}
+
+fn prim<T: arrow_array::ArrowPrimitiveType>(
+    a: Option<&arrow_array::PrimitiveArray<T>>,
+    row: usize,
+) -> Option<T::Native> {
+    a.filter(|a| a.is_valid(row)).map(|a| a.value(row))
+}
+
+fn addr(a: Option<&FixedSizeBinaryArray>, row: usize) -> Option<IpAddr> {
+    let a = a.filter(|a| a.is_valid(row))?;
+    let b: [u8; 16] = a.value(row).try_into().ok()?;
+    let v6 = std::net::Ipv6Addr::from(b);
+    Some(match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    })
+}
+
+impl Flow<'_> {
+    /// Position in the batch.
+    pub fn index(&self) -> usize {
+        self.row
+    }
+    /// When the collector received it, ns since the epoch.
+    pub fn time_received_ns(&self) -> Option<i64> {
+        prim(self.cols.time_received, self.row)
+    }
+    pub fn exporter(&self) -> Option<IpAddr> {
+        addr(self.cols.exporter, self.row)
+    }
+    pub fn src_addr(&self) -> Option<IpAddr> {
+        addr(self.cols.src_addr, self.row)
+    }
+    pub fn dst_addr(&self) -> Option<IpAddr> {
+        addr(self.cols.dst_addr, self.row)
+    }
+    pub fn src_port(&self) -> Option<u16> {
+        prim(self.cols.src_port, self.row)
+    }
+    /// Destination port (for ICMP: type << 8 | code).
+    pub fn dst_port(&self) -> Option<u16> {
+        prim(self.cols.dst_port, self.row)
+    }
+    pub fn protocol(&self) -> Option<u8> {
+        prim(self.cols.protocol, self.row)
+    }
+    pub fn in_if(&self) -> Option<u32> {
+        prim(self.cols.in_if, self.row)
+    }
+    pub fn out_if(&self) -> Option<u32> {
+        prim(self.cols.out_if, self.row)
+    }
+    pub fn bytes(&self) -> u64 {
+        prim(self.cols.bytes, self.row).unwrap_or(0)
+    }
+    pub fn packets(&self) -> u64 {
+        prim(self.cols.packets, self.row).unwrap_or(0)
+    }
+    pub fn src_as(&self) -> Option<u32> {
+        prim(self.cols.src_as, self.row)
+    }
+    pub fn dst_as(&self) -> Option<u32> {
+        prim(self.cols.dst_as, self.row)
+    }
+    pub fn sampling_rate(&self) -> u32 {
+        prim(self.cols.sampling_rate, self.row).unwrap_or(1)
+    }
+    /// Any string column by name (an enrichment's output, say).
+    pub fn str(&self, column: &str) -> Option<&str> {
+        let a = col::<StringArray>(self.cols.batch, column)?;
+        a.is_valid(self.row).then(|| a.value(self.row))
+    }
+    /// Any unsigned integer column by name, widened to u64.
+    pub fn uint(&self, column: &str) -> Option<u64> {
+        let c = self.cols.batch.column_by_name(column)?;
+        if c.is_null(self.row) {
+            return None;
+        }
+        let a = c.as_any();
+        match c.data_type() {
+            DataType::UInt8 => a.downcast_ref::<UInt8Array>().map(|a| a.value(self.row) as u64),
+            DataType::UInt16 => a.downcast_ref::<UInt16Array>().map(|a| a.value(self.row) as u64),
+            DataType::UInt32 => a.downcast_ref::<UInt32Array>().map(|a| a.value(self.row) as u64),
+            DataType::UInt64 => a.downcast_ref::<UInt64Array>().map(|a| a.value(self.row)),
+            _ => None,
+        }
+    }
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! What the macros call. Not a stable API.
+    use super::*;
+    use std::any::Any;
+    use std::cell::RefCell;
+
+    type Run<C> = fn(FlowBatch, &C) -> Result<FlowBatch>;
+
+    struct State {
+        cfg: Box<dyn Any>,
+        input: SchemaRef,
+    }
+
+    thread_local! {
+        static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+    }
+
+    #[cfg(target_family = "wasm")]
+    #[link(wasm_import_module = "spillway")]
+    unsafe extern "C" {
+        /// Hands a panic message to the host before the trap.
+        fn panic_message(ptr: *const u8, len: u32);
+    }
+
+    fn install_panic_hook() {
+        #[cfg(target_family = "wasm")]
+        std::panic::set_hook(Box::new(|info| {
+            let what = info.payload_as_str().unwrap_or("a panic without a message");
+            let msg = match info.location() {
+                Some(l) => format!("{what} (at {}:{})", l.file(), l.line()),
+                None => what.to_string(),
+            };
+            // SAFETY: the host copies `len` bytes at `ptr` out of our memory
+            // during the call; both stay valid for its duration.
+            unsafe { panic_message(msg.as_ptr(), msg.len() as u32) };
+        }));
+    }
+
+    pub fn alloc(len: u32) -> u32 {
+        let mut v = Vec::<u8>::with_capacity(len as usize);
+        let p = v.as_mut_ptr();
+        std::mem::forget(v);
+        p as usize as u32
+    }
+
+    pub fn dealloc(ptr: u32, len: u32) {
+        if len == 0 {
+            return;
+        }
+        // SAFETY: `ptr`/`len` come from `alloc` (or a result buffer we
+        // leaked) with exactly this capacity, and are freed once.
+        unsafe { drop(Vec::from_raw_parts(ptr as usize as *mut u8, 0, len as usize)) };
+    }
+
+    /// Leaks `buf` (status byte first) and returns its (ptr << 32 | len).
+    fn reply(status: u8, body: &[u8]) -> u64 {
+        let mut v = Vec::with_capacity(body.len() + 1);
+        v.push(status);
+        v.extend_from_slice(body);
+        v.shrink_to_fit();
+        let (p, n) = (v.as_mut_ptr() as usize as u64, v.len() as u64);
+        // `dealloc(ptr, len)` frees it: capacity equals length here.
+        assert_eq!(v.capacity(), v.len());
+        std::mem::forget(v);
+        (p << 32) | n
+    }
+
+    fn input<'a>(ptr: u32, len: u32) -> &'a [u8] {
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: the host wrote `len` bytes at `ptr`, which it got from
+        // `alloc(len)`; it frees them only after this call returns.
+        unsafe { std::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }
+    }
+
+    fn ok_or_reply(r: Result<Vec<u8>>) -> u64 {
+        match r {
+            Ok(b) => reply(0, &b),
+            Err(e) => reply(1, e.0.as_bytes()),
+        }
+    }
+
+    /// `init`: [u32 LE config length][config JSON][IPC stream: input schema].
+    /// Replies with the output schema as an IPC stream.
+    pub fn init<C: serde::de::DeserializeOwned + 'static>(ptr: u32, len: u32, run: Run<C>) -> u64 {
+        install_panic_hook();
+        let r = (|| -> Result<Vec<u8>> {
+            let buf = input(ptr, len);
+            let n = u32::from_le_bytes(buf.get(..4).ok_or("short init message")?.try_into()?) as usize;
+            let json = buf.get(4..4 + n).ok_or("short init message")?;
+            let cfg: C = serde_json::from_slice(json).map_err(|e| format!("the plugin's config: {e}"))?;
+            let schema = read_ipc(&buf[4 + n..])?.0;
+            // The output schema: run on an empty batch.
+            let empty = RecordBatch::new_empty(schema.clone());
+            let out = run(FlowBatch::new(empty), &cfg)?;
+            let bytes = write_ipc(&out.batch.schema(), None)?;
+            STATE.with(|s| *s.borrow_mut() = Some(State { cfg: Box::new(cfg), input: schema }));
+            Ok(bytes)
+        })();
+        ok_or_reply(r)
+    }
+
+    /// `process`: an IPC stream with one batch in; one batch out.
+    pub fn process<C: 'static>(ptr: u32, len: u32, run: Run<C>) -> u64 {
+        let r = (|| -> Result<Vec<u8>> {
+            let (schema, batch) = read_ipc(input(ptr, len))?;
+            let batch = batch.unwrap_or_else(|| RecordBatch::new_empty(schema));
+            STATE.with(|s| {
+                let s = s.borrow();
+                let st = s.as_ref().ok_or("process called before init")?;
+                if st.input.fields() != batch.schema().fields() {
+                    return Err(Error("the batch's schema is not the one given to init".into()));
+                }
+                let cfg = st.cfg.downcast_ref::<C>().ok_or("config type")?;
+                let out = run(FlowBatch::new(batch), cfg)?;
+                write_ipc(&out.batch.schema(), Some(&out.batch))
+            })
+        })();
+        ok_or_reply(r)
+    }
+
+    pub fn read_ipc(bytes: &[u8]) -> Result<(SchemaRef, Option<RecordBatch>)> {
+        let mut r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+        let schema = r.schema();
+        let batch = r.next().transpose()?;
+        Ok((schema, batch))
+    }
+
+    pub fn write_ipc(schema: &Schema, batch: Option<&RecordBatch>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        {
+            let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, schema)?;
+            if let Some(b) = batch {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+        Ok(out)
+    }
+}
+
+/// Runs a plugin function natively on a batch, as the host would: for
+/// authors' unit tests (`cargo test` on the plugin crate).
+pub mod testing {
+    use super::*;
+
+    /// Calls `run` with `cfg` on `batch` and returns its output.
+    pub fn run<C>(
+        run: fn(FlowBatch, &C) -> Result<FlowBatch>,
+        batch: RecordBatch,
+        cfg: &C,
+    ) -> Result<RecordBatch> {
+        run(FlowBatch::new(batch), cfg).map(FlowBatch::into_arrow)
+    }
+}
