@@ -5,55 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use common::*;
-
-fn have_toolchain() -> bool {
-    let ok = Path::new("/usr/bin/rustc").exists()
-        && Path::new("/usr/bin/cargo").exists()
-        && Path::new("/usr/lib/rustlib/src").exists()
-        && Path::new("/usr/bin/lld-22").exists();
-    require("Debian's rustc-web, cargo-web, rust-web-src and lld-22 (wasm guests)", ok)
-}
-
-fn guest_target() -> PathBuf {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests")
-}
-
-/// Builds a guest workspace or crate for wasm32-unknown-unknown, offline.
-fn build_guests(dir: &Path) {
-    let out = Command::new("/usr/bin/cargo")
-        .current_dir(dir)
-        .args([
-            "build",
-            "--workspace",
-            "--release",
-            "-Zbuild-std=std,panic_abort",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTC", "/usr/bin/rustc")
-        .env("RUSTFLAGS", "-C target-feature=+simd128")
-        .env("CARGO_TARGET_DIR", guest_target())
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO")
-        .output()
-        .expect("Debian's cargo runs");
-    assert!(out.status.success(), "guest build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// The SDK's examples and test plugins, built once per test run.
-fn guests() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        build_guests(&root().join("sdk"));
-        guest_target().join("wasm32-unknown-unknown/release")
-    })
-}
 
 fn json_lines(path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
     std::fs::read_to_string(path)
@@ -79,7 +34,7 @@ fn well_known(port: u64) -> Option<&'static str> {
 
 #[test]
 fn the_sdk_examples_produce_exactly_the_expected_records() {
-    if !have_toolchain() {
+    if !have_wasm_toolchain() {
         return;
     }
     let g = guests();
@@ -161,7 +116,7 @@ sinks:
 
 #[test]
 fn hostile_plugins_fail_only_their_batches_and_the_engine_keeps_running() {
-    if !have_toolchain() {
+    if !have_wasm_toolchain() {
         return;
     }
     let g = guests();
@@ -215,7 +170,7 @@ fn hostile_plugins_fail_only_their_batches_and_the_engine_keeps_running() {
 
 #[test]
 fn a_trapped_instance_is_recreated_and_a_failing_plugin_is_paused_with_backoff() {
-    if !have_toolchain() {
+    if !have_wasm_toolchain() {
         return;
     }
     let g = guests();
@@ -317,7 +272,7 @@ fn a_wrong_abi_missing_exports_or_not_wasm_is_a_clear_load_error() {
 
 #[test]
 fn a_scaffolded_plugin_builds_offline_and_runs_under_plugin_test() {
-    if !have_toolchain() {
+    if !have_wasm_toolchain() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -259,3 +259,49 @@ pub fn wait_udp_listening(port: u16, timeout: std::time::Duration) -> bool {
     }
     false
 }
+
+// --- WebAssembly guests (built offline with Debian's rustc-web) ---------
+
+pub fn have_wasm_toolchain() -> bool {
+    let ok = Path::new("/usr/bin/rustc").exists()
+        && Path::new("/usr/bin/cargo").exists()
+        && Path::new("/usr/lib/rustlib/src").exists()
+        && Path::new("/usr/bin/lld-22").exists();
+    require("Debian's rustc-web, cargo-web, rust-web-src and lld-22 (wasm guests)", ok)
+}
+
+pub fn guest_target() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests")
+}
+
+/// Builds a guest workspace or crate for wasm32-unknown-unknown, offline.
+pub fn build_guests(dir: &Path) {
+    let out = Command::new("/usr/bin/cargo")
+        .current_dir(dir)
+        .args([
+            "build",
+            "--workspace",
+            "--release",
+            "-Zbuild-std=std,panic_abort",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTC", "/usr/bin/rustc")
+        .env("RUSTFLAGS", "-C target-feature=+simd128")
+        .env("CARGO_TARGET_DIR", guest_target())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .output()
+        .expect("Debian's cargo runs");
+    assert!(out.status.success(), "guest build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The SDK's examples and test plugins, built once per test run.
+pub fn guests() -> &'static Path {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        build_guests(&root().join("sdk"));
+        guest_target().join("wasm32-unknown-unknown/release")
+    })
+}

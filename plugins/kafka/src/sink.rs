@@ -125,7 +125,7 @@ spillway_core::register_sink! {
     config: KafkaSinkConfig,
     name: "kafka",
     description: "Produces records to Kafka (JSON or goflow2-compatible protobuf); acknowledged when the broker has them.",
-    example: "type: kafka\nbrokers: \"127.0.0.1:9092\"\ntopic: flows\nencoding: protobuf\ncompression: zstd\noptions: { \"message.timeout.ms\": \"600000\" }\n",
+    example: "type: kafka\ninputs: [flows]\nbrokers: \"127.0.0.1:9092\"\ntopic: flows\nencoding: protobuf\ncompression: zstd\noptions: { \"message.timeout.ms\": \"600000\" }\n",
 }
 
 impl KafkaSinkConfig {

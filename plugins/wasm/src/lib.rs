@@ -179,7 +179,7 @@ spillway_core::register_transform! {
     config: WasmConfig,
     name: "wasm",
     description: "Runs a WebAssembly plugin (spillway-sdk) on each batch, sandboxed: deadline, memory cap, failures isolated.",
-    example: "type: wasm\nmodule: plugins/customer_tag.wasm\nconfig: { customers: { \"10.0.0.1\": acme } }\ntimeout: 100ms\nmemory: 64MiB\n",
+    example: "type: wasm\ninputs: [flows]\nmodule: plugins/customer_tag.wasm\nconfig: { customers: { \"10.0.0.1\": acme } }\ntimeout: 100ms\nmemory: 64MiB\n",
 }
 
 struct Wasm {
