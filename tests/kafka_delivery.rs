@@ -95,25 +95,49 @@ impl Drop for Broker {
 /// Reads every message of `topic` with kafka-python; with `proto`, decodes
 /// each as a length-delimited FlowMessage with classes protoc generated
 /// from docs/flow.proto. One JSON object per message: key and value.
-fn consume(broker: &str, topic: &str, proto: bool) -> Vec<serde_json::Value> {
+fn consume(broker: &str, topic: &str, proto: bool, expect: usize) -> Vec<serde_json::Value> {
     let gen_dir = tempfile::tempdir().unwrap();
     let script = r#"
 import sys, json, os, ipaddress
 from kafka import KafkaConsumer, TopicPartition
-broker, topic, proto, docs, out = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4], sys.argv[5]
+import time
+broker, topic, proto, docs, out, expect = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4], sys.argv[5], int(sys.argv[6])
 if proto:
     from grpc_tools import protoc
     assert protoc.main(["protoc", "-I" + docs, "--python_out=" + out, os.path.join(docs, "flow.proto")]) == 0
     sys.path.insert(0, out)
     import flow_pb2
     from google.protobuf.internal.decoder import _DecodeVarint32
-c = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False, consumer_timeout_ms=4000)
-parts = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or [])]
-c.assign(parts)
+c = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False)
+# Metadata can lag right after a broker restart: wait for the partitions.
+deadline = time.time() + 60
+parts = None
+while not parts and time.time() < deadline:
+    parts = c.partitions_for_topic(topic)
+    if not parts:
+        time.sleep(0.2)
+        c.topics()
+c.assign([TopicPartition(topic, p) for p in sorted(parts or [])])
 c.seek_to_beginning()
 def addr(b):
     return str(ipaddress.ip_address(bytes(b))) if len(b) in (4, 16) else None
-for m in c:
+def messages():
+    # Read until `expect` messages, then a little longer to catch extras;
+    # give up after 30 s without progress.
+    n, last, quiet_until = 0, time.time(), None
+    while True:
+        got = c.poll(timeout_ms=500)
+        for batch in got.values():
+            for m in batch:
+                n += 1
+                last = time.time()
+                yield m
+        now = time.time()
+        if n >= expect and quiet_until is None:
+            quiet_until = now + 2
+        if (quiet_until and now > quiet_until) or now - last > 30:
+            return
+for m in messages():
     rec = {"key": m.key.decode() if m.key is not None else None, "partition": m.partition}
     if proto:
         n, pos = _DecodeVarint32(m.value, 0)
@@ -131,6 +155,7 @@ for m in c:
     print(json.dumps(rec))
 "#;
     let docs = root().join("docs");
+    let expect = expect.to_string();
     let out = run_python(
         script,
         &[
@@ -139,6 +164,7 @@ for m in c:
             if proto { "1" } else { "0" },
             docs.to_str().unwrap(),
             gen_dir.path().to_str().unwrap(),
+            &expect,
         ],
     );
     out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
@@ -193,7 +219,7 @@ fn known_records_arrive_exactly_as_json_and_as_goflow2_protobuf() {
         assert_eq!(entry(&ledger, "kafka")["delivered"], 20000, "{ledger}");
         let expected = lines(&dir.path().join("expected.jsonl"));
         assert_eq!(expected.len(), 20000);
-        let got = consume(&broker.addr(), topic, encoding == "protobuf");
+        let got = consume(&broker.addr(), topic, encoding == "protobuf", 20000);
         assert_eq!(got.len(), 20000, "{encoding}: every record once");
         // Keys: the exporter, and one exporter's records all in one partition.
         let mut partition_of: BTreeMap<String, u64> = BTreeMap::new();
@@ -304,7 +330,7 @@ fn the_source_commits_after_acknowledgement_and_resumes_without_loss() {
             &format!(
                 r#"
 sources:
-  k: {{ type: kafka, brokers: "{}", topics: [in], group: archive, encoding: protobuf, batch_size: 1000 }}
+  k: {{ type: kafka, brokers: "{}", topics: [in], group: archive, encoding: protobuf, batch_size: 1000, options: {{ "session.timeout.ms": "6000", "heartbeat.interval.ms": "1000" }} }}
 sinks:
   f: {{ type: file, inputs: [k], path: {file} }}
 "#,
@@ -335,7 +361,7 @@ sinks:
         if counts(run1.iter().chain(&run2).cloned().chain(lines(&dir.path().join("run3.jsonl")))).len() >= n {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(90), "only {all} lines read");
+        assert!(t.elapsed() < Duration::from_secs(240), "only {all} lines read");
         std::thread::sleep(Duration::from_millis(200));
     }
     signal(g.id(), "TERM");
@@ -387,7 +413,7 @@ fn a_thirty_second_broker_outage_loses_nothing() {
         serde_json::from_slice(&std::fs::read(dir.path().join("ledger.json")).unwrap()).unwrap();
     assert_balanced(&ledger);
     assert_eq!(entry(&ledger, "kafka")["delivered"], n as u64, "{ledger}");
-    let got = consume(&broker.addr(), "outage", false);
+    let got = consume(&broker.addr(), "outage", false, n);
     let want = counts(lines(&dir.path().join("expected.jsonl")));
     let have = counts(got.iter().map(|g| g["value"].as_str().unwrap().to_string()));
     assert_eq!(have.len(), n, "every record arrived");

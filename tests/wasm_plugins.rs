@@ -306,3 +306,55 @@ fn a_scaffolded_plugin_builds_offline_and_runs_under_plugin_test() {
     assert_eq!(services, [Some("https".into()), Some("dns".into()), Some("https-alt".into())]);
     assert!(text(&out).contains("columns added: service"), "{}", text(&out));
 }
+
+#[test]
+fn an_sdk_plugin_built_for_wasip1_runs_with_only_clocks_and_random_granted() {
+    if !have_wasm_toolchain() {
+        return;
+    }
+    let out = Command::new("/usr/bin/cargo")
+        .current_dir(root().join("sdk"))
+        .args([
+            "build",
+            "-p",
+            "customer_tag",
+            "--release",
+            "-Zbuild-std=std,panic_abort",
+            "--target",
+            "wasm32-wasip1",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTC", "/usr/bin/rustc")
+        .env("RUSTFLAGS", "-C target-feature=+simd128 -L native=/usr/lib/wasm32-wasi")
+        .env("CARGO_TARGET_DIR", guest_target())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let wasm = guest_target().join("wasm32-wasip1/release/customer_tag.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"time_received\":\"2026-11-27T10:00:00Z\",\"exporter\":\"10.0.0.1\",\"observation_domain\":0,\"flow_version\":10,\"bytes\":1,\"packets\":1,\"sampling_rate\":1,\"sampling_source\":\"none\"}\n\
+         {\"time_received\":\"2026-11-27T10:00:01Z\",\"exporter\":\"10.0.0.9\",\"observation_domain\":0,\"flow_version\":10,\"bytes\":1,\"packets\":1,\"sampling_rate\":1,\"sampling_source\":\"none\"}\n",
+    )
+    .unwrap();
+    let out = spillway()
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .arg("--input")
+        .arg(&input)
+        .args(["--config", r#"{"customers": {"10.0.0.1": "acme"}, "default": "other"}"#])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let customers: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["customer"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(customers, ["acme", "other"]);
+}

@@ -1,5 +1,6 @@
 //! A plugin that misbehaves on purpose, chosen by its config, for the
 //! host's tests: `loop`, `bomb`, `panic`, `error`, `wrong_schema`, and
+//! `identity` (for measuring the plugin boundary), and
 //! `panic_on_port` (fails only on batches whose first record has that
 //! destination port, so instances must be recreated and carry on).
 
@@ -33,6 +34,7 @@ pub fn process(batch: FlowBatch, cfg: &Config) -> Result<FlowBatch> {
         }
         "panic" => panic!("the hostile plugin panics on purpose"),
         "error" => Err("the hostile plugin refuses this batch".into()),
+        "identity" => Ok(batch),
         "wrong_schema" => batch.with_column("surprise", |_| 1u64),
         "panic_on_port" => {
             if batch.get(0).dst_port() == Some(cfg.port) {
