@@ -85,6 +85,44 @@ fn time(rounds: usize, mut f: impl FnMut()) -> Duration {
     t.elapsed() / rounds as u32
 }
 
+/// Rows/s of a demo → blackhole branch, alone or beside a branch whose
+/// plugin loops until its deadline on every batch.
+fn healthy_branch(dir: &std::path::Path, with_hostile: bool) -> f64 {
+    use spillway_core::topology::{RunOptions, Topology};
+    let n = 3_000_000u64;
+    let mut yaml = format!("sources:\n  healthy: {{ type: demo, count: {n}, seed: 1 }}\n");
+    if with_hostile {
+        yaml.push_str("  bad_in: { type: demo, count: 40000, batch_size: 500, seed: 2 }\n");
+        yaml.push_str(&format!(
+            "transforms:\n  bad: {{ type: wasm, inputs: [bad_in], module: {}/hostile.wasm, config: {{ mode: loop }}, timeout: 50ms, max_failures: 1000 }}\n",
+            dir.display()
+        ));
+    }
+    yaml.push_str("sinks:\n  ok: { type: blackhole, inputs: [healthy] }\n");
+    if with_hostile {
+        yaml.push_str("  bad_out: { type: blackhole, inputs: [bad] }\n");
+    }
+    let pipeline =
+        spillway_core::config::load_str(&yaml, &|_| None, std::path::Path::new("")).expect("valid");
+    let topology = Topology::build(pipeline, RunOptions::default()).expect("builds");
+    let ledger = topology.ledger().clone();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async move {
+        let run = tokio::spawn(topology.run(spillway_core::component::Shutdown::new()));
+        let t = Instant::now();
+        loop {
+            let done = ledger.snapshot().iter().any(|e| e.component == "ok" && e.delivered == n);
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let rate = n as f64 / t.elapsed().as_secs_f64();
+        run.await.unwrap().unwrap();
+        rate
+    })
+}
+
 fn main() {
     let dir = guests();
     let rows = 8192;
@@ -149,6 +187,14 @@ fn main() {
         ns(t_wasm),
         ns(t_wasm) - ns(t_native),
         t_wasm.as_secs_f64() / t_native.as_secs_f64()
+    );
+    let alone = healthy_branch(&dir, false);
+    let beside = healthy_branch(&dir, true);
+    println!(
+        "a plugin-free branch: {:.2} M rows/s alone, {:.2} M rows/s beside a branch whose plugin loops to its 50ms deadline on every batch ({:.2}x)",
+        alone / 1e6,
+        beside / 1e6,
+        beside / alone
     );
     println!(
         "wasm identity:   {:.2} M rows/s → boundary cost {:.1} ns/record, of which host IPC encode {:.1}, host IPC decode {:.1}, call + copies + guest decode/encode {:.1}",
