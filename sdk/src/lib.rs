@@ -41,6 +41,11 @@ pub use spillway_sdk_macros::{filter, map, transform};
 /// The ABI this SDK speaks; the host refuses a plugin with another.
 pub const ABI_VERSION: u32 = 1;
 
+/// The config of a plugin whose function takes none: any mapping is
+/// accepted and ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct NoConfig {}
+
 /// A plugin's error: its message reaches the host's logs and counters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Error(pub String);
@@ -167,6 +172,7 @@ macro_rules! column_value {
     };
 }
 column_value!(String, StringArray);
+column_value!(&'static str, StringArray);
 column_value!(u64, UInt64Array);
 column_value!(i64, Int64Array);
 column_value!(f64, Float64Array);
@@ -324,9 +330,43 @@ pub mod __private {
 
     type Run<C> = fn(FlowBatch, &C) -> Result<FlowBatch>;
 
+    /// What the host sends and what the plugin answers (docs/wasm-abi.md).
+    #[derive(Clone, Copy)]
+    pub struct Shape {
+        /// The input columns the function reads; all when empty.
+        pub reads: &'static [&'static str],
+        pub output: Output,
+    }
+
+    #[derive(Clone, Copy)]
+    pub enum Output {
+        /// The whole output batch.
+        Full,
+        /// Only this new column; the host appends it to the input.
+        Append(&'static str),
+        /// Only a boolean column (this one, sent as `keep`); the host
+        /// keeps the input records where it is true.
+        Mask(&'static str),
+    }
+
     struct State {
         cfg: Box<dyn Any>,
         input: SchemaRef,
+        shape: Shape,
+    }
+
+    /// The run's output, reduced to what the shape says to send.
+    fn reduce(out: FlowBatch, output: Output) -> Result<RecordBatch> {
+        let b = out.into_arrow();
+        match output {
+            Output::Full => Ok(b),
+            Output::Append(col) | Output::Mask(col) => {
+                let i = b.schema().index_of(col)?;
+                let name = if matches!(output, Output::Mask(_)) { "keep" } else { col };
+                let f = b.schema().field(i).clone().with_name(name);
+                Ok(RecordBatch::try_new(Arc::new(Schema::new(vec![f])), vec![b.column(i).clone()])?)
+            }
+        }
     }
 
     thread_local! {
@@ -400,20 +440,44 @@ pub mod __private {
     }
 
     /// `init`: [u32 LE config length][config JSON][IPC stream: input schema].
-    /// Replies with the output schema as an IPC stream.
-    pub fn init<C: serde::de::DeserializeOwned + 'static>(ptr: u32, len: u32, run: Run<C>) -> u64 {
+    /// Replies [u32 LE length][shape JSON][IPC stream: the reply schema].
+    pub fn init<C: serde::de::DeserializeOwned + 'static>(
+        ptr: u32,
+        len: u32,
+        run: Run<C>,
+        shape: Shape,
+    ) -> u64 {
         install_panic_hook();
         let r = (|| -> Result<Vec<u8>> {
             let buf = input(ptr, len);
             let n = u32::from_le_bytes(buf.get(..4).ok_or("short init message")?.try_into()?) as usize;
             let json = buf.get(4..4 + n).ok_or("short init message")?;
             let cfg: C = serde_json::from_slice(json).map_err(|e| format!("the plugin's config: {e}"))?;
-            let schema = read_ipc(&buf[4 + n..])?.0;
-            // The output schema: run on an empty batch.
+            let mut schema = read_ipc(&buf[4 + n..])?.0;
+            if !shape.reads.is_empty() {
+                // What the host will send: only the columns read.
+                let mut idx = Vec::new();
+                for c in shape.reads {
+                    idx.push(
+                        schema
+                            .index_of(c)
+                            .map_err(|_| format!("the plugin reads column `{c}`, which the input lacks"))?,
+                    );
+                }
+                schema = Arc::new(schema.project(&idx)?);
+            }
+            // The reply schema: run on an empty batch.
             let empty = RecordBatch::new_empty(schema.clone());
-            let out = run(FlowBatch::new(empty), &cfg)?;
-            let bytes = write_ipc(&out.batch.schema(), None)?;
-            STATE.with(|s| *s.borrow_mut() = Some(State { cfg: Box::new(cfg), input: schema }));
+            let out = reduce(run(FlowBatch::new(empty), &cfg)?, shape.output)?;
+            let meta = serde_json::json!({
+                "reads": if shape.reads.is_empty() { serde_json::Value::Null } else { shape.reads.into() },
+                "output": match shape.output { Output::Full => "full", Output::Append(_) => "append", Output::Mask(_) => "mask" },
+            });
+            let meta = serde_json::to_vec(&meta)?;
+            let mut bytes = (meta.len() as u32).to_le_bytes().to_vec();
+            bytes.extend_from_slice(&meta);
+            bytes.extend_from_slice(&write_ipc(&out.schema(), None)?);
+            STATE.with(|s| *s.borrow_mut() = Some(State { cfg: Box::new(cfg), input: schema, shape }));
             Ok(bytes)
         })();
         ok_or_reply(r)
@@ -431,8 +495,8 @@ pub mod __private {
                     return Err(Error("the batch's schema is not the one given to init".into()));
                 }
                 let cfg = st.cfg.downcast_ref::<C>().ok_or("config type")?;
-                let out = run(FlowBatch::new(batch), cfg)?;
-                write_ipc(&out.batch.schema(), Some(&out.batch))
+                let out = reduce(run(FlowBatch::new(batch), cfg)?, st.shape.output)?;
+                write_ipc(&out.schema(), Some(&out))
             })
         })();
         ok_or_reply(r)

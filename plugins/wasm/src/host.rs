@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -296,6 +297,116 @@ fn write_guest(c: &mut Caller<'_, HostState>, ptr: u32, bytes: &[u8]) -> bool {
     }
 }
 
+/// What crosses the boundary, as the plugin declared at init.
+#[derive(Debug, Clone)]
+struct Shape {
+    /// Input columns sent; all when `None`.
+    projection: Option<Vec<usize>>,
+    output: OutputMode,
+    /// The full output schema.
+    schema: SchemaRef,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum OutputMode {
+    /// The reply is the output batch.
+    Full,
+    /// The reply's columns are appended to (or replace those of) the input.
+    Append,
+    /// The reply is a `keep` mask over the input.
+    Mask,
+}
+
+impl Shape {
+    /// Reads the init reply: [u32 LE length][shape JSON][IPC reply schema].
+    fn parse(reply: &[u8], input: &SchemaRef) -> Result<Shape, Failure> {
+        let bad = |m: String| Failure::Malformed(format!("init reply: {m}"));
+        let n =
+            u32::from_le_bytes(reply.get(..4).ok_or_else(|| bad("too short".into()))?.try_into().expect("4"))
+                as usize;
+        let meta: serde_json::Value =
+            serde_json::from_slice(reply.get(4..4 + n).ok_or_else(|| bad("too short".into()))?)
+                .map_err(|e| bad(format!("shape is not JSON: {e}")))?;
+        let (reply_schema, _) = read_ipc(&reply[4 + n..])?;
+        let projection = match meta.get("reads").and_then(|r| r.as_array()) {
+            None => None,
+            Some(cols) => Some(
+                cols.iter()
+                    .map(|c| {
+                        let name = c.as_str().unwrap_or_default();
+                        input.index_of(name).map_err(|_| {
+                            Failure::Load(format!(
+                                "the plugin reads column `{name}`, which its input does not have"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        let output = match meta.get("output").and_then(|o| o.as_str()) {
+            Some("full") | None => OutputMode::Full,
+            Some("append") => OutputMode::Append,
+            Some("mask") => OutputMode::Mask,
+            Some(o) => return Err(bad(format!("unknown output mode `{o}`"))),
+        };
+        let schema = match output {
+            OutputMode::Full => reply_schema,
+            OutputMode::Append => {
+                let mut fields: Vec<Arc<arrow::datatypes::Field>> = input.fields().iter().cloned().collect();
+                for f in reply_schema.fields() {
+                    match input.index_of(f.name()) {
+                        Ok(i) => fields[i] = f.clone(),
+                        Err(_) => fields.push(f.clone()),
+                    }
+                }
+                Arc::new(arrow::datatypes::Schema::new(fields))
+            }
+            OutputMode::Mask => {
+                let ok = reply_schema.fields().len() == 1
+                    && reply_schema.field(0).data_type() == &arrow::datatypes::DataType::Boolean;
+                if !ok {
+                    return Err(bad("a mask reply must be one boolean column".into()));
+                }
+                input.clone()
+            }
+        };
+        Ok(Shape { projection, output, schema })
+    }
+
+    /// The plugin's reply to `input`, made into the output batch.
+    fn assemble(&self, input: &RecordBatch, reply: RecordBatch) -> Result<RecordBatch, Failure> {
+        if self.output != OutputMode::Full && reply.num_rows() != input.num_rows() {
+            return Err(Failure::Malformed(format!(
+                "{} rows in the reply for {} rows sent",
+                reply.num_rows(),
+                input.num_rows()
+            )));
+        }
+        let m = |e: arrow::error::ArrowError| Failure::Malformed(e.to_string());
+        match self.output {
+            OutputMode::Full => Ok(reply),
+            OutputMode::Append => {
+                let mut cols = input.columns().to_vec();
+                for (f, c) in reply.schema().fields().iter().zip(reply.columns()) {
+                    match input.schema().index_of(f.name()) {
+                        Ok(i) => cols[i] = c.clone(),
+                        Err(_) => cols.push(c.clone()),
+                    }
+                }
+                RecordBatch::try_new(self.schema.clone(), cols).map_err(m)
+            }
+            OutputMode::Mask => {
+                let mask = reply
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<arrow::array::BooleanArray>()
+                    .ok_or_else(|| Failure::Malformed("the mask is not boolean".into()))?;
+                arrow::compute::filter_record_batch(input, mask).map_err(m)
+            }
+        }
+    }
+}
+
 /// A live instance with its own store.
 pub struct PluginInstance {
     store: Store<HostState>,
@@ -305,6 +416,7 @@ pub struct PluginInstance {
     process: TypedFunc<(u32, u32), u64>,
     limits: Limits,
     buf: Vec<u8>,
+    shape: Option<Shape>,
 }
 
 impl Plugin {
@@ -355,14 +467,24 @@ impl Plugin {
         let dealloc = typed(&inst, &mut store, "dealloc")?;
         let init: TypedFunc<(u32, u32), u64> = typed(&inst, &mut store, "init")?;
         let process = typed(&inst, &mut store, "process")?;
-        let mut live =
-            PluginInstance { store, memory, alloc, dealloc, process, limits: self.limits, buf: Vec::new() };
+        let mut live = PluginInstance {
+            store,
+            memory,
+            alloc,
+            dealloc,
+            process,
+            limits: self.limits,
+            buf: Vec::new(),
+            shape: None,
+        };
         // init: [u32 LE config length][config JSON][IPC stream: the schema]
         let mut msg = (config.len() as u32).to_le_bytes().to_vec();
         msg.extend_from_slice(config);
         msg.extend_from_slice(&ipc(input, None).map_err(|e| Failure::Malformed(e.to_string()))?);
         let reply = live.call(init, &msg)?;
-        let (schema, _) = read_ipc(&reply)?;
+        let shape = Shape::parse(&reply, input)?;
+        let schema = shape.schema.clone();
+        live.shape = Some(shape);
         Ok((live, schema))
     }
 }
@@ -405,14 +527,20 @@ fn classify(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> Fai
 impl PluginInstance {
     /// Runs `process` on one batch.
     pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch, Failure> {
+        let shape = self.shape.clone().ok_or_else(|| Failure::Load("process before init".into()))?;
+        let sent = match &shape.projection {
+            Some(p) => batch.project(p).map_err(|e| Failure::Malformed(e.to_string()))?,
+            None => batch.clone(),
+        };
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        ipc_into(&batch.schema(), Some(batch), &mut buf).map_err(|e| Failure::Malformed(e.to_string()))?;
+        ipc_into(&sent.schema(), Some(&sent), &mut buf).map_err(|e| Failure::Malformed(e.to_string()))?;
         let f = self.process.clone();
         let reply = self.call(f, &buf);
         self.buf = buf;
         let (_, out) = read_ipc(&reply?)?;
-        out.ok_or_else(|| Failure::Malformed("the reply holds a schema but no batch".into()))
+        let out = out.ok_or_else(|| Failure::Malformed("the reply holds a schema but no batch".into()))?;
+        shape.assemble(batch, out)
     }
 
     /// Copies `msg` in, calls `f(ptr, len)`, copies the reply out.

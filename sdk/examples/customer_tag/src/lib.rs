@@ -18,7 +18,7 @@ pub struct Config {
     default: Option<String>,
 }
 
-#[map(column = "customer")]
+#[map(column = "customer", reads = ["exporter"])]
 pub fn customer(flow: &Flow, cfg: &Config) -> Option<String> {
     flow.exporter().and_then(|e| cfg.customers.get(&e).cloned()).or_else(|| cfg.default.clone())
 }

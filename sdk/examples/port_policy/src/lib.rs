@@ -15,7 +15,7 @@ pub struct Policy {
     blocked_protocols: Vec<u8>,
 }
 
-#[filter]
+#[filter(reads = ["src_port", "dst_port", "protocol"])]
 pub fn allowed(flow: &Flow, policy: &Policy) -> bool {
     let port = |p: Option<u16>| p.is_some_and(|p| policy.blocked_ports.contains(&p));
     let proto = flow.protocol().is_some_and(|p| policy.blocked_protocols.contains(&p));
