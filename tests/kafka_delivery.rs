@@ -447,3 +447,108 @@ fn a_missing_topic_is_a_clear_error_and_counted_drops() {
     assert!(log.contains("topic does not exist"), "{log}");
     assert!(log.contains("refused a record for good"), "{log}");
 }
+
+#[test]
+fn a_rebalance_between_two_members_loses_nothing() {
+    if !have_peers() {
+        return;
+    }
+    let broker = Broker::start();
+    broker.create_topic("rb", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let n = 150_000;
+    let p = producer_pipeline(
+        dir.path(),
+        &broker.addr(),
+        "rb",
+        ", encoding: protobuf",
+        &format!("{{ type: demo, count: {n}, seed: 12, exporters: 40 }}"),
+    );
+    let (out, _) = run_pipeline(dir.path(), &p);
+    assert!(out.status.success(), "{}", text(&out));
+    let expected = counts(lines(&dir.path().join("expected.jsonl")));
+    let member = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = write_pipeline(
+            &d,
+            &format!(
+                r#"
+sources:
+  k: {{ type: kafka, brokers: "{}", topics: [rb], group: pair, encoding: protobuf, batch_size: 500, options: {{ "session.timeout.ms": "6000", "heartbeat.interval.ms": "500" }} }}
+sinks:
+  f: {{ type: file, inputs: [k], path: out.jsonl }}
+"#,
+                broker.addr()
+            ),
+        );
+        (d.clone(), Guard::run(&d, &p, &[]))
+    };
+    // A alone, then B joins: the group rebalances while A has records in flight.
+    let (a_dir, a) = member("a");
+    wait_lines(&a_dir.join("out.jsonl"), 5_000, Duration::from_secs(60));
+    let (b_dir, b) = member("b");
+    assert!(a.wait_for("partitions revoked", Duration::from_secs(60)), "A never gave up partitions");
+    wait_lines(&b_dir.join("out.jsonl"), 1, Duration::from_secs(60));
+    let all = || {
+        lines(&a_dir.join("out.jsonl")).into_iter().chain(lines(&b_dir.join("out.jsonl"))).collect::<Vec<_>>()
+    };
+    let t = Instant::now();
+    while counts(all()).len() < n {
+        assert!(t.elapsed() < Duration::from_secs(180), "only {} distinct records read", counts(all()).len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for g in [a, b] {
+        signal(g.id(), "TERM");
+        let out = g.wait();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let got = counts(all());
+    assert_eq!(got.len(), n, "nothing lost across the rebalance");
+    assert!(expected.keys().eq(got.keys()));
+    let dups: usize = got.values().map(|c| c - 1).sum();
+    let a_read = lines(&a_dir.join("out.jsonl")).len();
+    assert!(dups < a_read, "{dups} duplicates: more than A ever read ({a_read})");
+    eprintln!("read again after the rebalance: {dups} records (A read {a_read})");
+}
+
+#[test]
+fn records_go_to_the_topic_their_column_names() {
+    if !have_peers() {
+        return;
+    }
+    let broker = Broker::start();
+    broker.create_topic("routed", 2);
+    broker.create_topic("fallback", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            r#"
+sources:
+  flows: {{ type: demo, count: 3000, seed: 3 }}
+transforms:
+  web: {{ type: filter, inputs: [flows], condition: "dst_port in [80, 443]" }}
+  other: {{ type: filter, inputs: [flows], condition: "not (dst_port in [80, 443])" }}
+  named: {{ type: select, inputs: [web], add: {{ dest: routed }} }}
+sinks:
+  k: {{ type: kafka, inputs: [named], brokers: "{b}", topic: fallback, topic_field: dest }}
+  k2: {{ type: kafka, inputs: [other], brokers: "{b}", topic: fallback }}
+"#,
+            b = broker.addr()
+        ),
+    );
+    let (out, ledger) = run_pipeline(dir.path(), &p);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_balanced(&ledger);
+    let web = entry(&ledger, "k")["delivered"].as_u64().unwrap() as usize;
+    let other = entry(&ledger, "k2")["delivered"].as_u64().unwrap() as usize;
+    assert!(web > 0 && other > 0 && web + other == 3000);
+    let routed = consume(&broker.addr(), "routed", false, web);
+    assert_eq!(routed.len(), web, "every web flow in the topic its column names");
+    for r in &routed {
+        let v: serde_json::Value = serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
+        assert!(matches!(v["dst_port"].as_u64(), Some(80 | 443)), "{v}");
+    }
+    assert_eq!(consume(&broker.addr(), "fallback", false, other).len(), other);
+}
