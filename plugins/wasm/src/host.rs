@@ -538,7 +538,7 @@ impl PluginInstance {
         let f = self.process.clone();
         let reply = self.call(f, &buf);
         self.buf = buf;
-        let (_, out) = read_ipc(&reply?)?;
+        let (_, out) = read_ipc_owned(reply?)?;
         let out = out.ok_or_else(|| Failure::Malformed("the reply holds a schema but no batch".into()))?;
         shape.assemble(batch, out)
     }
@@ -555,23 +555,26 @@ impl PluginInstance {
             .get_mut(ptr as usize..ptr as usize + msg.len())
             .ok_or_else(|| Failure::Malformed(format!("alloc returned {ptr}, outside its memory")))?
             .copy_from_slice(msg);
+        // The message now belongs to the plugin (it frees it).
         let packed = f.call(&mut self.store, (ptr, len)).map_err(|e| classify(&self.store, e, limits))?;
-        let _ = self.dealloc.call(&mut self.store, (ptr, len));
-        let (rptr, rlen) = ((packed >> 32) as u32, packed as u32);
-        let reply = self
-            .memory
-            .data(&self.store)
-            .get(rptr as usize..rptr as usize + rlen as usize)
-            .ok_or_else(|| {
+        let (rptr, rlen) = ((packed >> 32) as usize, packed as u32 as usize);
+        let (status, body) = {
+            let mem = self.memory.data(&self.store);
+            let reply = mem.get(rptr..rptr + rlen).ok_or_else(|| {
                 Failure::Malformed(format!("reply at {rptr}+{rlen} is outside the plugin's memory"))
-            })?
-            .to_vec();
-        let _ = self.dealloc.call(&mut self.store, (rptr, rlen));
-        match reply.split_first() {
-            Some((0, body)) => Ok(body.to_vec()),
-            Some((1, body)) => Err(Failure::Plugin(String::from_utf8_lossy(body).into_owned())),
-            Some((s, _)) => Err(Failure::Malformed(format!("unknown reply status {s}"))),
-            None => Err(Failure::Malformed("empty reply".into())),
+            })?;
+            match reply.split_first() {
+                // One copy, out of the plugin's memory into an aligned buffer
+                // that the decoded arrays then share.
+                Some((s, b)) => (*s, b.to_vec()),
+                None => return Err(Failure::Malformed("empty reply".into())),
+            }
+        };
+        let _ = self.dealloc.call(&mut self.store, (rptr as u32, rlen as u32));
+        match status {
+            0 => Ok(body),
+            1 => Err(Failure::Plugin(String::from_utf8_lossy(&body).into_owned())),
+            s => Err(Failure::Malformed(format!("unknown reply status {s}"))),
         }
     }
 }
@@ -594,12 +597,25 @@ fn ipc_into(
     w.finish()
 }
 
+/// Decodes an IPC stream from the plugin.
 fn read_ipc(bytes: &[u8]) -> Result<(SchemaRef, Option<RecordBatch>), Failure> {
-    let mut r = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| Failure::Malformed(format!("not an Arrow IPC stream: {e}")))?;
-    let schema = r.schema();
-    let batch =
-        r.next().transpose().map_err(|e| Failure::Malformed(format!("not an Arrow IPC batch: {e}")))?;
+    read_ipc_owned(bytes.to_vec())
+}
+
+/// Decodes an IPC stream from the plugin without copying the arrays out
+/// of `bytes`, validating everything (the plugin is not trusted).
+fn read_ipc_owned(bytes: Vec<u8>) -> Result<(SchemaRef, Option<RecordBatch>), Failure> {
+    let bad = |e: arrow::error::ArrowError| Failure::Malformed(format!("not an Arrow IPC stream: {e}"));
+    let mut buf = arrow::buffer::Buffer::from_vec(bytes);
+    let mut d = arrow::ipc::reader::StreamDecoder::new();
+    let mut batch = None;
+    while !buf.is_empty() {
+        if let Some(b) = d.decode(&mut buf).map_err(bad)? {
+            batch = Some(b);
+        }
+    }
+    d.finish().map_err(bad)?;
+    let schema = d.schema().ok_or_else(|| Failure::Malformed("an IPC stream without a schema".into()))?;
     Ok((schema, batch))
 }
 
