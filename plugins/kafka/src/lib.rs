@@ -49,3 +49,15 @@ pub(crate) type Options = BTreeMap<String, String>;
 fn default_true() -> bool {
     true
 }
+
+/// librdkafka's own log lines, at their level, tagged with the component.
+pub(crate) fn log_librdkafka(name: &str, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+    use rdkafka::config::RDKafkaLogLevel::*;
+    match level {
+        Emerg | Alert | Critical | Error => {
+            tracing::error!(component = name, facility = fac, "librdkafka: {msg}")
+        }
+        Warning => tracing::warn!(component = name, facility = fac, "librdkafka: {msg}"),
+        _ => tracing::debug!(component = name, facility = fac, "librdkafka: {msg}"),
+    }
+}

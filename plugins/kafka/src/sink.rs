@@ -169,14 +169,7 @@ struct Delivery {
 
 impl ClientContext for Delivery {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        use rdkafka::config::RDKafkaLogLevel::*;
-        match level {
-            Emerg | Alert | Critical | Error => {
-                tracing::error!(component = %self.name, facility = fac, "librdkafka: {msg}")
-            }
-            Warning => tracing::warn!(component = %self.name, facility = fac, "librdkafka: {msg}"),
-            _ => tracing::debug!(component = %self.name, facility = fac, "librdkafka: {msg}"),
-        }
+        crate::log_librdkafka(&self.name, level, fac, msg);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {

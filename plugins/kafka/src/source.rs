@@ -196,14 +196,7 @@ struct GroupContext {
 
 impl ClientContext for GroupContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
-        use rdkafka::config::RDKafkaLogLevel::*;
-        match level {
-            Emerg | Alert | Critical | Error => {
-                tracing::error!(component = %self.name, facility = fac, "librdkafka: {msg}")
-            }
-            Warning => tracing::warn!(component = %self.name, facility = fac, "librdkafka: {msg}"),
-            _ => tracing::debug!(component = %self.name, facility = fac, "librdkafka: {msg}"),
-        }
+        crate::log_librdkafka(&self.name, level, fac, msg);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
