@@ -210,6 +210,7 @@ pub fn test(module: &Path, config: Option<String>, input: &Path, limits: spillwa
         }
     };
     let mut decoder = spillway_kafka::Decoder::new(spillway_kafka::Encoding::Json);
+    let mut line_of = Vec::new(); // line number of each accepted record
     for (i, line) in reader.lines().enumerate() {
         let Ok(line) = line else { break };
         if line.trim().is_empty() {
@@ -219,9 +220,16 @@ pub fn test(module: &Path, config: Option<String>, input: &Path, limits: spillwa
             eprintln!("error: {}:{}: not a flow record: {e}", input.display(), i + 1);
             return ExitCode::from(2);
         }
+        line_of.push(i + 1);
     }
     let batch = match decoder.take() {
-        Ok(b) => b,
+        Ok(d) => match d.malformed.first() {
+            Some((i, e)) => {
+                eprintln!("error: {}:{}: not a flow record: {e}", input.display(), line_of[*i]);
+                return ExitCode::from(2);
+            }
+            None => d.batch,
+        },
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);

@@ -261,15 +261,25 @@ pub struct Decoder {
     encoding: Encoding,
     rows: Rows,
     json: Vec<u8>,
-    json_rows: usize,
+    /// End offset in `json` of each message pushed since the last take.
+    json_ends: Vec<usize>,
+}
+
+/// What `take` decoded: the batch, and the messages that turned out
+/// malformed only when decoded (index among the messages pushed since the
+/// last take, reason).
+pub struct Decoded {
+    pub batch: RecordBatch,
+    pub malformed: Vec<(usize, DecodeError)>,
 }
 
 impl Decoder {
     pub fn new(encoding: Encoding) -> Self {
-        Self { encoding, rows: Rows::default(), json: Vec::new(), json_rows: 0 }
+        Self { encoding, rows: Rows::default(), json: Vec::new(), json_ends: Vec::new() }
     }
 
-    /// Adds one message.
+    /// Adds one message. A protobuf message is decoded here; a JSON one is
+    /// only framed (parsed once, with the batch, in [`Decoder::take`]).
     pub fn push(&mut self, payload: &[u8]) -> Result<(), DecodeError> {
         match self.encoding {
             Encoding::Protobuf { length_delimited } => {
@@ -282,22 +292,13 @@ impl Decoder {
                 self.rows.push(&m)
             }
             Encoding::Json => {
-                // Validate here so one bad message is dropped alone; the
-                // batch decoder then never fails.
-                let v: serde_json::Value =
-                    serde_json::from_slice(payload).map_err(|e| format!("not JSON: {e}"))?;
-                if !v.is_object() {
-                    return Err("not a JSON object".into());
+                let t = payload.trim_ascii();
+                if !(t.starts_with(b"{") && t.ends_with(b"}")) || t.contains(&b'\n') {
+                    return Err("not a JSON object on one line".into());
                 }
-                for f in ["time_received", "exporter", "bytes", "packets"] {
-                    if v.get(f).is_none() {
-                        return Err(format!("no `{f}`"));
-                    }
-                }
-                json_check(&v)?;
-                self.json.extend_from_slice(payload);
+                self.json.extend_from_slice(t);
                 self.json.push(b'\n');
-                self.json_rows += 1;
+                self.json_ends.push(self.json.len());
                 Ok(())
             }
         }
@@ -309,45 +310,43 @@ impl Decoder {
 
     pub fn len(&self) -> usize {
         match self.encoding {
-            Encoding::Json => self.json_rows,
+            Encoding::Json => self.json_ends.len(),
             Encoding::Protobuf { .. } => self.rows.len,
         }
     }
 
     /// The records added since the last call, as a flow-schema batch.
-    pub fn take(&mut self) -> Result<RecordBatch, String> {
+    ///
+    /// JSON messages are decoded together; only if that fails is each
+    /// decoded alone, so that one bad message is dropped alone.
+    pub fn take(&mut self) -> Result<Decoded, String> {
         match self.encoding {
-            Encoding::Protobuf { .. } => std::mem::take(&mut self.rows).finish(),
+            Encoding::Protobuf { .. } => {
+                Ok(Decoded { batch: std::mem::take(&mut self.rows).finish()?, malformed: Vec::new() })
+            }
             Encoding::Json => {
                 let text = std::mem::take(&mut self.json);
-                self.json_rows = 0;
-                json_batch(&text)
+                let ends = std::mem::take(&mut self.json_ends);
+                if let Ok(batch) = json_batch(&text)
+                    && batch.num_rows() == ends.len()
+                {
+                    return Ok(Decoded { batch, malformed: Vec::new() });
+                }
+                let (mut good, mut malformed, mut start) = (Vec::new(), Vec::new(), 0);
+                for (i, &end) in ends.iter().enumerate() {
+                    match json_batch(&text[start..end]) {
+                        Ok(b) if b.num_rows() == 1 => good.push(b),
+                        Ok(_) => malformed.push((i, "not one JSON object".to_string())),
+                        Err(e) => malformed.push((i, e)),
+                    }
+                    start = end;
+                }
+                let batch =
+                    arrow::compute::concat_batches(&flow_schema(), &good).map_err(|e| e.to_string())?;
+                Ok(Decoded { batch, malformed })
             }
         }
     }
-}
-
-/// Address and timestamp text that the batch reader would reject.
-fn json_check(v: &serde_json::Value) -> Result<(), DecodeError> {
-    for f in ["exporter", "src_addr", "dst_addr", "next_hop"] {
-        if let Some(a) = v.get(f)
-            && a.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_none()
-        {
-            return Err(format!("`{f}` is not an address"));
-        }
-    }
-    for f in ["time_received", "flow_start", "flow_end"] {
-        if let Some(t) = v.get(f)
-            && t.as_str().and_then(chrono_like).is_none()
-        {
-            return Err(format!("`{f}` is not an RFC 3339 time"));
-        }
-    }
-    Ok(())
-}
-
-fn chrono_like(s: &str) -> Option<()> {
-    arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(s).ok().map(|_| ())
 }
 
 /// JSON lines in the human form → a flow batch. Addresses are read as text
@@ -388,10 +387,14 @@ fn json_batch(text: &[u8]) -> Result<RecordBatch, String> {
             let s = c.as_string::<i32>();
             let mut out = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
             for v in s.iter() {
-                match v.and_then(|t| t.parse::<std::net::IpAddr>().ok()) {
-                    Some(ip) => out
-                        .append_value(spillway_core::schema::addr_to_bytes(ip))
-                        .map_err(|e| e.to_string())?,
+                match v {
+                    Some(t) => {
+                        let ip = t
+                            .parse::<std::net::IpAddr>()
+                            .map_err(|_| format!("`{}` is not an address: {t:?}", f.name()))?;
+                        out.append_value(spillway_core::schema::addr_to_bytes(ip))
+                            .map_err(|e| e.to_string())?
+                    }
                     None => out.append_null(),
                 }
             }
@@ -600,7 +603,7 @@ mod tests {
                 d.push(&buf[start..end]).unwrap();
                 start = end;
             }
-            assert_eq!(d.take().unwrap(), b);
+            assert_eq!(d.take().unwrap().batch, b);
         }
     }
 
@@ -612,13 +615,28 @@ mod tests {
         e.encode(&b, &mut buf, &mut ends);
         let mut d = Decoder::new(Encoding::Json);
         let mut start = 0;
-        for end in ends {
+        for &end in &ends {
             d.push(&buf[start..end]).unwrap();
             start = end;
         }
-        assert_eq!(d.take().unwrap(), b);
-        assert!(d.push(b"{\"exporter\":\"nope\"}").is_err());
+        let got = d.take().unwrap();
+        assert!(got.malformed.is_empty());
+        assert_eq!(got.batch, b);
+        // A bad message is rejected, alone: framing at push, content when
+        // the batch is decoded.
         assert!(d.push(b"[1]").is_err());
+        let first = &buf[..ends[0]];
+        d.push(first).unwrap();
+        let bad_addr =
+            String::from_utf8_lossy(first).replace("\"exporter\":\"10.0.0.1\"", "\"exporter\":\"nope\"");
+        assert_ne!(bad_addr.as_bytes(), first);
+        d.push(bad_addr.as_bytes()).unwrap();
+        d.push(first).unwrap();
+        d.push(b"{\"exporter\":\"10.0.0.1\"}").unwrap(); // no time_received, bytes, …
+        let got = d.take().unwrap();
+        assert_eq!(got.batch.num_rows(), 2);
+        assert_eq!(got.malformed.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 3]);
+        assert!(got.malformed[0].1.contains("not an address"), "{:?}", got.malformed);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub(crate) fn encoding(name: EncodingName, length_delimited: bool) -> Encoding {
 }
 
 /// librdkafka properties that are secrets: never logged.
-pub(crate) fn is_secret(key: &str) -> bool {
+fn is_secret(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
     k.contains("password") || k.contains("secret") || k.contains("key") && !k.contains("keystore.type")
 }
@@ -45,6 +45,32 @@ pub(crate) fn is_secret(key: &str) -> bool {
 /// Options passed to librdkafka as they are, checked for names we set
 /// ourselves.
 pub(crate) type Options = BTreeMap<String, String>;
+
+/// The checks a sink and a source share: brokers named, and no option that
+/// the component's own fields set (`own`).
+pub(crate) fn check_client(
+    brokers: &str,
+    options: &Options,
+    own: &[&str],
+    kind: &str,
+) -> Vec<spillway_core::registry::FieldIssue> {
+    use spillway_core::registry::FieldIssue;
+    let mut v = Vec::new();
+    if brokers.trim().is_empty() {
+        v.push(FieldIssue::new("brokers", "name at least one broker (host:port)"));
+    }
+    for k in options.keys() {
+        if own.contains(&k.as_str()) {
+            v.push(FieldIssue::new(format!("options.{k}"), format!("is set by the {kind}'s own fields")));
+        }
+    }
+    v
+}
+
+/// The options for a log line, secrets masked.
+pub(crate) fn printable(options: &Options) -> Vec<String> {
+    options.iter().map(|(k, v)| if is_secret(k) { format!("{k}=***") } else { format!("{k}={v}") }).collect()
+}
 
 fn default_true() -> bool {
     true

@@ -1,6 +1,5 @@
 //! The `kafka` sink.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use spillway_core::metrics::{self, Counter, Gauge};
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SinkConfig};
 
 use crate::codec::{Encoder, protobuf_compatible, write_key};
-use crate::{EncodingName, Options, default_true, is_secret};
+use crate::{EncodingName, Options, default_true};
 
 /// Config of the `kafka` sink.
 #[derive(Debug, Clone, Deserialize)]
@@ -72,10 +71,7 @@ const OWN: [&str; 4] =
 
 impl SinkConfig for KafkaSinkConfig {
     fn validate(&self) -> Vec<FieldIssue> {
-        let mut v = Vec::new();
-        if self.brokers.trim().is_empty() {
-            v.push(FieldIssue::new("brokers", "name at least one broker (host:port)"));
-        }
+        let mut v = crate::check_client(&self.brokers, &self.options, &OWN, "sink");
         if self.topic.is_empty() {
             v.push(FieldIssue::new("topic", "must not be empty"));
         }
@@ -84,11 +80,6 @@ impl SinkConfig for KafkaSinkConfig {
         }
         if self.buffer.get() < 1 << 20 {
             v.push(FieldIssue::new("buffer", "must be at least 1MiB"));
-        }
-        for k in self.options.keys() {
-            if OWN.contains(&k.as_str()) {
-                v.push(FieldIssue::new(format!("options.{k}"), "is set by the sink's own fields"));
-            }
         }
         v
     }
@@ -268,19 +259,13 @@ impl Sink for KafkaSink {
             "Records handed to the producer, not yet acknowledged.",
             &labels,
         );
-        let options: Vec<String> = self
-            .cfg
-            .options
-            .iter()
-            .map(|(k, v)| if is_secret(k) { format!("{k}=***") } else { format!("{k}={v}") })
-            .collect();
+        let options = crate::printable(&self.cfg.options);
         tracing::info!(component = %name, brokers = %self.cfg.brokers, topic = %self.cfg.topic, encoding = ?self.cfg.encoding, options = ?options, "Kafka sink starting");
         check_topic(&producer, &self.cfg.topic, &name).await;
 
         let mut encoder: Option<(SchemaRef, Encoder)> = None;
         let (mut buf, mut ends, mut keys, mut key_ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut backpressure_since: Option<Instant> = None;
-        let mut unknown_topics: BTreeMap<String, ()> = BTreeMap::new();
         while let Some(batch) = input.recv().await {
             let schema = batch.data.schema();
             if encoder.as_ref().is_none_or(|(s, _)| s != &schema) {
@@ -331,9 +316,6 @@ impl Sink for KafkaSink {
                     .filter(|t| arrow::array::Array::is_valid(*t, row))
                     .map(|t| t.value(row))
                     .unwrap_or(&self.cfg.topic);
-                if topic != self.cfg.topic && !unknown_topics.contains_key(topic) {
-                    unknown_topics.insert(topic.to_string(), ());
-                }
                 let mut record = BaseRecord::with_opaque_to(topic, pending.clone()).payload(payload);
                 if key_col.is_some() {
                     record = record.key(&keys[kstart..key_ends[row]]);

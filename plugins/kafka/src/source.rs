@@ -25,14 +25,14 @@ use serde::Deserialize;
 use spillway_core::ack::{AckTracker, Acks};
 use spillway_core::component::{ComponentError, Source, SourceContext};
 use spillway_core::config::HumanDuration;
-use spillway_core::ledger::DropReason;
+use spillway_core::ledger::{ComponentLedger, DropReason};
 use spillway_core::metrics::{self, Gauge};
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
 use spillway_core::schema::flow_schema;
 use spillway_core::{Batch, BatchMeta};
 
 use crate::codec::Decoder;
-use crate::{EncodingName, Options, default_true, encoding, is_secret};
+use crate::{EncodingName, Options, default_true, encoding};
 
 /// Config of the `kafka` source.
 #[derive(Debug, Clone, Deserialize)]
@@ -80,10 +80,7 @@ const OWN: [&str; 5] =
 
 impl SourceConfig for KafkaSourceConfig {
     fn validate(&self) -> Vec<FieldIssue> {
-        let mut v = Vec::new();
-        if self.brokers.trim().is_empty() {
-            v.push(FieldIssue::new("brokers", "name at least one broker (host:port)"));
-        }
+        let mut v = crate::check_client(&self.brokers, &self.options, &OWN, "source");
         if self.topics.is_empty() {
             v.push(FieldIssue::new("topics", "name at least one topic"));
         }
@@ -95,11 +92,6 @@ impl SourceConfig for KafkaSourceConfig {
         }
         if self.batch_size == 0 || self.batch_size > 1 << 20 {
             v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
-        }
-        for k in self.options.keys() {
-            if OWN.contains(&k.as_str()) {
-                v.push(FieldIssue::new(format!("options.{k}"), "is set by the source's own fields"));
-            }
         }
         v
     }
@@ -134,7 +126,7 @@ struct Offsets {
 }
 
 impl Offsets {
-    fn add(&mut self, id: u64, ends: HashMap<(String, i32), i64>, rows: u64) {
+    fn add(&mut self, id: u64, ends: Vec<(Tp, i64)>, rows: u64) {
         let mut tps = Vec::with_capacity(ends.len());
         for (tp, next) in ends {
             self.parts.entry(tp.clone()).or_default().push_back((id, next, false));
@@ -253,12 +245,7 @@ impl Source for KafkaSource {
         consumer
             .subscribe(&topics)
             .map_err(|e| ComponentError::new(format!("cannot subscribe to {topics:?}: {e}")))?;
-        let options: Vec<String> = self
-            .cfg
-            .options
-            .iter()
-            .map(|(k, v)| if is_secret(k) { format!("{k}=***") } else { format!("{k}={v}") })
-            .collect();
+        let options = crate::printable(&self.cfg.options);
         tracing::info!(component = %name, brokers = %self.cfg.brokers, topics = ?self.cfg.topics, group = %self.cfg.group, options = ?options, "Kafka source consuming");
         let labels = [("component", &*name)];
         let uncommitted: Gauge = metrics::gauge(
@@ -269,14 +256,17 @@ impl Source for KafkaSource {
         let malformed_c =
             metrics::counter("spillway_kafka_malformed_total", "Messages that did not decode.", &labels);
 
-        let enc = encoding(self.cfg.encoding, self.cfg.length_delimited);
-        let mut decoder = Decoder::new(enc);
-        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+        let mut pending = Pending {
+            decoder: Decoder::new(encoding(self.cfg.encoding, self.cfg.length_delimited)),
+            ends: Vec::new(),
+            positions: Vec::new(),
+            first_ns: None,
+            warned: 0,
+            malformed: malformed_c,
+        };
         let (mut tracker, mut settled) = AckTracker::new();
         let mut flush = tokio::time::interval(self.cfg.flush_interval.get());
         let mut commit = tokio::time::interval(self.cfg.commit_interval.get());
-        let mut warned = 0u32;
-        let mut first_ns: Option<i64> = None;
         loop {
             tokio::select! {
                 m = consumer.recv() => {
@@ -288,28 +278,15 @@ impl Source for KafkaSource {
                         }
                     };
                     ledger.received(1);
-                    let tp = (m.topic().to_string(), m.partition());
-                    ends.insert(tp, m.offset() + 1);
-                    let payload = m.payload().unwrap_or_default();
-                    if let Err(e) = decoder.push(payload) {
-                        ledger.dropped(DropReason::Malformed, 1);
-                        malformed_c.add(1);
-                        if warned < 10 {
-                            warned += 1;
-                            tracing::warn!(component = %name, topic = m.topic(), partition = m.partition(), offset = m.offset(), error = %e, "undecodable message dropped and counted (malformed)");
-                        }
-                    }
-                    first_ns.get_or_insert_with(now_ns);
-                    if decoder.len() >= self.cfg.batch_size
-                        && !emit(&name, &mut decoder, &mut ends, &mut tracker, &offsets, &mut out, &ledger, &mut first_ns).await?
+                    pending.push(&name, &ledger, m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default());
+                    if pending.decoder.len() >= self.cfg.batch_size
+                        && !pending.emit(&name, &mut tracker, &offsets, &mut out, &ledger).await?
                     {
                         break;
                     }
                 }
                 _ = flush.tick() => {
-                    if (!ends.is_empty())
-                        && !emit(&name, &mut decoder, &mut ends, &mut tracker, &offsets, &mut out, &ledger, &mut first_ns).await?
-                    {
+                    if !pending.ends.is_empty() && !pending.emit(&name, &mut tracker, &offsets, &mut out, &ledger).await? {
                         break;
                     }
                 }
@@ -324,9 +301,8 @@ impl Source for KafkaSource {
             }
         }
         // Send what was read, wait for every batch to settle, commit.
-        if !ends.is_empty() {
-            emit(&name, &mut decoder, &mut ends, &mut tracker, &offsets, &mut out, &ledger, &mut first_ns)
-                .await?;
+        if !pending.ends.is_empty() {
+            pending.emit(&name, &mut tracker, &offsets, &mut out, &ledger).await?;
         }
         drop(out);
         drop(tracker);
@@ -378,33 +354,104 @@ fn commit_ready(
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the run loop's state, borrowed piecewise
-async fn emit(
-    name: &Arc<str>,
-    decoder: &mut Decoder,
-    ends: &mut HashMap<(String, i32), i64>,
-    tracker: &mut AckTracker,
-    offsets: &Arc<Mutex<Offsets>>,
-    out: &mut spillway_core::component::Output,
-    ledger: &Arc<spillway_core::ledger::ComponentLedger>,
-    first_ns: &mut Option<i64>,
-) -> Result<bool, ComponentError> {
-    let data = decoder
-        .take()
-        .map_err(|e| ComponentError::new(format!("decoded records do not form a batch: {e}")))?;
-    let parts = std::mem::take(ends);
-    let (id, ack) = tracker.ack();
-    let rows = data.num_rows() as u64;
-    if let Ok(mut o) = offsets.lock() {
-        o.add(id, parts, rows);
+/// The batch being read: decoded records and where they came from.
+struct Pending {
+    decoder: Decoder,
+    /// Per topic/partition in this batch: the offset after its last message.
+    /// A batch touches few partitions: a list beats a map, and a message
+    /// from a partition already listed allocates nothing.
+    ends: Vec<(Tp, i64)>,
+    /// Per message accepted by the decoder: its partition (index in `ends`)
+    /// and offset, to name a message found malformed when the batch decodes.
+    positions: Vec<(usize, i64)>,
+    first_ns: Option<i64>,
+    warned: u32,
+    malformed: spillway_core::metrics::Counter,
+}
+
+impl Pending {
+    fn push(
+        &mut self,
+        name: &str,
+        ledger: &ComponentLedger,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        payload: &[u8],
+    ) {
+        let i = match self.ends.iter().position(|((t, p), _)| *p == partition && t == topic) {
+            Some(i) => i,
+            None => {
+                self.ends.push(((topic.to_string(), partition), 0));
+                self.ends.len() - 1
+            }
+        };
+        self.ends[i].1 = offset + 1;
+        self.first_ns.get_or_insert_with(now_ns);
+        match self.decoder.push(payload) {
+            Ok(()) => self.positions.push((i, offset)),
+            Err(e) => self.malformed(name, ledger, topic, partition, offset, &e),
+        }
     }
-    let lo = first_ns.take().unwrap_or_else(now_ns);
-    if rows == 0 {
-        // Only malformed messages: nothing to send, their offsets can go.
-        drop(ack);
-        return Ok(true);
+
+    fn malformed(
+        &mut self,
+        name: &str,
+        ledger: &ComponentLedger,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        e: &str,
+    ) {
+        ledger.dropped(DropReason::Malformed, 1);
+        self.malformed.add(1);
+        if self.warned < 10 {
+            self.warned += 1;
+            tracing::warn!(
+                component = name,
+                topic,
+                partition,
+                offset,
+                error = e,
+                "undecodable message dropped and counted (malformed)"
+            );
+        }
     }
-    let _ = ledger;
-    let batch = Batch::new(data, BatchMeta::new(name.clone(), lo, now_ns()), Acks::one(ack));
-    Ok(out.send(batch).await.is_ok())
+
+    /// Sends the batch; its offsets are committed once it settles. False
+    /// when every downstream has failed.
+    async fn emit(
+        &mut self,
+        name: &Arc<str>,
+        tracker: &mut AckTracker,
+        offsets: &Arc<Mutex<Offsets>>,
+        out: &mut spillway_core::component::Output,
+        ledger: &ComponentLedger,
+    ) -> Result<bool, ComponentError> {
+        let decoded = self
+            .decoder
+            .take()
+            .map_err(|e| ComponentError::new(format!("decoded records do not form a batch: {e}")))?;
+        let positions = std::mem::take(&mut self.positions);
+        for (i, e) in &decoded.malformed {
+            let (p, offset) = positions[*i];
+            let ((topic, partition), _) = self.ends[p].clone();
+            self.malformed(name, ledger, &topic, partition, offset, e);
+        }
+        let data = decoded.batch;
+        let parts = std::mem::take(&mut self.ends);
+        let (id, ack) = tracker.ack();
+        let rows = data.num_rows() as u64;
+        if let Ok(mut o) = offsets.lock() {
+            o.add(id, parts, rows);
+        }
+        let lo = self.first_ns.take().unwrap_or_else(now_ns);
+        if rows == 0 {
+            // Only malformed messages: nothing to send, their offsets can go.
+            drop(ack);
+            return Ok(true);
+        }
+        let batch = Batch::new(data, BatchMeta::new(name.clone(), lo, now_ns()), Acks::one(ack));
+        Ok(out.send(batch).await.is_ok())
+    }
 }
