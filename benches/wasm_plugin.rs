@@ -6,9 +6,8 @@
 //! guest's decode/encode, IPC decode).
 //!
 //! Run with `cargo bench --bench wasm_plugin`; it builds the guests with
-//! Debian's rustc-web (TOOLCHAIN.md) if they are not built yet.
+//! Debian's rustc-web (TOOLCHAIN.md), as the tests do, if they are not built yet.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,32 +15,8 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, UInt16Type};
 use spillway_debug::demo::FlowGenerator;
 
-fn guests() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
-        .join("wasm-guests");
-    let st = std::process::Command::new("/usr/bin/cargo")
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk"))
-        .args([
-            "build",
-            "--workspace",
-            "--release",
-            "-Zbuild-std=std,panic_abort",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTC", "/usr/bin/rustc")
-        .env("RUSTFLAGS", "-C target-feature=+simd128")
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO")
-        .status()
-        .expect("Debian's cargo (rustc-web) is installed");
-    assert!(st.success());
-    target.join("wasm32-unknown-unknown/release")
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn well_known(port: u16) -> Option<&'static str> {
     Some(match port {
@@ -124,7 +99,7 @@ fn healthy_branch(dir: &std::path::Path, with_hostile: bool) -> f64 {
 }
 
 fn main() {
-    let dir = guests();
+    let dir = common::guests();
     let rows = 8192;
     let mut g = FlowGenerator::new(1, 10, 1_700_000_000_000_000_000, Duration::from_millis(1));
     let batches: Vec<RecordBatch> = (0..16).map(|_| g.batch(rows)).collect();
@@ -203,8 +178,8 @@ fn main() {
         ns(t_map) - ns(t_native),
         t_map.as_secs_f64() / t_native.as_secs_f64()
     );
-    let alone = healthy_branch(&dir, false);
-    let beside = healthy_branch(&dir, true);
+    let alone = healthy_branch(dir, false);
+    let beside = healthy_branch(dir, true);
     println!(
         "a plugin-free branch: {:.2} M rows/s alone, {:.2} M rows/s beside a branch whose plugin loops to its 50ms deadline on every batch ({:.2}x)",
         alone / 1e6,

@@ -291,16 +291,16 @@ fn known_records_arrive_exactly_as_json_and_as_goflow2_protobuf() {
 }
 
 fn wait_lines(path: &Path, at_least: usize, timeout: Duration) {
-    let t = Instant::now();
-    while lines(path).len() < at_least {
-        assert!(
-            t.elapsed() < timeout,
-            "only {} lines in {} after {timeout:?}",
-            lines(path).len(),
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(&format!("{at_least} lines in {}", path.display()), timeout, || lines(path).len() >= at_least);
+}
+
+/// Produces `source`'s records into `topic` as protobuf and returns them
+/// as the file sink wrote them beside (each record's line, with its count).
+fn produce(dir: &Path, broker: &Broker, topic: &str, source: &str) -> BTreeMap<String, usize> {
+    let p = producer_pipeline(dir, &broker.addr(), topic, ", encoding: protobuf", source);
+    let (out, _) = run_pipeline(dir, &p);
+    assert!(out.status.success(), "{}", text(&out));
+    counts(lines(&dir.join("expected.jsonl")))
 }
 
 #[test]
@@ -312,16 +312,7 @@ fn the_source_commits_after_acknowledgement_and_resumes_without_loss() {
     broker.create_topic("in", 3);
     let dir = tempfile::tempdir().unwrap();
     let n = 200_000;
-    let p = producer_pipeline(
-        dir.path(),
-        &broker.addr(),
-        "in",
-        ", encoding: protobuf",
-        &format!("{{ type: demo, count: {n}, seed: 5 }}"),
-    );
-    let (out, _) = run_pipeline(dir.path(), &p);
-    assert!(out.status.success(), "{}", text(&out));
-    let expected = counts(lines(&dir.path().join("expected.jsonl")));
+    let expected = produce(dir.path(), &broker, "in", &format!("{{ type: demo, count: {n}, seed: 5 }}"));
     assert_eq!(expected.len(), n, "demo records are distinct");
 
     let consumer = |file: &str| {
@@ -355,15 +346,9 @@ sinks:
     let run2 = lines(&dir.path().join("run2.jsonl"));
     // 3. Runs to the end.
     let g = Guard::run(dir.path(), &consumer("run3.jsonl"), &[]);
-    let t = Instant::now();
-    loop {
-        let all: usize = run1.len() + run2.len() + lines(&dir.path().join("run3.jsonl")).len();
-        if counts(run1.iter().chain(&run2).cloned().chain(lines(&dir.path().join("run3.jsonl")))).len() >= n {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(240), "only {all} lines read");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(&format!("all {n} records read"), Duration::from_secs(240), || {
+        counts(run1.iter().chain(&run2).cloned().chain(lines(&dir.path().join("run3.jsonl")))).len() >= n
+    });
     signal(g.id(), "TERM");
     let out = g.wait();
     assert!(out.status.success(), "{}", text(&out));
@@ -457,16 +442,8 @@ fn a_rebalance_between_two_members_loses_nothing() {
     broker.create_topic("rb", 4);
     let dir = tempfile::tempdir().unwrap();
     let n = 150_000;
-    let p = producer_pipeline(
-        dir.path(),
-        &broker.addr(),
-        "rb",
-        ", encoding: protobuf",
-        &format!("{{ type: demo, count: {n}, seed: 12, exporters: 40 }}"),
-    );
-    let (out, _) = run_pipeline(dir.path(), &p);
-    assert!(out.status.success(), "{}", text(&out));
-    let expected = counts(lines(&dir.path().join("expected.jsonl")));
+    let expected =
+        produce(dir.path(), &broker, "rb", &format!("{{ type: demo, count: {n}, seed: 12, exporters: 40 }}"));
     let member = |name: &str| {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -493,11 +470,9 @@ sinks:
     let all = || {
         lines(&a_dir.join("out.jsonl")).into_iter().chain(lines(&b_dir.join("out.jsonl"))).collect::<Vec<_>>()
     };
-    let t = Instant::now();
-    while counts(all()).len() < n {
-        assert!(t.elapsed() < Duration::from_secs(180), "only {} distinct records read", counts(all()).len());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(&format!("all {n} records read by the two"), Duration::from_secs(180), || {
+        counts(all()).len() >= n
+    });
     for g in [a, b] {
         signal(g.id(), "TERM");
         let out = g.wait();

@@ -353,24 +353,18 @@ sinks:
     let health = dir.path().join("health.jsonl");
     let polled =
         |name: &str| json_lines(&health).iter().filter(|h| h["target"] == name && h["ok"] == true).count();
-    let wait = |cond: &dyn Fn() -> bool| {
-        let t = std::time::Instant::now();
-        while !cond() {
-            assert!(t.elapsed() < Duration::from_secs(30), "timed out");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait(&|| polled("first") >= 1);
+    let secs = Duration::from_secs(30);
+    wait_until("a poll of `first`", secs, || polled("first") >= 1);
     // Make sure the new file gets a new mtime even on coarse clocks.
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&file, "- { address: 127.4.0.1, name: first }\n- { address: 127.4.0.2, name: second }\n")
         .unwrap();
-    wait(&|| polled("second") >= 1);
+    wait_until("a poll of `second`", secs, || polled("second") >= 1);
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&file, "- { address: not-an-address, name: broken }\n").unwrap();
     assert!(g.wait_for("targets file not reloaded", Duration::from_secs(10)));
     let before = polled("second");
-    wait(&|| polled("second") >= before + 2);
+    wait_until("two more polls of `second`", secs, || polled("second") >= before + 2);
     signal(g.id(), "TERM");
     let out = g.wait();
     assert!(out.status.success(), "{}", text(&out));
@@ -437,11 +431,9 @@ sinks:
     // A first few flows make the exporter known …
     generate(&["--target", &dest, "--count", "100", "--version", "5", "--exporters", "1"]);
     let health = dir.path().join("health.jsonl");
-    let t = std::time::Instant::now();
-    while !json_lines(&health).iter().any(|h| h["ok"] == true && h["exporter"] == "127.1.0.1") {
-        assert!(t.elapsed() < Duration::from_secs(30), "the exporter's agent was never polled");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until("a poll of the exporter's agent", Duration::from_secs(30), || {
+        json_lines(&health).iter().any(|h| h["ok"] == true && h["exporter"] == "127.1.0.1")
+    });
     std::thread::sleep(Duration::from_millis(500)); // the table sink has the rows
     // … then the flows under test, as IPFIX so they are told apart.
     let sent = generate(&["--target", &dest, "--count", "20000", "--version", "10", "--exporters", "1"]);
@@ -505,23 +497,14 @@ sinks:
     let health = dir.path().join("health.jsonl");
     let ok =
         |name: &str| json_lines(&health).iter().filter(|h| h["target"] == name && h["ok"] == true).count();
-    let wait = |cond: &dyn Fn() -> bool| {
-        let t = std::time::Instant::now();
-        while !cond() {
-            assert!(
-                t.elapsed() < Duration::from_secs(40),
-                "timed out: {}",
-                std::fs::read_to_string(&health).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    // Let uptime grow past the poll gap so that a restart sets it back.
-    wait(&|| ok("v3") >= 3 && ok("v2c") >= 3);
+    let secs = Duration::from_secs(40);
+    wait_until("three good polls of each target", secs, || ok("v3") >= 3 && ok("v2c") >= 3);
     std::thread::sleep(Duration::from_secs(2));
     agent.restart();
     let (v3_before, v2c_before) = (ok("v3"), ok("v2c"));
-    wait(&|| ok("v3") >= v3_before + 2 && ok("v2c") >= v2c_before + 2);
+    wait_until("two good polls of each target after the restart", secs, || {
+        ok("v3") >= v3_before + 2 && ok("v2c") >= v2c_before + 2
+    });
     signal(g.id(), "TERM");
     let out = g.wait();
     assert!(out.status.success(), "{}", text(&out));

@@ -312,27 +312,8 @@ fn an_sdk_plugin_built_for_wasip1_runs_with_only_clocks_and_random_granted() {
     if !have_wasm_toolchain() {
         return;
     }
-    let out = Command::new("/usr/bin/cargo")
-        .current_dir(root().join("sdk"))
-        .args([
-            "build",
-            "-p",
-            "customer_tag",
-            "--release",
-            "-Zbuild-std=std,panic_abort",
-            "--target",
-            "wasm32-wasip1",
-        ])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTC", "/usr/bin/rustc")
-        .env("RUSTFLAGS", "-C target-feature=+simd128 -L native=/usr/lib/wasm32-wasi")
-        .env("CARGO_TARGET_DIR", guest_target())
-        .env_remove("RUSTUP_TOOLCHAIN")
-        .env_remove("CARGO")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let wasm = guest_target().join("wasm32-wasip1/release/customer_tag.wasm");
+    let wasm =
+        build_guests(&root().join("sdk"), "wasm32-wasip1", Some("customer_tag")).join("customer_tag.wasm");
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(

@@ -103,18 +103,19 @@ impl FlowBatch {
 
     /// The `i`th record.
     pub fn get(&self, i: usize) -> Flow<'_> {
-        Flow { cols: Cols::of(&self.batch), row: i }
+        Flow { cols: std::borrow::Cow::Owned(Cols::of(&self.batch)), row: i }
     }
 
     /// Every record, in order.
     pub fn iter(&self) -> impl Iterator<Item = Flow<'_>> {
         let cols = Cols::of(&self.batch);
-        (0..self.len()).map(move |row| Flow { cols: cols.clone(), row })
+        (0..self.len()).map(move |row| Flow { cols: std::borrow::Cow::Owned(cols.clone()), row })
     }
 
     /// Keeps the records for which `keep` is true.
     pub fn retain(self, mut keep: impl FnMut(&Flow<'_>) -> bool) -> Result<FlowBatch> {
-        let mask: BooleanArray = self.iter().map(|f| Some(keep(&f))).collect();
+        let cols = Cols::of(&self.batch);
+        let mask: BooleanArray = (0..self.len()).map(|row| Some(keep(&Flow::at(&cols, row)))).collect();
         let batch = arrow_select::filter::filter_record_batch(&self.batch, &mask)?;
         Ok(FlowBatch { batch })
     }
@@ -125,7 +126,9 @@ impl FlowBatch {
         name: &str,
         mut value: impl FnMut(&Flow<'_>) -> T,
     ) -> Result<FlowBatch> {
-        let values: Vec<T> = self.iter().map(|f| value(&f)).collect();
+        // The column table is looked up once and borrowed by every record.
+        let cols = Cols::of(&self.batch);
+        let values: Vec<T> = (0..self.len()).map(|row| value(&Flow::at(&cols, row))).collect();
         let array = T::array(values);
         self.with_array(name, array)
     }
@@ -229,7 +232,7 @@ impl<'a> Cols<'a> {
 /// lists the columns). A column the batch lacks, or a null, reads as `None`.
 #[derive(Clone)]
 pub struct Flow<'a> {
-    cols: Cols<'a>,
+    cols: std::borrow::Cow<'a, Cols<'a>>,
     row: usize,
 }
 
@@ -250,7 +253,11 @@ fn addr(a: Option<&FixedSizeBinaryArray>, row: usize) -> Option<IpAddr> {
     })
 }
 
-impl Flow<'_> {
+impl<'a> Flow<'a> {
+    fn at(cols: &'a Cols<'a>, row: usize) -> Self {
+        Flow { cols: std::borrow::Cow::Borrowed(cols), row }
+    }
+
     /// Position in the batch.
     pub fn index(&self) -> usize {
         self.row

@@ -274,34 +274,46 @@ pub fn guest_target() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests")
 }
 
-/// Builds a guest workspace or crate for wasm32-unknown-unknown, offline.
-pub fn build_guests(dir: &Path) {
+/// Builds guests offline with Debian's rustc-web (TOOLCHAIN.md): the
+/// workspace at `dir`, or only `package`, for `target`
+/// (`wasm32-unknown-unknown` or `wasm32-wasip1`). Returns the directory
+/// that holds the `.wasm` files.
+pub fn build_guests(dir: &Path, target: &str, package: Option<&str>) -> PathBuf {
+    let mut rustflags = String::from("-C target-feature=+simd128");
+    if target == "wasm32-wasip1" {
+        rustflags.push_str(" -L native=/usr/lib/wasm32-wasi");
+    }
     let out = Command::new("/usr/bin/cargo")
         .current_dir(dir)
-        .args([
-            "build",
-            "--workspace",
-            "--release",
-            "-Zbuild-std=std,panic_abort",
-            "--target",
-            "wasm32-unknown-unknown",
-        ])
+        .args(["build", "--release", "-Zbuild-std=std,panic_abort", "--target", target])
+        .args(match package {
+            Some(p) => vec!["-p", p],
+            None => vec!["--workspace"],
+        })
         .env("RUSTC_BOOTSTRAP", "1")
         .env("RUSTC", "/usr/bin/rustc")
-        .env("RUSTFLAGS", "-C target-feature=+simd128")
+        .env("RUSTFLAGS", rustflags)
         .env("CARGO_TARGET_DIR", guest_target())
         .env_remove("RUSTUP_TOOLCHAIN")
         .env_remove("CARGO")
         .output()
         .expect("Debian's cargo runs");
     assert!(out.status.success(), "guest build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    guest_target().join(target).join("release")
 }
 
 /// The SDK's examples and test plugins, built once per test run.
 pub fn guests() -> &'static Path {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        build_guests(&root().join("sdk"));
-        guest_target().join("wasm32-unknown-unknown/release")
-    })
+    BUILT.get_or_init(|| build_guests(&root().join("sdk"), "wasm32-unknown-unknown", None))
+}
+
+/// Waits until `cond` holds, checking every 100 ms; panics naming `what`
+/// after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, cond: impl Fn() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

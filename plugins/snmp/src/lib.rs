@@ -141,6 +141,13 @@ pub struct DiscoverRule {
     pub v3: Option<V3Config>,
 }
 
+impl DiscoverRule {
+    /// This rule's credential settings (the source's defaults fill the rest).
+    pub fn credentials(&self) -> CredentialConfig {
+        CredentialConfig { version: self.version, community: self.community.clone(), v3: self.v3.clone() }
+    }
+}
+
 /// An extra per-interface column.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -268,10 +275,8 @@ impl SourceConfig for SnmpConfig {
                         format!("`{}` is not a prefix like 10.0.0.0/8", r.prefix),
                     ));
                 }
-                let c =
-                    CredentialConfig { version: r.version, community: r.community.clone(), v3: r.v3.clone() };
                 if !r.skip
-                    && let Err(e) = c.resolve(&base)
+                    && let Err(e) = r.credentials().resolve(&base)
                 {
                     v.push(FieldIssue::new(format!("discover.rules[{i}]"), e));
                 }

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use arrow::array::{
     ArrayRef, BooleanArray, FixedSizeBinaryArray, Float64Array, Int64Array, RecordBatch, StringArray,
-    TimestampNanosecondArray, UInt8Array, UInt32Array, UInt64Array,
+    StringBuilder, TimestampNanosecondArray, UInt8Array, UInt32Array, UInt64Array,
 };
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -348,13 +348,7 @@ impl Snmp {
             if rule.is_some_and(|r| r.skip) {
                 continue;
             }
-            let own = rule
-                .map(|r| CredentialConfig {
-                    version: r.version,
-                    community: r.community.clone(),
-                    v3: r.v3.clone(),
-                })
-                .unwrap_or_default();
+            let own = rule.map(crate::DiscoverRule::credentials).unwrap_or_default();
             let Ok(credentials) = own.resolve(&self.base) else { continue }; // validated
             let agent_ip = rule.and_then(|r| r.agent).unwrap_or(exporter);
             let port = rule.and_then(|r| r.port).unwrap_or(d.port);
@@ -646,9 +640,10 @@ impl Snmp {
         };
         let indexes: BTreeSet<u32> = p.columns.iter().flat_map(|c| c.keys().copied()).collect();
         let num = |col: usize, i: u32| p.columns[col].get(&i).and_then(Read::unsigned);
-        let txt = |col: usize, i: u32| p.columns[col].get(&i).cloned().map(Read::into_text);
+        let txt = |col: usize, i: u32| p.columns[col].get(&i);
         let mut next_prev = HashMap::with_capacity(indexes.len());
         let agent = s.target.agent.to_string();
+        let sys_name = p.sys_name.as_deref();
         for &i in &indexes {
             let speed = match (num(IF_HIGH_SPEED, i), num(IF_SPEED, i)) {
                 // ifSpeed saturates at 2^32-1 for fast links: ifHighSpeed
@@ -705,14 +700,14 @@ impl Snmp {
             };
             rows.time.push(started_ns);
             rows.exporter.push(exporter);
-            rows.target.push(s.target.name.clone());
-            rows.agent.push(agent.clone());
-            rows.sys_name.push(p.sys_name.clone());
+            rows.target.append_value(&s.target.name);
+            rows.agent.append_value(&agent);
+            rows.sys_name.append_option(sys_name);
             rows.sys_uptime_ms.push(p.sys_uptime.map(|t| t as u64 * 10));
             rows.if_index.push(i);
-            rows.if_name.push(txt(IF_NAME, i));
-            rows.if_descr.push(txt(IF_DESCR, i));
-            rows.if_alias.push(txt(IF_ALIAS, i));
+            append_text(&mut rows.if_name, txt(IF_NAME, i));
+            append_text(&mut rows.if_descr, txt(IF_DESCR, i));
+            append_text(&mut rows.if_alias, txt(IF_ALIAS, i));
             rows.if_type.push(num(IF_TYPE, i).map(|v| v as u32));
             rows.if_speed.push(speed);
             rows.if_admin.push(num(IF_ADMIN, i).map(|v| v.min(255) as u8));
@@ -725,12 +720,12 @@ impl Snmp {
             rows.in_bps.push(bps(deltas[0]));
             rows.out_bps.push(bps(deltas[1]));
             rows.discontinuity.push(discontinuity);
-            for (x, kind) in self.extras.iter().enumerate() {
+            for (x, col) in rows.extra.iter_mut().enumerate() {
                 let v = p.columns[STANDARD.len() + x].get(&i);
-                match kind {
-                    ExtraKind::U64 => rows.extra_u64[x].push(v.and_then(Read::unsigned)),
-                    ExtraKind::I64 => rows.extra_i64[x].push(v.and_then(Read::signed)),
-                    ExtraKind::Text => rows.extra_text[x].push(v.cloned().map(Read::into_text)),
+                match col {
+                    Extra::U64(c) => c.push(v.and_then(Read::unsigned)),
+                    Extra::I64(c) => c.push(v.and_then(Read::signed)),
+                    Extra::Text(c) => append_text(c, v),
                 }
             }
             next_prev.insert(i, now);
@@ -746,18 +741,35 @@ fn interface_count(p: &PollResult) -> usize {
     p.columns.iter().flat_map(|c| c.keys()).collect::<BTreeSet<_>>().len()
 }
 
+/// Appends a value read from the agent as text (numbers in decimal).
+fn append_text(b: &mut StringBuilder, v: Option<&Read>) {
+    match v {
+        Some(Read::Text(t)) => b.append_value(t),
+        Some(Read::Int(n)) => b.append_value(n.to_string()),
+        Some(Read::Unsigned(n)) => b.append_value(n.to_string()),
+        None => b.append_null(),
+    }
+}
+
+/// A user column's values, of its declared type.
+enum Extra {
+    U64(Vec<Option<u64>>),
+    I64(Vec<Option<i64>>),
+    Text(StringBuilder),
+}
+
 /// Interface records not yet sent, column by column.
 struct Rows {
     time: Vec<i64>,
     exporter: Vec<[u8; 16]>,
-    target: Vec<String>,
-    agent: Vec<String>,
-    sys_name: Vec<Option<String>>,
+    target: StringBuilder,
+    agent: StringBuilder,
+    sys_name: StringBuilder,
     sys_uptime_ms: Vec<Option<u64>>,
     if_index: Vec<u32>,
-    if_name: Vec<Option<String>>,
-    if_descr: Vec<Option<String>>,
-    if_alias: Vec<Option<String>>,
+    if_name: StringBuilder,
+    if_descr: StringBuilder,
+    if_alias: StringBuilder,
     if_type: Vec<Option<u32>>,
     if_speed: Vec<Option<u64>>,
     if_admin: Vec<Option<u8>>,
@@ -769,25 +781,30 @@ struct Rows {
     out_bps: Vec<Option<f64>>,
     discontinuity: Vec<bool>,
     extras: Vec<ExtraKind>,
-    extra_u64: Vec<Vec<Option<u64>>>,
-    extra_i64: Vec<Vec<Option<i64>>>,
-    extra_text: Vec<Vec<Option<String>>>,
+    extra: Vec<Extra>,
 }
 
 impl Rows {
     fn new(extras: Vec<ExtraKind>) -> Self {
-        let n = extras.len();
+        let extra = extras
+            .iter()
+            .map(|k| match k {
+                ExtraKind::U64 => Extra::U64(Vec::new()),
+                ExtraKind::I64 => Extra::I64(Vec::new()),
+                ExtraKind::Text => Extra::Text(StringBuilder::new()),
+            })
+            .collect();
         Self {
             time: Vec::new(),
             exporter: Vec::new(),
-            target: Vec::new(),
-            agent: Vec::new(),
-            sys_name: Vec::new(),
+            target: StringBuilder::new(),
+            agent: StringBuilder::new(),
+            sys_name: StringBuilder::new(),
             sys_uptime_ms: Vec::new(),
             if_index: Vec::new(),
-            if_name: Vec::new(),
-            if_descr: Vec::new(),
-            if_alias: Vec::new(),
+            if_name: StringBuilder::new(),
+            if_descr: StringBuilder::new(),
+            if_alias: StringBuilder::new(),
             if_type: Vec::new(),
             if_speed: Vec::new(),
             if_admin: Vec::new(),
@@ -799,9 +816,7 @@ impl Rows {
             out_bps: Vec::new(),
             discontinuity: Vec::new(),
             extras,
-            extra_u64: vec![Vec::new(); n],
-            extra_i64: vec![Vec::new(); n],
-            extra_text: vec![Vec::new(); n],
+            extra,
         }
     }
 
@@ -811,23 +826,23 @@ impl Rows {
 
     fn take(&mut self, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
         let fresh = Rows::new(self.extras.clone());
-        let r = std::mem::replace(self, fresh);
+        let mut r = std::mem::replace(self, fresh);
         let u64s = |v: Vec<Option<u64>>| Arc::new(UInt64Array::from(v)) as ArrayRef;
         let f64s = |v: Vec<Option<f64>>| Arc::new(Float64Array::from(v)) as ArrayRef;
-        let strs = |v: Vec<Option<String>>| Arc::new(StringArray::from(v)) as ArrayRef;
+        let strs = |b: &mut StringBuilder| Arc::new(b.finish()) as ArrayRef;
         let [c0, c1, c2, c3, c4, c5] = r.counters;
         let [d0, d1, d2, d3, d4, d5] = r.deltas;
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(TimestampNanosecondArray::from(r.time).with_timezone("UTC")),
             Arc::new(FixedSizeBinaryArray::try_from_iter(r.exporter.into_iter())?),
-            Arc::new(StringArray::from(r.target)),
-            Arc::new(StringArray::from(r.agent)),
-            strs(r.sys_name),
+            strs(&mut r.target),
+            strs(&mut r.agent),
+            strs(&mut r.sys_name),
             u64s(r.sys_uptime_ms),
             Arc::new(UInt32Array::from(r.if_index)),
-            strs(r.if_name),
-            strs(r.if_descr),
-            strs(r.if_alias),
+            strs(&mut r.if_name),
+            strs(&mut r.if_descr),
+            strs(&mut r.if_alias),
             Arc::new(UInt32Array::from(r.if_type)),
             u64s(r.if_speed),
             Arc::new(UInt8Array::from(r.if_admin)),
@@ -849,15 +864,11 @@ impl Rows {
             f64s(r.out_bps),
             Arc::new(BooleanArray::from(r.discontinuity)),
         ];
-        let (mut u, mut i, mut t) =
-            (r.extra_u64.into_iter(), r.extra_i64.into_iter(), r.extra_text.into_iter());
-        for kind in &r.extras {
-            let (a, b, c) =
-                (u.next().unwrap_or_default(), i.next().unwrap_or_default(), t.next().unwrap_or_default());
-            cols.push(match kind {
-                ExtraKind::U64 => u64s(a),
-                ExtraKind::I64 => Arc::new(Int64Array::from(b)),
-                ExtraKind::Text => strs(c),
+        for e in r.extra {
+            cols.push(match e {
+                Extra::U64(v) => u64s(v),
+                Extra::I64(v) => Arc::new(Int64Array::from(v)),
+                Extra::Text(mut b) => strs(&mut b),
             });
         }
         RecordBatch::try_new(schema.clone(), cols)

@@ -298,7 +298,7 @@ fn write_guest(c: &mut Caller<'_, HostState>, ptr: u32, bytes: &[u8]) -> bool {
 }
 
 /// What crosses the boundary, as the plugin declared at init.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Shape {
     /// Input columns sent; all when `None`.
     projection: Option<Vec<usize>>,
@@ -527,8 +527,13 @@ fn classify(store: &Store<HostState>, e: wasmtime::Error, limits: Limits) -> Fai
 impl PluginInstance {
     /// Runs `process` on one batch.
     pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch, Failure> {
-        let shape = self.shape.clone().ok_or_else(|| Failure::Load("process before init".into()))?;
-        let sent = match &shape.projection {
+        let projection = self
+            .shape
+            .as_ref()
+            .ok_or_else(|| Failure::Load("process before init".into()))?
+            .projection
+            .as_deref();
+        let sent = match projection {
             Some(p) => batch.project(p).map_err(|e| Failure::Malformed(e.to_string()))?,
             None => batch.clone(),
         };
@@ -540,7 +545,7 @@ impl PluginInstance {
         self.buf = buf;
         let (_, out) = read_ipc_owned(reply?)?;
         let out = out.ok_or_else(|| Failure::Malformed("the reply holds a schema but no batch".into()))?;
-        shape.assemble(batch, out)
+        self.shape.as_ref().expect("checked above").assemble(batch, out)
     }
 
     /// Copies `msg` in, calls `f(ptr, len)`, copies the reply out.
