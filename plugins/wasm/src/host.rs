@@ -101,6 +101,10 @@ pub struct Plugin {
 /// Loads `path`: compiled once per process (and cached on disk across
 /// processes), checked for the ABI's exports and version.
 pub fn load(path: &Path, limits: Limits) -> Result<Arc<Plugin>, Failure> {
+    // Validation, schema resolution and build each load the plugin: the
+    // second and third time it is the same, checked one.
+    type PluginKey = (PathBuf, u64, Duration, usize);
+    static PLUGINS: OnceLock<Mutex<HashMap<PluginKey, Arc<Plugin>>>> = OnceLock::new();
     static LOADED: OnceLock<Mutex<HashMap<(PathBuf, u64), Module>>> = OnceLock::new();
     let bytes =
         std::fs::read(path).map_err(|e| Failure::Load(format!("cannot read {}: {e}", path.display())))?;
@@ -109,6 +113,11 @@ pub fn load(path: &Path, limits: Limits) -> Result<Arc<Plugin>, Failure> {
     bytes.hash(&mut h);
     engine.precompile_compatibility_hash().hash(&mut h);
     let key = h.finish();
+    let plugin_key = (path.to_path_buf(), key, limits.timeout, limits.memory);
+    let plugins = PLUGINS.get_or_init(Default::default);
+    if let Some(p) = plugins.lock().ok().and_then(|m| m.get(&plugin_key).cloned()) {
+        return Ok(p);
+    }
     let cache = LOADED.get_or_init(Default::default);
     let cached = cache.lock().ok().and_then(|m| m.get(&(path.to_path_buf(), key)).cloned());
     let module = match cached {
@@ -133,7 +142,11 @@ pub fn load(path: &Path, limits: Limits) -> Result<Arc<Plugin>, Failure> {
     let plugin = Plugin { path: path.to_path_buf(), pre, limits };
     // The ABI version is checked by calling it.
     plugin.check_version()?;
-    Ok(Arc::new(plugin))
+    let plugin = Arc::new(plugin);
+    if let Ok(mut m) = plugins.lock() {
+        m.insert(plugin_key, plugin.clone());
+    }
+    Ok(plugin)
 }
 
 /// Compiles, or reads the compiled form from the on-disk cache.
