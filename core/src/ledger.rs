@@ -50,11 +50,13 @@ pub enum DropReason {
     Evicted,
     /// The component that held the records failed.
     ComponentFailed,
+    /// Data still waiting for its template when its source stopped.
+    TemplateMissing,
 }
 
 impl DropReason {
     /// Every reason, in display order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         Self::Malformed,
         Self::TemplateTimeout,
         Self::BufferFull,
@@ -66,6 +68,7 @@ impl DropReason {
         Self::NotAllowed,
         Self::Evicted,
         Self::ComponentFailed,
+        Self::TemplateMissing,
     ];
 
     /// The label used in metrics and tables.
@@ -82,6 +85,7 @@ impl DropReason {
             Self::NotAllowed => "not_allowed",
             Self::Evicted => "evicted",
             Self::ComponentFailed => "component_failed",
+            Self::TemplateMissing => "template_missing",
         }
     }
 

@@ -45,9 +45,60 @@ impl Gauge {
         self.0.store(v, Ordering::Relaxed);
     }
 
+    /// Moves the value by `to - from`: for a gauge that several workers
+    /// share, each adding the change of its own part.
+    #[inline]
+    pub fn adjust(&self, from: u64, to: u64) {
+        if to > from {
+            self.0.fetch_add(to - from, Ordering::Relaxed);
+        } else if from > to {
+            self.0.fetch_sub(from - to, Ordering::Relaxed);
+        }
+    }
+
     /// The current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Rate limit for a repeated log line: a few lines per ten seconds, each
+/// saying how many were suppressed before it.
+#[derive(Debug)]
+pub struct LogLimit {
+    window: std::time::Instant,
+    in_window: u32,
+    suppressed: u64,
+}
+
+impl Default for LogLimit {
+    fn default() -> Self {
+        Self { window: std::time::Instant::now(), in_window: 0, suppressed: 0 }
+    }
+}
+
+impl LogLimit {
+    /// Lines allowed per window.
+    pub const PER_WINDOW: u32 = 5;
+    /// The window.
+    pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// Whether to log this occurrence: `Some(n)` with the number suppressed
+    /// since the last line that was logged, or `None` (counted as
+    /// suppressed).
+    pub fn allow(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if now.duration_since(self.window) >= Self::WINDOW {
+            self.window = now;
+            self.in_window = 0;
+        }
+        if self.in_window < Self::PER_WINDOW {
+            self.in_window += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
     }
 }
 

@@ -24,19 +24,31 @@ pub fn address_type() -> DataType {
 }
 
 /// Where a record's sampling rate came from (`sampling_source` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SamplingSource {
     /// The NetFlow v5 header's sampling field.
     Header,
     /// v9/IPFIX options data (sampling interval, sampler tables).
     Options,
-    /// The per-exporter default in the pipeline config (nothing was exported).
+    /// The per-exporter default in the pipeline config, or 1 when nothing
+    /// was announced and nothing is configured.
+    #[default]
     Default,
     /// A per-exporter override in the pipeline config.
     Override,
+    /// The data record itself carries its rate (e.g. `samplingInterval` in
+    /// every flow record, as Huawei exports it).
+    Record,
+    /// The record names a sampler that has not been described (yet): the
+    /// rate is not known and `sampling_rate` is null.
+    Unknown,
 }
 
 impl SamplingSource {
+    /// Every source, in the order of their codes.
+    pub const ALL: [SamplingSource; 6] =
+        [Self::Header, Self::Options, Self::Default, Self::Override, Self::Record, Self::Unknown];
+
     /// The value stored in the `sampling_source` column.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -44,6 +56,8 @@ impl SamplingSource {
             Self::Options => "options",
             Self::Default => "default",
             Self::Override => "override",
+            Self::Record => "record",
+            Self::Unknown => "unknown",
         }
     }
 }
@@ -51,7 +65,9 @@ impl SamplingSource {
 /// The normalized flow schema (DESIGN.md, "The flow schema").
 ///
 /// Columns that a protocol version cannot fill are null, never zero, so that
-/// "not exported" and "exported as 0" stay distinguishable.
+/// "not exported" and "exported as 0" stay distinguishable: that includes
+/// `bytes` and `packets` (a NAT event carries no counters) and
+/// `sampling_rate` (null when `sampling_source` is `unknown`).
 pub fn flow_schema() -> SchemaRef {
     static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
     SCHEMA
@@ -76,15 +92,15 @@ pub fn flow_schema() -> SchemaRef {
                 f("tos", UInt8, true),
                 f("in_if", UInt32, true),
                 f("out_if", UInt32, true),
-                f("bytes", UInt64, false),
-                f("packets", UInt64, false),
+                f("bytes", UInt64, true),
+                f("packets", UInt64, true),
                 f("src_as", UInt32, true),
                 f("dst_as", UInt32, true),
                 f("src_mask", UInt8, true),
                 f("dst_mask", UInt8, true),
                 f("vlan", UInt16, true),
                 f("direction", UInt8, true),
-                f("sampling_rate", UInt32, false),
+                f("sampling_rate", UInt32, true),
                 f("sampling_source", Utf8, false),
             ]))
         })

@@ -14,7 +14,7 @@ use spillway_core::registry::FieldIssue;
 use crate::decode::{Decoder, DecoderConfig, SamplingConfig};
 use crate::iana::ExtraField;
 use crate::row::FlowBuilders;
-use crate::template::StoreLimits;
+use crate::state::StoreLimits;
 
 /// Template state settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,16 +24,25 @@ pub struct TemplateSettings {
     /// as `template_timeout`).
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
-    /// Most bytes of data held waiting for templates.
+    /// Most memory held by data waiting for templates (bytes plus a fixed
+    /// overhead per set); the oldest is dropped beyond it (counted as
+    /// `evicted`).
     #[serde(default = "default_max_pending")]
     pub max_pending: ByteSize,
-    /// Most (exporter, observation domain) pairs with templates; the least
-    /// recently used is evicted beyond this (source addresses can be spoofed).
-    #[serde(default = "default_max_exporters")]
-    pub max_exporters: usize,
-    /// Most templates per (exporter, observation domain).
+    /// Most memory of per-exporter state: templates, sampler tables,
+    /// sequence positions. The least recently used (exporter, observation
+    /// domain) is evicted beyond it (counted); source addresses can be
+    /// spoofed, so this is what bounds a flood.
+    #[serde(default = "default_max_state")]
+    pub max_state: ByteSize,
+    /// Most templates per (exporter, observation domain); the least
+    /// recently used is evicted beyond it.
     #[serde(default = "default_max_per_exporter")]
     pub max_per_exporter: usize,
+    /// Most observation domains per exporter address; data from more is
+    /// refused (counted) rather than evicting other exporters' state.
+    #[serde(default = "default_max_domains")]
+    pub max_domains_per_exporter: usize,
 }
 
 impl Default for TemplateSettings {
@@ -41,8 +50,9 @@ impl Default for TemplateSettings {
         Self {
             timeout: default_timeout(),
             max_pending: default_max_pending(),
-            max_exporters: default_max_exporters(),
+            max_state: default_max_state(),
             max_per_exporter: default_max_per_exporter(),
+            max_domains_per_exporter: default_max_domains(),
         }
     }
 }
@@ -53,11 +63,14 @@ fn default_timeout() -> HumanDuration {
 fn default_max_pending() -> ByteSize {
     ByteSize(64 << 20)
 }
-fn default_max_exporters() -> usize {
-    100_000
+fn default_max_state() -> ByteSize {
+    ByteSize(64 << 20)
 }
 fn default_max_per_exporter() -> usize {
     1024
+}
+fn default_max_domains() -> usize {
+    256
 }
 
 /// Sampling rates from the config, by exporter prefix.
@@ -124,11 +137,17 @@ pub fn validate(
             v.push(FieldIssue::new("allow", e));
         }
     }
-    if t.max_exporters == 0 {
-        v.push(FieldIssue::new("templates.max_exporters", "must be at least 1"));
+    if t.max_state.get() < 1 << 20 {
+        v.push(FieldIssue::new("templates.max_state", "must be at least 1MiB"));
     }
-    if t.max_per_exporter == 0 {
-        v.push(FieldIssue::new("templates.max_per_exporter", "must be at least 1"));
+    if t.max_pending.get() < 1 << 20 {
+        v.push(FieldIssue::new("templates.max_pending", "must be at least 1MiB"));
+    }
+    if t.max_per_exporter == 0 || t.max_per_exporter > 65_536 {
+        v.push(FieldIssue::new("templates.max_per_exporter", "must be between 1 and 65536"));
+    }
+    if t.max_domains_per_exporter == 0 {
+        v.push(FieldIssue::new("templates.max_domains_per_exporter", "must be at least 1"));
     }
     v
 }
@@ -152,16 +171,24 @@ pub fn named_outputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
     vec![("loss", loss_schema())]
 }
 
-/// The decoder config for these settings.
-pub fn decoder_config(t: &TemplateSettings, s: &SamplingSettings, extras: &[ExtraField]) -> DecoderConfig {
+/// The config of each of `decoders` decoders sharing these settings: the
+/// byte budgets are the source's, split between them.
+pub fn decoder_config(
+    t: &TemplateSettings,
+    s: &SamplingSettings,
+    extras: &[ExtraField],
+    decoders: usize,
+) -> DecoderConfig {
+    let share = |b: &ByteSize| (b.get() / decoders.max(1) as u64).min(usize::MAX as u64) as usize;
     DecoderConfig {
         extra_ids: extras.iter().map(|e| e.id).collect(),
         limits: StoreLimits {
-            max_exporters: t.max_exporters,
-            max_templates_per_exporter: t.max_per_exporter,
+            max_bytes: share(&t.max_state),
+            max_templates_per_domain: t.max_per_exporter,
+            max_domains_per_exporter: t.max_domains_per_exporter,
         },
         template_timeout_ns: t.timeout.get().as_nanos().min(i64::MAX as u128) as i64,
-        max_pending_bytes: t.max_pending.get() as usize,
+        max_pending_bytes: share(&t.max_pending),
         sampling: s.to_config(),
     }
 }
@@ -173,68 +200,94 @@ pub struct SourceMetrics {
     pub malformed: Counter,
     pub not_allowed: Counter,
     pub templates_evicted: Counter,
+    pub domains_evicted: Counter,
+    pub domains_refused: Counter,
+    pub options_refused: Counter,
     pub missing: Counter,
     pub reordered: Counter,
     pub resets: Counter,
     pub pending_sets: Gauge,
     pub pending_bytes: Gauge,
+    pub state_bytes: Gauge,
+    pub state_domains: Gauge,
     pub expired_sets: Counter,
+    pub evicted_sets: Counter,
+    pub sampling_unknown: Counter,
+    pub time_unknown: Counter,
 }
 
 impl SourceMetrics {
     /// Registers the handles for component `name`.
     pub fn new(name: &str) -> Self {
         let l = [("component", name)];
+        let counter = |n, h| metrics::counter(n, h, &l);
+        let gauge = |n, h| metrics::gauge(n, h, &l);
         Self {
-            packets: metrics::counter(
-                "spillway_netflow_packets_total",
-                "NetFlow/IPFIX messages received.",
-                &l,
-            ),
-            malformed: metrics::counter(
+            packets: counter("spillway_netflow_packets_total", "NetFlow/IPFIX messages received."),
+            malformed: counter(
                 "spillway_netflow_malformed_packets_total",
-                "Messages (or their rest) that could not be decoded.",
-                &l,
+                "Messages, sets or parked sets that could not be decoded.",
             ),
-            not_allowed: metrics::counter(
+            not_allowed: counter(
                 "spillway_netflow_not_allowed_packets_total",
                 "Messages from exporters outside the allowlist.",
-                &l,
             ),
-            templates_evicted: metrics::counter(
+            templates_evicted: counter(
                 "spillway_netflow_templates_evicted_total",
-                "Templates evicted to respect the template store's bounds.",
-                &l,
+                "Templates evicted to respect the state's bounds (templates.max_state, max_per_exporter).",
             ),
-            missing: metrics::counter(
+            domains_evicted: counter(
+                "spillway_netflow_exporters_evicted_total",
+                "(exporter, observation domain) states evicted to respect templates.max_state.",
+            ),
+            domains_refused: counter(
+                "spillway_netflow_domains_refused_total",
+                "Messages of a new observation domain refused: the exporter holds templates.max_domains_per_exporter.",
+            ),
+            options_refused: counter(
+                "spillway_netflow_options_refused_total",
+                "Options records (sampler rates, boot times) not kept: a full sampler table or a refused domain.",
+            ),
+            missing: counter(
                 "spillway_netflow_sequence_missing_total",
                 "Records (packets for v9) missing according to sequence numbers.",
-                &l,
             ),
-            reordered: metrics::counter(
+            reordered: counter(
                 "spillway_netflow_sequence_reordered_total",
                 "Messages that arrived late or twice.",
-                &l,
             ),
-            resets: metrics::counter(
+            resets: counter(
                 "spillway_netflow_sequence_resets_total",
                 "Sequence restarts (exporter reboots).",
-                &l,
             ),
-            pending_sets: metrics::gauge(
-                "spillway_netflow_pending_sets",
-                "Data sets waiting for their template.",
-                &l,
-            ),
-            pending_bytes: metrics::gauge(
+            pending_sets: gauge("spillway_netflow_pending_sets", "Data sets waiting for their template."),
+            pending_bytes: gauge(
                 "spillway_netflow_pending_bytes",
-                "Bytes of data sets waiting for their template.",
-                &l,
+                "Memory of data sets waiting for their template (bytes plus a fixed overhead per set).",
             ),
-            expired_sets: metrics::counter(
+            state_bytes: gauge(
+                "spillway_netflow_state_bytes",
+                "Memory charged to per-exporter state (templates, samplers, sequence positions).",
+            ),
+            state_domains: gauge(
+                "spillway_netflow_exporters",
+                "(exporter, observation domain) pairs with state.",
+            ),
+            expired_sets: counter(
                 "spillway_netflow_template_timeout_sets_total",
                 "Data sets dropped because their template never came.",
-                &l,
+            ),
+            evicted_sets: counter(
+                "spillway_netflow_pending_evicted_sets_total",
+                "Data sets waiting for a template dropped to respect templates.max_pending.",
+            ),
+            sampling_unknown: counter(
+                "spillway_netflow_sampling_unknown_records_total",
+                "Records naming a sampler that was never described (sampling_source unknown, rate null).",
+            ),
+            time_unknown: counter(
+                "spillway_netflow_time_unknown_records_total",
+                "Records with uptime-relative times from an exporter that never announced its boot time.",
             ),
         }
     }
@@ -250,17 +303,20 @@ pub struct Collector {
     ledger: Arc<ComponentLedger>,
     metrics: SourceMetrics,
     seen: Seen,
-    warned: u32,
+    malformed_logs: spillway_core::metrics::LogLimit,
     name: Arc<str>,
 }
 
+/// The decoder's counters as last mirrored into metrics and gauges.
 #[derive(Default)]
 struct Seen {
-    expired: u64,
-    evicted: u64,
-    missing: u64,
-    reordered: u64,
-    resets: u64,
+    stats: crate::decode::DecodeStats,
+    seq: crate::sequence::SeqStats,
+    templates_evicted: u64,
+    domains_evicted: u64,
+    refused: u64,
+    pending: (usize, usize),
+    state: (usize, usize),
 }
 
 impl Collector {
@@ -281,35 +337,70 @@ impl Collector {
             ledger,
             metrics,
             seen: Seen::default(),
-            warned: 0,
+            malformed_logs: spillway_core::metrics::LogLimit::default(),
             name,
         }
     }
 
-    /// Decodes one message. Records count as received; a message that
-    /// cannot be decoded (or its undecodable rest) counts as one record
-    /// received and dropped as `malformed`, since its record count is unknown.
+    /// Decodes one message. Records count as received; each part that
+    /// cannot be decoded (the message, a set, a parked set that fails on
+    /// release) counts as one record received and dropped as `malformed`,
+    /// and each parked set pushed out by the parking budget as one record
+    /// dropped as `evicted`: their record counts are unknown.
     #[inline]
     pub fn ingest(&mut self, msg: &[u8], exporter: [u8; 16], now_ns: i64) {
         self.metrics.packets.add(1);
         let o = self.decoder.decode(msg, exporter, now_ns, &mut self.builders);
-        self.ledger.received(o.records);
+        self.ledger.received(o.records + o.dropped + o.evicted);
         if let (Some(l), Some((records, ledger))) = (o.loss, &mut self.loss) {
             records.push(l);
             ledger.received(1);
         }
-        if let Some(e) = o.error {
-            self.ledger.received(1);
-            self.ledger.dropped(DropReason::Malformed, 1);
-            self.metrics.malformed.add(1);
-            if self.warned < 10 {
-                self.warned += 1;
+        if o.evicted > 0 {
+            self.ledger.dropped(DropReason::Evicted, o.evicted);
+            self.metrics.evicted_sets.add(o.evicted);
+        }
+        if o.dropped > 0 {
+            self.ledger.dropped(DropReason::Malformed, o.dropped);
+            self.metrics.malformed.add(o.dropped);
+            if let Some(e) = o.error
+                && let Some(suppressed) = self.malformed_logs.allow()
+            {
                 tracing::warn!(
                     component = %self.name,
                     exporter = %spillway_core::schema::addr_from_bytes(exporter),
                     error = %e,
-                    "malformed NetFlow message dropped (further ones are only counted)"
+                    kind = e.kind(),
+                    suppressed,
+                    "malformed NetFlow data dropped"
                 );
+            }
+        }
+        if self.decoder.has_notices() {
+            self.log_notices();
+        }
+    }
+
+    fn log_notices(&mut self) {
+        use crate::decode::NoticeKind;
+        for n in self.decoder.take_notices() {
+            let exporter = spillway_core::schema::addr_from_bytes(n.exporter);
+            match n.kind {
+                NoticeKind::TimeUnknown => tracing::warn!(
+                    component = %self.name,
+                    %exporter,
+                    domain = n.domain,
+                    "records use uptime-relative times but the exporter never sent systemInitTimeMilliseconds: \
+                     flow_start and flow_end are null (time_received is set); further records are only counted"
+                ),
+                NoticeKind::SamplerUnknown { sampler } => tracing::warn!(
+                    component = %self.name,
+                    %exporter,
+                    domain = n.domain,
+                    sampler,
+                    "records name a sampler the exporter has not described: sampling_source is unknown and \
+                     sampling_rate null until its options arrive; further records are only counted"
+                ),
             }
         }
     }
@@ -336,28 +427,62 @@ impl Collector {
     /// Expires parked data and mirrors the decoder's counters into the
     /// ledger and metrics. Call about once a second.
     pub fn housekeeping(&mut self, now_ns: i64) {
-        self.decoder.expire(now_ns);
-        let s = self.decoder.stats;
-        let expired = s.pending_expired - self.seen.expired;
-        if expired > 0 {
+        let gone = self.decoder.expire(now_ns);
+        if gone.expired > 0 {
             // A parked set's record count is unknown: each counts as one.
-            self.ledger.received(expired);
-            self.ledger.dropped(DropReason::TemplateTimeout, expired);
-            self.metrics.expired_sets.add(expired);
-            tracing::warn!(component = %self.name, sets = expired, "data sets dropped: their template never arrived");
+            self.ledger.received(gone.expired);
+            self.ledger.dropped(DropReason::TemplateTimeout, gone.expired);
+            self.metrics.expired_sets.add(gone.expired);
+            tracing::warn!(component = %self.name, sets = gone.expired, "data sets dropped: their template never arrived");
         }
-        self.seen.expired = s.pending_expired;
-        let ev = self.decoder.templates_evicted();
-        self.metrics.templates_evicted.add(ev - self.seen.evicted);
-        self.seen.evicted = ev;
-        let q = self.decoder.sequences.stats;
-        self.metrics.missing.add(q.missing - self.seen.missing);
-        self.metrics.reordered.add(q.reordered - self.seen.reordered);
-        self.metrics.resets.add(q.resets - self.seen.resets);
-        (self.seen.missing, self.seen.reordered, self.seen.resets) = (q.missing, q.reordered, q.resets);
+        self.mirror();
+    }
+
+    /// Counts every set still waiting for a template as dropped
+    /// (`template_missing`): at a stop, nothing will release them.
+    pub fn abandon_parked(&mut self) {
+        let sets = self.decoder.drain_parked().len() as u64;
+        if sets > 0 {
+            self.ledger.received(sets);
+            self.ledger.dropped(DropReason::TemplateMissing, sets);
+            tracing::warn!(
+                component = %self.name,
+                sets,
+                "data sets still waiting for their template at the stop are dropped (counted as template_missing)"
+            );
+        }
+        self.mirror();
+    }
+
+    /// Mirrors the decoder's counters and sizes into metrics.
+    fn mirror(&mut self) {
+        let m = &self.metrics;
+        let s = self.decoder.stats;
+        let was = &self.seen.stats;
+        m.sampling_unknown.add(s.sampling_unknown - was.sampling_unknown);
+        m.time_unknown.add(s.time_unknown - was.time_unknown);
+        m.options_refused.add(s.options_refused - was.options_refused);
+        self.seen.stats = s;
+        let st = self.decoder.state();
+        m.templates_evicted.add(st.evicted.templates - self.seen.templates_evicted);
+        m.domains_evicted.add(st.evicted.domains - self.seen.domains_evicted);
+        m.domains_refused.add(st.refused_domains - self.seen.refused);
+        (self.seen.templates_evicted, self.seen.domains_evicted, self.seen.refused) =
+            (st.evicted.templates, st.evicted.domains, st.refused_domains);
+        let q = self.decoder.sequence_stats();
+        m.missing.add(q.missing - self.seen.seq.missing);
+        m.reordered.add(q.reordered - self.seen.seq.reordered);
+        m.resets.add(q.resets - self.seen.seq.resets);
+        self.seen.seq = q;
+        // Gauges are shared by the source's workers: each adds its change.
         let (sets, bytes) = self.decoder.pending();
-        self.metrics.pending_sets.set(sets as u64);
-        self.metrics.pending_bytes.set(bytes as u64);
+        m.pending_sets.adjust(self.seen.pending.0 as u64, sets as u64);
+        m.pending_bytes.adjust(self.seen.pending.1 as u64, bytes as u64);
+        self.seen.pending = (sets, bytes);
+        let state = (st.bytes(), st.len());
+        m.state_bytes.adjust(self.seen.state.0 as u64, state.0 as u64);
+        m.state_domains.adjust(self.seen.state.1 as u64, state.1 as u64);
+        self.seen.state = state;
     }
 
     /// Rows waiting in the builders.

@@ -1,8 +1,10 @@
 //! NetFlow v5, v9 and IPFIX collection.
 //!
-//! - [`decode::Decoder`]: messages into flow-schema Arrow builders, with
-//!   bounded template state, data parked until its template arrives,
-//!   sampling state and sequence accounting.
+//! - [`decode::Decoder`]: messages into flow-schema column buffers, with
+//!   bounded per-exporter [`state`] (templates, sampling, sequence
+//!   positions) and data parked until its template arrives.
+//! - [`packet`]: packet headers (Ethernet, VLAN, MPLS, IP, TCP/UDP/ICMP) for
+//!   IPFIX PSAMP packet sections.
 //! - `netflow` source: UDP, several `SO_REUSEPORT` sockets, `recvmmsg`.
 //! - `pcap` source: replays captures through the same decoder.
 //! - [`generate`]: a load generator speaking real v5/v9/IPFIX.
@@ -14,8 +16,10 @@ pub mod collector;
 pub mod decode;
 pub mod generate;
 pub mod iana;
+pub mod packet;
 pub mod pcap_source;
 pub mod row;
 pub mod sequence;
+pub mod state;
 pub mod template;
 pub mod udp;

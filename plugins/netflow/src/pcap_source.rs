@@ -128,7 +128,7 @@ impl Source for Pcap {
             "replaying capture"
         );
         let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
-        let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras);
+        let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, 1);
         let mut c = Collector::new(
             cfg,
             self.cfg.batch_size,
@@ -141,6 +141,8 @@ impl Source for Pcap {
             c.enable_loss(o.ledger().clone());
         }
         let first_ts = datagrams.first().map_or(0, |d| d.time_ns);
+        let mut last_house = first_ts;
+        let mut latest = first_ts;
         let started = tokio::time::Instant::now();
         for d in &datagrams {
             if shutdown.is_cancelled() {
@@ -162,18 +164,25 @@ impl Source for Pcap {
                 continue;
             }
             // The capture's timestamp is the receive time: replays are
-            // deterministic and keep the original timeline.
+            // deterministic and keep the original timeline, and parked data
+            // expires on it.
+            latest = latest.max(d.time_ns);
+            if latest >= last_house.saturating_add(1_000_000_000) {
+                c.housekeeping(latest);
+                last_house = latest;
+            }
             c.ingest(&d.payload, addr_to_bytes(d.src), d.time_ns);
             if c.is_full() {
                 send(&mut c, &mut out, &mut loss_out, &name).await?;
             }
         }
         // Nothing will ever release data still waiting for a template: it
-        // is counted as expired, never silently forgotten.
-        c.housekeeping(i64::MAX);
+        // is counted (`template_missing`), never silently forgotten.
+        c.housekeeping(latest);
+        c.abandon_parked();
         send(&mut c, &mut out, &mut loss_out, &name).await?;
         let s = c.decoder().stats;
-        tracing::info!(component = %name, templates = s.templates, options_templates = s.options_templates, parked_then_decoded = s.pending_decoded, expired_sets = s.pending_expired, "capture replayed");
+        tracing::info!(component = %name, templates = s.templates, options_templates = s.options_templates, parked_then_decoded = s.pending_decoded, expired_sets = s.pending_expired, evicted_sets = s.pending_evicted, "capture replayed");
         Ok(())
     }
 }

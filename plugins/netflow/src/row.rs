@@ -41,8 +41,9 @@ pub struct Row {
     pub dst_mask: Option<u8>,
     pub vlan: Option<u16>,
     pub direction: Option<u8>,
-    pub sampling_rate: u32,
-    pub sampling_source: Option<SamplingSource>,
+    /// `None` when the rate is unknown (`SamplingSource::Unknown`).
+    pub sampling_rate: Option<u32>,
+    pub sampling_source: SamplingSource,
 }
 
 /// Per-message context shared by its records.
@@ -259,24 +260,21 @@ pub struct FlowBuilders {
     tos: Col<u8>,
     in_if: Col<u32>,
     out_if: Col<u32>,
-    bytes: Vec<u64>,
-    packets: Vec<u64>,
+    bytes: Col<u64>,
+    packets: Col<u64>,
     src_as: Col<u32>,
     dst_as: Col<u32>,
     src_mask: Col<u8>,
     dst_mask: Col<u8>,
     vlan: Col<u16>,
     direction: Col<u8>,
-    sampling_rate: Vec<u32>,
+    sampling_rate: Col<u32>,
     sampling_source: Vec<u8>,
     rows: usize,
     capacity: usize,
     received_min: i64,
     received_max: i64,
 }
-
-const SOURCES: [SamplingSource; 4] =
-    [SamplingSource::Header, SamplingSource::Options, SamplingSource::Default, SamplingSource::Override];
 
 impl FlowBuilders {
     /// Buffers with room for `capacity` rows.
@@ -307,15 +305,15 @@ impl FlowBuilders {
             tos: Col::new(n),
             in_if: Col::new(n),
             out_if: Col::new(n),
-            bytes: Vec::with_capacity(n),
-            packets: Vec::with_capacity(n),
+            bytes: Col::new(n),
+            packets: Col::new(n),
             src_as: Col::new(n),
             dst_as: Col::new(n),
             src_mask: Col::new(n),
             dst_mask: Col::new(n),
             vlan: Col::new(n),
             direction: Col::new(n),
-            sampling_rate: Vec::with_capacity(n),
+            sampling_rate: Col::new(n),
             sampling_source: Vec::with_capacity(n),
             rows: 0,
             capacity,
@@ -374,17 +372,16 @@ impl FlowBuilders {
         self.tos.push(r.tos);
         self.in_if.push(r.in_if);
         self.out_if.push(r.out_if);
-        self.bytes.push(r.bytes.unwrap_or(0));
-        self.packets.push(r.packets.unwrap_or(0));
+        self.bytes.push(r.bytes);
+        self.packets.push(r.packets);
         self.src_as.push(r.src_as);
         self.dst_as.push(r.dst_as);
         self.src_mask.push(r.src_mask);
         self.dst_mask.push(r.dst_mask);
         self.vlan.push(r.vlan);
         self.direction.push(r.direction);
-        self.sampling_rate.push(r.sampling_rate.max(1));
-        let source = r.sampling_source.unwrap_or(SamplingSource::Default);
-        self.sampling_source.push(SOURCES.iter().position(|s| *s == source).unwrap_or(2) as u8);
+        self.sampling_rate.push(r.sampling_rate);
+        self.sampling_source.push(r.sampling_source as u8);
         self.rows += 1;
     }
 
@@ -394,8 +391,9 @@ impl FlowBuilders {
         let n = self.capacity;
         let exporter = self.exporter.finish(n);
         let sources = std::mem::replace(&mut self.sampling_source, Vec::with_capacity(n));
-        let sampling_source: ArrayRef =
-            Arc::new(StringArray::from_iter_values(sources.iter().map(|c| SOURCES[*c as usize].as_str())));
+        let sampling_source: ArrayRef = Arc::new(StringArray::from_iter_values(
+            sources.iter().map(|c| SamplingSource::ALL[*c as usize].as_str()),
+        ));
         let columns: Vec<ArrayRef> = vec![
             Arc::new(
                 TimestampNanosecondArray::new(
@@ -420,15 +418,15 @@ impl FlowBuilders {
             primitive::<UInt8Type>(&mut self.tos, n),
             primitive::<UInt32Type>(&mut self.in_if, n),
             primitive::<UInt32Type>(&mut self.out_if, n),
-            required::<UInt64Type>(&mut self.bytes, n),
-            required::<UInt64Type>(&mut self.packets, n),
+            primitive::<UInt64Type>(&mut self.bytes, n),
+            primitive::<UInt64Type>(&mut self.packets, n),
             primitive::<UInt32Type>(&mut self.src_as, n),
             primitive::<UInt32Type>(&mut self.dst_as, n),
             primitive::<UInt8Type>(&mut self.src_mask, n),
             primitive::<UInt8Type>(&mut self.dst_mask, n),
             primitive::<UInt16Type>(&mut self.vlan, n),
             primitive::<UInt8Type>(&mut self.direction, n),
-            required::<UInt32Type>(&mut self.sampling_rate, n),
+            primitive::<UInt32Type>(&mut self.sampling_rate, n),
             sampling_source,
         ];
         let mut columns = columns;

@@ -4,9 +4,6 @@
 //! [`Target`] per field. Decoding a record is then a walk over the plan with
 //! no lookups.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 /// Length value marking a variable-length field (IPFIX, RFC 7011 §7).
 pub const VARLEN: u16 = 65535;
 
@@ -70,10 +67,38 @@ pub enum Target {
     EndDeltaMicros,
     /// systemInitTimeMilliseconds: the boot time, for uptime-relative times.
     SystemInit,
+    /// samplerId (48) / selectorId (302): which sampler selected the packets.
     SamplerId,
+    /// samplingInterval (34) / samplerRandomInterval (50): 1 in N.
     SamplingInterval,
+    /// samplingPacketInterval (305): packets selected in a row.
     PacketInterval,
+    /// samplingPacketSpace (306): packets not selected in between.
     PacketSpace,
+    /// samplingSize (309): n of random n-out-of-N.
+    SamplingSize,
+    /// samplingPopulation (310): N of random n-out-of-N.
+    SamplingPopulation,
+    /// samplingProbability (311, float64).
+    SamplingProbability,
+    /// selectorAlgorithm (304, RFC 5477).
+    SelectorAlgorithm,
+    /// dataLinkFrameSize (312): the sampled frame's length on the wire.
+    FrameSize,
+    /// ipTotalLength (224).
+    IpTotalLength,
+    /// dataLinkFrameType (408): 1 Ethernet, 2 802.11.
+    FrameType,
+    /// dataLinkFrameSection (315): the frame's first bytes.
+    FrameSection,
+    /// ipHeaderPacketSection (313): the IP packet's first bytes.
+    IpHeaderSection,
+    /// ipPayloadPacketSection (314): the bytes after the IP header.
+    IpPayloadSection,
+    /// mplsLabelStackSection (316): the label stack and what follows.
+    MplsStackSection,
+    /// mplsPayloadPacketSection (317): the bytes after the label stack.
+    MplsPayloadSection,
 }
 
 /// What an IANA element (enterprise 0) means to us.
@@ -123,6 +148,18 @@ pub fn target_of(id: u16) -> Target {
         160 => SystemInit,
         305 => PacketInterval,
         306 => PacketSpace,
+        304 => SelectorAlgorithm,
+        309 => SamplingSize,
+        310 => SamplingPopulation,
+        311 => SamplingProbability,
+        312 => FrameSize,
+        224 => IpTotalLength,
+        408 => FrameType,
+        313 => IpHeaderSection,
+        314 => IpPayloadSection,
+        315 => FrameSection,
+        316 => MplsStackSection,
+        317 => MplsPayloadSection,
         _ => Skip,
     }
 }
@@ -194,151 +231,9 @@ impl Template {
     }
 }
 
-/// Key of a template: exporter address, observation domain, template id.
-pub type TemplateKey = ([u8; 16], u32, u16);
-
-/// Bounds of the template store (source addresses can be spoofed).
-#[derive(Debug, Clone, Copy)]
-pub struct StoreLimits {
-    /// Most distinct (exporter, domain) pairs.
-    pub max_exporters: usize,
-    /// Most templates per (exporter, domain).
-    pub max_templates_per_exporter: usize,
-}
-
-/// Templates of every exporter, bounded, with least-recently-used eviction.
-#[derive(Debug)]
-pub struct TemplateStore {
-    exporters: HashMap<([u8; 16], u32), ExporterTemplates>,
-    limits: StoreLimits,
-    clock: u64,
-    /// Templates evicted to respect the bounds.
-    pub evicted: u64,
-}
-
-#[derive(Debug, Default)]
-struct ExporterTemplates {
-    templates: HashMap<u16, (Arc<Template>, u64)>,
-    last_used: u64,
-}
-
-impl TemplateStore {
-    /// An empty store.
-    pub fn new(limits: StoreLimits) -> Self {
-        Self { exporters: HashMap::new(), limits, clock: 0, evicted: 0 }
-    }
-
-    /// The template for `key`, marking it used. Cloning the `Arc` does not
-    /// allocate.
-    #[inline]
-    pub fn get(&mut self, key: TemplateKey) -> Option<Arc<Template>> {
-        self.clock += 1;
-        let clock = self.clock;
-        let e = self.exporters.get_mut(&(key.0, key.1))?;
-        e.last_used = clock;
-        let (t, used) = e.templates.get_mut(&key.2)?;
-        *used = clock;
-        Some(t.clone())
-    }
-
-    /// Whether a template for `key` is known (does not mark it used).
-    #[inline]
-    pub fn contains(&self, key: TemplateKey) -> bool {
-        self.exporters.get(&(key.0, key.1)).is_some_and(|e| e.templates.contains_key(&key.2))
-    }
-
-    /// Adds or refreshes a template; returns true when it is new or changed.
-    pub fn insert(&mut self, key: TemplateKey, t: Template) -> bool {
-        self.clock += 1;
-        let clock = self.clock;
-        if !self.exporters.contains_key(&(key.0, key.1)) && self.exporters.len() >= self.limits.max_exporters
-        {
-            let oldest = self.exporters.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k);
-            if let Some(k) = oldest
-                && let Some(e) = self.exporters.remove(&k)
-            {
-                self.evicted += e.templates.len() as u64;
-            }
-        }
-        let e = self.exporters.entry((key.0, key.1)).or_default();
-        e.last_used = clock;
-        if !e.templates.contains_key(&key.2) && e.templates.len() >= self.limits.max_templates_per_exporter {
-            let oldest = e.templates.iter().min_by_key(|(_, (_, u))| *u).map(|(k, _)| *k);
-            if let Some(k) = oldest {
-                e.templates.remove(&k);
-                self.evicted += 1;
-            }
-        }
-        if let Some((old, used)) = e.templates.get_mut(&key.2) {
-            *used = clock;
-            if **old == t {
-                return false;
-            }
-            *old = Arc::new(t);
-            return true;
-        }
-        e.templates.insert(key.2, (Arc::new(t), clock));
-        true
-    }
-
-    /// If `key` already holds a template with exactly these fields, marks it
-    /// used and returns true (a refresh: nothing to build, nothing to
-    /// allocate).
-    pub fn refresh(&mut self, key: TemplateKey, fields: &[FieldSpec], scope_fields: u16) -> bool {
-        self.clock += 1;
-        let clock = self.clock;
-        let Some(e) = self.exporters.get_mut(&(key.0, key.1)) else { return false };
-        let Some((t, used)) = e.templates.get_mut(&key.2) else { return false };
-        if *t.fields != *fields || t.scope_fields != scope_fields {
-            return false;
-        }
-        *used = clock;
-        e.last_used = clock;
-        true
-    }
-
-    /// Withdraws one template (IPFIX withdrawal).
-    pub fn remove(&mut self, key: TemplateKey) {
-        if let Some(e) = self.exporters.get_mut(&(key.0, key.1)) {
-            e.templates.remove(&key.2);
-        }
-    }
-
-    /// Withdraws every template of one kind (data or options) of an exporter.
-    pub fn remove_all(&mut self, exporter: [u8; 16], domain: u32, options: bool) {
-        if let Some(e) = self.exporters.get_mut(&(exporter, domain)) {
-            e.templates.retain(|_, (t, _)| t.is_options() != options);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(id: u16) -> Template {
-        Template::new(vec![FieldSpec { id, len: 4, enterprise: 0 }], 0, &[]).unwrap()
-    }
-
-    #[test]
-    fn the_store_is_bounded_and_evicts_the_least_recently_used() {
-        let mut s = TemplateStore::new(StoreLimits { max_exporters: 2, max_templates_per_exporter: 2 });
-        let a = [1; 16];
-        let b = [2; 16];
-        let c = [3; 16];
-        s.insert((a, 0, 256), t(1));
-        s.insert((a, 0, 257), t(2));
-        assert!(s.get((a, 0, 256)).is_some());
-        s.insert((a, 0, 258), t(3)); // evicts 257, the least recently used
-        assert!(s.get((a, 0, 257)).is_none());
-        assert_eq!(s.evicted, 1);
-        s.insert((b, 0, 256), t(1));
-        s.get((a, 0, 256));
-        s.insert((c, 0, 256), t(1)); // evicts exporter b
-        assert!(s.get((b, 0, 256)).is_none());
-        assert!(s.get((a, 0, 258)).is_some());
-        assert_eq!(s.evicted, 2);
-    }
 
     #[test]
     fn templates_that_describe_nothing_are_refused() {

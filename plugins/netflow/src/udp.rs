@@ -186,7 +186,8 @@ impl Source for Netflow {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
         let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
-        let decoder_cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras);
+        let decoder_cfg =
+            collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, self.cfg.workers);
         let source_metrics = SourceMetrics::new(&name);
         let drops = KernelDrops::new(&sockets, ledger.clone(), &name);
         let mut threads = Vec::new();
@@ -396,6 +397,7 @@ impl Worker {
             }
         }
         self.collector.housekeeping(now_ns());
+        self.collector.abandon_parked();
         self.send();
     }
 

@@ -104,7 +104,7 @@ fn softflowd_exports_match_the_reference_totals_and_nfdump_flow_by_flow() {
         assert_eq!(b.num_rows(), case.records, "{}", case.dir);
         assert_eq!(common::u64_sum(b, "packets"), case.sum_packets, "{}", case.dir);
         assert_eq!(common::u64_sum(b, "bytes"), case.sum_bytes, "{}", case.dir);
-        let seq = d.decoder.sequences.stats;
+        let seq = d.decoder.sequence_stats();
         assert_eq!((seq.missing, seq.resets), (0, 0), "{}: no loss in a complete export: {seq:?}", case.dir);
         assert_eq!(d.decoder.stats.pending_expired, 0);
 

@@ -8,7 +8,7 @@ mod common;
 
 use spillway_core::schema::addr_to_bytes;
 use spillway_netflow::capture;
-use spillway_netflow::decode::{DecodeError, Decoder, DecoderConfig};
+use spillway_netflow::decode::{DecodeError, Decoder, DecoderConfig, SET_OVERHEAD};
 use spillway_netflow::row::FlowBuilders;
 
 const EXPORTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
@@ -148,7 +148,7 @@ fn data_before_its_template_is_held_and_decoded_when_the_template_arrives() {
     let mut d = Decoder::new(DecoderConfig::default());
     let mut out = FlowBuilders::new(16);
     let o = d.decode(&ipfix(&data), EXPORTER, 1, &mut out);
-    assert_eq!((o.records, d.pending()), (0, (1, 24)));
+    assert_eq!((o.records, d.pending()), (0, (1, 24 + SET_OVERHEAD)));
     let o = d.decode(&ipfix(&template), EXPORTER, 2, &mut out);
     assert_eq!(o.records, 2, "both parked records decode when the template comes");
     assert_eq!(d.pending(), (0, 0));
@@ -157,7 +157,7 @@ fn data_before_its_template_is_held_and_decoded_when_the_template_arrives() {
     assert_eq!(common::u64_sum(&b, "packets"), 5);
     // A set whose template never comes expires and is counted.
     d.decode(&ipfix(&[2, 0, 0, 8, 1, 2, 3, 4]), EXPORTER, 10, &mut out);
-    assert_eq!(d.expire(10 + 600 * 1_000_000_000), 1);
+    assert_eq!(d.expire(10 + 600 * 1_000_000_000).expired, 1);
     assert_eq!(d.stats.pending_expired, 1);
 }
 
@@ -194,22 +194,23 @@ fn sampling_rates_come_from_options_data_config_or_default_with_provenance() {
         sets.extend_from_slice(&data);
         assert_eq!(decode_with(&mut d, &sets, &mut out), 2);
         let b = out.finish();
-        let r: Vec<u32> =
-            b.column_by_name("sampling_rate").unwrap().as_primitive::<UInt32Type>().values().to_vec();
+        let r: Vec<Option<u32>> =
+            b.column_by_name("sampling_rate").unwrap().as_primitive::<UInt32Type>().iter().collect();
         let s = b.column_by_name("sampling_source").unwrap().as_any().downcast_ref::<StringArray>().unwrap();
         let s: Vec<String> = s.iter().map(|v| v.unwrap().to_string()).collect();
         (r, s)
     };
-    // Sampler 7 is known from options; sampler 9 is not, so the default applies.
-    assert_eq!(rates(cfg(&[], &[])), (vec![512, 1], vec!["options".into(), "default".into()]));
+    // Sampler 7 is known from options; sampler 9 is not: its rate is
+    // unknown, never guessed, even with a configured default.
+    assert_eq!(rates(cfg(&[], &[])), (vec![Some(512), None], vec!["options".into(), "unknown".into()]));
     assert_eq!(
         rates(cfg(&[("192.0.2.0/24", 100)], &[])),
-        (vec![512, 100], vec!["options".into(), "default".into()])
+        (vec![Some(512), None], vec!["options".into(), "unknown".into()])
     );
     // An override wins over what the exporter says.
     assert_eq!(
         rates(cfg(&[], &[("192.0.2.1/32", 64)])),
-        (vec![64, 64], vec!["override".into(), "override".into()])
+        (vec![Some(64), Some(64)], vec!["override".into(), "override".into()])
     );
 }
 
