@@ -289,3 +289,53 @@ fn extra_fields_by_iana_name_reach_parquet_as_typed_columns() {
     );
     assert_eq!(got.trim(), "uint64 string ['192.168.0.1', '192.168.0.2']");
 }
+
+/// Offsets of the blocks of a little-endian pcapng image.
+fn pcapng_blocks(b: &[u8]) -> Vec<(u32, usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + 12 <= b.len() {
+        let ty = u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+        let len = u32::from_le_bytes(b[at + 4..at + 8].try_into().unwrap()) as usize;
+        out.push((ty, at, len));
+        at += len;
+    }
+    out
+}
+
+#[test]
+fn a_damaged_capture_replays_everything_else_and_counts_what_it_lost() {
+    let Some(corpus) = common::corpus() else { return };
+    let mut bytes = std::fs::read(corpus.join("softflowd/v9/export_v9.pcap")).unwrap();
+    let packets: Vec<(usize, usize)> =
+        pcapng_blocks(&bytes).into_iter().filter(|(ty, ..)| *ty == 6).map(|(_, at, len)| (at, len)).collect();
+    // The v9 header's record count of the datagram in packet block `i`
+    // (Ethernet, IPv4, UDP, then the export header; data-only datagrams).
+    let records = |b: &[u8], i: usize| {
+        let v9 = packets[i].0 + 28 + 14 + 20 + 8;
+        u16::from_be_bytes([b[v9 + 2], b[v9 + 3]]) as u64
+    };
+    let lost = records(&bytes, 40) + records(&bytes, packets.len() - 1);
+    // Packet 40's trailing length is broken; the last block is cut short.
+    let (at, len) = packets[40];
+    bytes[at + len - 4] ^= 0x20;
+    let (last, _) = packets[packets.len() - 1];
+    bytes.truncate(last + 30);
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("damaged.pcapng");
+    std::fs::write(&capture, &bytes).unwrap();
+    let p = common::write_pipeline(
+        dir.path(),
+        &format!(
+            "sources:\n  replay: {{ type: pcap, path: \"{}\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [replay] }}\n",
+            capture.display()
+        ),
+    );
+    let (out, ledger) = common::run_pipeline(dir.path(), &p);
+    assert!(out.status.success(), "{}", common::text(&out));
+    common::assert_balanced(&ledger);
+    let replay = common::entry(&ledger, "replay");
+    assert_eq!(replay["dropped"]["malformed"], 2, "one damaged block, one cut record: {ledger}");
+    assert_eq!(common::entry(&ledger, "out")["delivered"], 4047 - lost, "{ledger}");
+    assert!(common::text(&out).contains("could not be read"), "{}", common::text(&out));
+}

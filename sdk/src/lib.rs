@@ -291,11 +291,13 @@ impl<'a> Flow<'a> {
     pub fn out_if(&self) -> Option<u32> {
         prim(self.cols.out_if, self.row)
     }
-    pub fn bytes(&self) -> u64 {
-        prim(self.cols.bytes, self.row).unwrap_or(0)
+    /// Octets; `None` when the exporter sent no counter (a NAT event).
+    pub fn bytes(&self) -> Option<u64> {
+        prim(self.cols.bytes, self.row)
     }
-    pub fn packets(&self) -> u64 {
-        prim(self.cols.packets, self.row).unwrap_or(0)
+    /// Packets; `None` when the exporter sent no counter.
+    pub fn packets(&self) -> Option<u64> {
+        prim(self.cols.packets, self.row)
     }
     pub fn src_as(&self) -> Option<u32> {
         prim(self.cols.src_as, self.row)
@@ -303,8 +305,10 @@ impl<'a> Flow<'a> {
     pub fn dst_as(&self) -> Option<u32> {
         prim(self.cols.dst_as, self.row)
     }
-    pub fn sampling_rate(&self) -> u32 {
-        prim(self.cols.sampling_rate, self.row).unwrap_or(1)
+    /// 1-in-N sampling rate; `None` when it is unknown (`sampling_source`
+    /// is `unknown`: the record names a sampler never described).
+    pub fn sampling_rate(&self) -> Option<u32> {
+        prim(self.cols.sampling_rate, self.row)
     }
     /// Any string column by name (an enrichment's output, say).
     pub fn str(&self, column: &str) -> Option<&str> {

@@ -206,8 +206,12 @@ impl<'a> FlowColumns<'a> {
         flag(o.is_some(), HAS_OUT_IF);
         m.in_if = i.unwrap_or(0);
         m.out_if = o.unwrap_or(0);
-        m.bytes = get(self.bytes, r, |a, i| a.value(i)).unwrap_or(0);
-        m.packets = get(self.packets, r, |a, i| a.value(i)).unwrap_or(0);
+        let (bytes, packets) =
+            (get(self.bytes, r, |a, i| a.value(i)), get(self.packets, r, |a, i| a.value(i)));
+        flag(bytes.is_some(), HAS_BYTES);
+        flag(packets.is_some(), HAS_PACKETS);
+        m.bytes = bytes.unwrap_or(0);
+        m.packets = packets.unwrap_or(0);
         let (sa, da) = (u32v(self.src_as), u32v(self.dst_as));
         flag(sa.is_some() || da.is_some(), HAS_AS);
         m.src_as = sa.unwrap_or(0);
@@ -220,7 +224,10 @@ impl<'a> FlowColumns<'a> {
         flag(vlan.is_some(), HAS_VLAN);
         m.vlan_id = vlan.unwrap_or(0);
         m.direction = u8v(self.direction);
-        m.sampling_rate = u32v(self.sampling_rate).unwrap_or(1) as u64;
+        // An unknown rate is absent (goflow2 writes 0 for it too), never 1.
+        let rate = u32v(self.sampling_rate);
+        flag(rate.is_some(), HAS_SAMPLING_RATE);
+        m.sampling_rate = rate.unwrap_or(0) as u64;
         m.sampling_source.clear();
         if let Some(s) = get(self.sampling_source, r, |a, i| a.value(i)) {
             m.sampling_source.push_str(s);
@@ -431,15 +438,15 @@ struct Rows {
     tos: Vec<Option<u8>>,
     in_if: Vec<Option<u32>>,
     out_if: Vec<Option<u32>>,
-    bytes: Vec<u64>,
-    packets: Vec<u64>,
+    bytes: Vec<Option<u64>>,
+    packets: Vec<Option<u64>>,
     src_as: Vec<Option<u32>>,
     dst_as: Vec<Option<u32>>,
     src_mask: Vec<Option<u8>>,
     dst_mask: Vec<Option<u8>>,
     vlan: Vec<Option<u16>>,
     direction: Vec<Option<u8>>,
-    sampling_rate: Vec<u32>,
+    sampling_rate: Vec<Option<u32>>,
     sampling_source: Vec<String>,
 }
 
@@ -485,15 +492,18 @@ impl Rows {
         self.tos.push(has(HAS_TOS).then_some(m.ip_tos as u8));
         self.in_if.push(has(HAS_IN_IF).then_some(m.in_if));
         self.out_if.push(has(HAS_OUT_IF).then_some(m.out_if));
-        self.bytes.push(m.bytes);
-        self.packets.push(m.packets);
+        self.bytes.push(has(HAS_BYTES).then_some(m.bytes));
+        self.packets.push(has(HAS_PACKETS).then_some(m.packets));
         self.src_as.push(has(HAS_AS).then_some(m.src_as));
         self.dst_as.push(has(HAS_AS).then_some(m.dst_as));
         self.src_mask.push(has(HAS_MASKS).then_some(m.src_net as u8));
         self.dst_mask.push(has(HAS_MASKS).then_some(m.dst_net as u8));
         self.vlan.push(has(HAS_VLAN).then_some(m.vlan_id as u16));
         self.direction.push(m.direction.map(|d| d as u8));
-        self.sampling_rate.push(m.sampling_rate.clamp(1, u32::MAX as u64) as u32);
+        // goflow2 writes 0 for a rate it does not know.
+        let rate = (has(HAS_SAMPLING_RATE) && m.sampling_rate > 0)
+            .then(|| m.sampling_rate.min(u32::MAX as u64) as u32);
+        self.sampling_rate.push(rate);
         self.sampling_source.push(if m.sampling_source.is_empty() {
             if p == 0 { "exporter".into() } else { "none".into() }
         } else {

@@ -102,6 +102,9 @@ pub const HAS_OUT_IF: u32 = 1 << 8;
 pub const HAS_AS: u32 = 1 << 9;
 pub const HAS_MASKS: u32 = 1 << 10;
 pub const HAS_VLAN: u32 = 1 << 11;
+pub const HAS_BYTES: u32 = 1 << 12;
+pub const HAS_PACKETS: u32 = 1 << 13;
+pub const HAS_SAMPLING_RATE: u32 = 1 << 14;
 
 #[cfg(test)]
 mod tests {

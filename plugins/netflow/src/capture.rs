@@ -7,9 +7,11 @@
 use std::io::Read;
 use std::net::IpAddr;
 
-use pcap_file::DataLink;
-use pcap_file::pcap::PcapReader;
-use pcap_file::pcapng::{Block, PcapNgReader};
+use byteorder_slice::{BigEndian, LittleEndian};
+use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgParser, RawBlock};
+use pcap_file::{DataLink, PcapError, TsResolution};
 
 /// A UDP datagram from a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +31,26 @@ pub struct Datagram {
 /// Counts of what a capture held besides UDP datagrams.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Skipped {
-    /// Frames that were not IPv4/IPv6 UDP.
+    /// Frames that were not IPv4/IPv6 UDP (not export traffic: not counted
+    /// as lost).
     pub not_udp: u64,
-    /// IP fragments (not reassembled).
+    /// First fragments of fragmented UDP datagrams (not reassembled: each
+    /// is a lost datagram).
     pub fragments: u64,
-    /// Frames cut short by the capture's snap length or damaged.
+    /// Frames cut short by the capture's snap length or damaged, and a
+    /// record cut off at the end of the file.
     pub truncated: u64,
+    /// Records or blocks that could not be read (the reader skipped them and
+    /// went on).
+    pub damaged: u64,
+}
+
+impl Skipped {
+    /// Datagrams (or records that might have held one) lost to damage:
+    /// each counts as one record dropped, since its content is unknown.
+    pub fn lost(&self) -> u64 {
+        self.fragments + self.truncated + self.damaged
+    }
 }
 
 /// Reads every UDP datagram of a pcap or pcapng file.
@@ -47,39 +63,169 @@ pub fn read_file(path: &std::path::Path) -> Result<(Vec<Datagram>, Skipped), Str
 }
 
 /// Reads every UDP datagram of a pcap or pcapng image.
+///
+/// Damage never fails the whole capture: a record with an out-of-range
+/// timestamp fraction is normalised (carried into the seconds, as tshark
+/// reads it), a record cut off at the end is counted, and a pcapng block
+/// that cannot be read is skipped (by its length, or by finding the next
+/// block that reads) and counted. Only a file that is no capture at all is
+/// an error.
 pub fn read_bytes(bytes: &[u8]) -> Result<(Vec<Datagram>, Skipped), String> {
     let mut out = Vec::new();
     let mut skipped = Skipped::default();
     let magic = bytes.get(..4).ok_or("file too short for a capture")?;
     if magic == [0x0a, 0x0d, 0x0d, 0x0a] {
-        let mut r = PcapNgReader::new(bytes).map_err(|e| format!("not a pcapng file: {e}"))?;
-        let mut links: Vec<DataLink> = Vec::new();
-        while let Some(block) = r.next_block() {
-            let block = block.map_err(|e| format!("damaged pcapng block: {e}"))?;
-            match block {
-                Block::InterfaceDescription(idb) => links.push(idb.linktype),
-                Block::EnhancedPacket(epb) => {
-                    let link = links.get(epb.interface_id as usize).copied().unwrap_or(DataLink::ETHERNET);
-                    let ts = epb.timestamp.as_nanos() as i64;
-                    frame(link, &epb.data, ts, &mut out, &mut skipped);
-                }
-                Block::SimplePacket(spb) => {
-                    let link = links.first().copied().unwrap_or(DataLink::ETHERNET);
-                    frame(link, &spb.data, 0, &mut out, &mut skipped);
-                }
-                _ => {}
-            }
-        }
+        pcapng(bytes, &mut out, &mut skipped)?;
     } else {
-        let mut r = PcapReader::new(bytes).map_err(|e| format!("not a pcap file: {e}"))?;
-        let link = r.header().datalink;
-        while let Some(pkt) = r.next_packet() {
-            let pkt = pkt.map_err(|e| format!("damaged pcap record: {e}"))?;
-            let ts = pkt.timestamp.as_nanos() as i64;
-            frame(link, &pkt.data, ts, &mut out, &mut skipped);
-        }
+        pcap(bytes, &mut out, &mut skipped)?;
     }
     Ok((out, skipped))
+}
+
+fn pcap(bytes: &[u8], out: &mut Vec<Datagram>, skipped: &mut Skipped) -> Result<(), String> {
+    let (mut rest, parser) = PcapParser::new(bytes).map_err(|e| format!("not a pcap file: {e}"))?;
+    let header = parser.header();
+    let frac_ns: i64 = match header.ts_resolution {
+        TsResolution::MicroSecond => 1_000,
+        TsResolution::NanoSecond => 1,
+    };
+    while !rest.is_empty() {
+        match parser.next_raw_packet(rest) {
+            Ok((rem, pkt)) => {
+                rest = rem;
+                // A fraction of a second of 1,000,000 µs or more is carried
+                // into the seconds.
+                let ts = (pkt.ts_sec as i64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(pkt.ts_frac as i64 * frac_ns);
+                frame(header.datalink, &pkt.data, ts, out, skipped);
+            }
+            Err(PcapError::IncompleteBuffer) => {
+                skipped.truncated += 1;
+                break;
+            }
+            Err(_) => {
+                // A classic pcap record has no trailer to find the next one
+                // by: what follows cannot be framed.
+                skipped.damaged += 1;
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a pcapng interface says about its packets.
+#[derive(Clone, Copy)]
+struct Interface {
+    link: DataLink,
+    /// Nanoseconds per timestamp unit, as a multiplier or (negative) divisor.
+    unit: TsUnit,
+}
+
+#[derive(Clone, Copy)]
+enum TsUnit {
+    Mul(i64),
+    Div(i64),
+    Pow2(u8),
+}
+
+impl TsUnit {
+    /// From `if_tsresol` (default microseconds).
+    fn of(resol: Option<u8>) -> Self {
+        match resol {
+            None => Self::Mul(1_000),
+            Some(r) if r & 0x80 != 0 => Self::Pow2(r & 0x7f),
+            Some(r) if r <= 9 => Self::Mul(10i64.pow(9 - r as u32)),
+            Some(r) => Self::Div(10i64.saturating_pow((r as u32).min(18) - 9)),
+        }
+    }
+
+    fn ns(self, raw: u64) -> i64 {
+        let raw = raw.min(i64::MAX as u64) as i64;
+        match self {
+            Self::Mul(m) => raw.saturating_mul(m),
+            Self::Div(d) => raw / d.max(1),
+            Self::Pow2(p) => ((raw as i128 * 1_000_000_000) >> p.min(127)).min(i64::MAX as i128) as i64,
+        }
+    }
+}
+
+const KNOWN_BLOCKS: [u32; 8] = [0x0a0d_0d0a, 1, 2, 3, 4, 5, 6, 0x0000_0bad];
+
+fn pcapng(bytes: &[u8], out: &mut Vec<Datagram>, skipped: &mut Skipped) -> Result<(), String> {
+    let (mut rest, mut parser) = PcapNgParser::new(bytes).map_err(|e| format!("not a pcapng file: {e}"))?;
+    let mut interfaces: Vec<Interface> = Vec::new();
+    while !rest.is_empty() {
+        let before = rest;
+        match parser.next_raw_block(rest) {
+            Ok((rem, raw)) => {
+                rest = rem;
+                let block = match parser.section().endianness {
+                    pcap_file::Endianness::Big => raw.try_into_block::<BigEndian>(),
+                    pcap_file::Endianness::Little => raw.try_into_block::<LittleEndian>(),
+                };
+                match block {
+                    Ok(Block::SectionHeader(_)) => interfaces.clear(),
+                    Ok(Block::InterfaceDescription(idb)) => {
+                        let resol = idb.options.iter().find_map(|o| match o {
+                            InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                            _ => None,
+                        });
+                        interfaces.push(Interface { link: idb.linktype, unit: TsUnit::of(resol) });
+                    }
+                    Ok(Block::EnhancedPacket(epb)) => match interfaces.get(epb.interface_id as usize) {
+                        Some(i) => {
+                            let ts = i.unit.ns(epb.timestamp.as_nanos().min(u64::MAX as u128) as u64);
+                            frame(i.link, &epb.data, ts, out, skipped);
+                        }
+                        None => skipped.damaged += 1,
+                    },
+                    Ok(Block::SimplePacket(spb)) => match interfaces.first() {
+                        Some(i) => frame(i.link, &spb.data, 0, out, skipped),
+                        None => skipped.damaged += 1,
+                    },
+                    Ok(_) => {}
+                    Err(_) => skipped.damaged += 1,
+                }
+            }
+            Err(PcapError::IncompleteBuffer) => {
+                skipped.truncated += 1;
+                break;
+            }
+            Err(_) => {
+                // The block's framing is broken: find the next block that
+                // reads (blocks are 4-byte aligned).
+                skipped.damaged += 1;
+                match resync(&parser, before) {
+                    Some(r) => rest = r,
+                    None => break,
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The input from the first 4-byte-aligned offset past `from`'s start where
+/// a block of a known type reads whole.
+fn resync<'a>(parser: &PcapNgParser, from: &'a [u8]) -> Option<&'a [u8]> {
+    let big = parser.section().endianness == pcap_file::Endianness::Big;
+    let mut at = 4;
+    while at + 12 <= from.len() {
+        let cand = &from[at..];
+        let word = [cand[0], cand[1], cand[2], cand[3]];
+        let (ty, reads) = if big {
+            (u32::from_be_bytes(word), RawBlock::from_slice::<BigEndian>(cand).is_ok())
+        } else {
+            (u32::from_le_bytes(word), RawBlock::from_slice::<LittleEndian>(cand).is_ok())
+        };
+        if KNOWN_BLOCKS.contains(&ty) && reads {
+            return Some(cand);
+        }
+        at += 4;
+    }
+    None
 }
 
 fn frame(link: DataLink, data: &[u8], ts: i64, out: &mut Vec<Datagram>, skipped: &mut Skipped) {
@@ -152,7 +298,11 @@ fn ipv4<'a>(ip: &'a [u8], skipped: &mut Skipped) -> Option<(IpAddr, &'a [u8])> {
     }
     let frag = u16::from_be_bytes([ip[6], ip[7]]);
     if frag & 0x3fff != 0 {
-        skipped.fragments += 1;
+        // Only a first fragment stands for a datagram; later ones would
+        // count it twice.
+        if frag & 0x1fff == 0 && ip[9] == 17 {
+            skipped.fragments += 1;
+        }
         return None;
     }
     if ip[9] != 17 {
@@ -181,7 +331,10 @@ fn ipv6<'a>(ip: &'a [u8], skipped: &mut Skipped) -> Option<(IpAddr, &'a [u8])> {
                 at += (h[1] as usize + 1) * 8;
             }
             44 => {
-                skipped.fragments += 1;
+                let offset = ip.get(at + 2..at + 4).map_or(1, |o| u16::from_be_bytes([o[0], o[1]]) >> 3);
+                if offset == 0 && ip.get(at) == Some(&17) {
+                    skipped.fragments += 1;
+                }
                 return None;
             }
             _ => {

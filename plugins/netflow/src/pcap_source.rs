@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use spillway_core::ack::Acks;
 use spillway_core::component::{ComponentError, Output, Source, SourceContext};
+use spillway_core::ledger::DropReason;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
 use spillway_core::schema::addr_to_bytes;
 use spillway_core::{Batch, BatchMeta};
@@ -123,10 +124,22 @@ impl Source for Pcap {
             file = %self.path.display(),
             datagrams = datagrams.len(),
             not_udp = skipped.not_udp,
-            fragments = skipped.fragments,
-            truncated = skipped.truncated,
             "replaying capture"
         );
+        if skipped.lost() > 0 {
+            // Each damaged record may have held a datagram of unknown size:
+            // one record each, like any undecodable message.
+            ledger.received(skipped.lost());
+            ledger.dropped(DropReason::Malformed, skipped.lost());
+            tracing::warn!(
+                component = %name,
+                file = %self.path.display(),
+                fragments = skipped.fragments,
+                truncated = skipped.truncated,
+                damaged = skipped.damaged,
+                "parts of the capture could not be read; the rest is replayed (each counted as one malformed record)"
+            );
+        }
         let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
         let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, 1);
         let mut c = Collector::new(

@@ -75,3 +75,39 @@ fn decoding_a_warmed_session_allocates_nothing() {
         assert_eq!(second, 0, "{v}: {second} allocations decoding {records} more records");
     }
 }
+
+#[test]
+fn decoding_psamp_packet_sections_and_sampler_lookups_allocates_nothing() {
+    use common::build::{V, data, message, options_template, record, template};
+    // A frame: Ethernet, 802.1Q, IPv4, UDP.
+    let mut frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x81, 0, 0, 5, 0x08, 0];
+    frame.extend_from_slice(&[0x45, 0, 0, 200, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    frame.extend_from_slice(&[0, 53, 0x9c, 0x40, 0, 180, 0, 0]);
+    let mut rec = record(&[(7, 8), (frame.len() as u64 + 4, 2)]);
+    rec.push(frame.len() as u8);
+    rec.extend_from_slice(&frame);
+    let first = vec![
+        options_template(V::Ipfix, 300, &[(302, 8)], &[(34, 4)]),
+        data(300, &[record(&[(7, 8), (512, 4)])]),
+        template(V::Ipfix, 256, &[(302, 8), (312, 2), (315, 0xffff)]),
+        data(256, &[rec.clone(), rec.clone()]),
+    ];
+    let later = vec![data(256, &vec![rec; 20])];
+    let mut decoder = Decoder::new(DecoderConfig::default());
+    let mut out = FlowBuilders::new(4096);
+    let exporter = addr_to_bytes("192.0.2.1".parse().unwrap());
+    decoder.decode(&message(V::Ipfix, 1, 0, 0, &first), exporter, 0, &mut out);
+    let msgs: Vec<Vec<u8>> = (1..50).map(|i| message(V::Ipfix, 1, i * 20, 0, &later)).collect();
+    ALLOCATIONS.with(|a| a.set(0));
+    COUNTING.with(|c| c.set(true));
+    let mut records = 0;
+    for m in &msgs {
+        records += decoder.decode(m, exporter, 0, &mut out).records;
+    }
+    COUNTING.with(|c| c.set(false));
+    assert_eq!(records, 49 * 20);
+    assert_eq!(ALLOCATIONS.with(Cell::get), 0, "allocations decoding {records} PSAMP records");
+    let b = out.finish();
+    let rate = b.column_by_name("sampling_rate").unwrap();
+    assert_eq!(rate.null_count(), 0, "selector 7 is described");
+}
