@@ -19,6 +19,9 @@ command -v mkfifo >/dev/null || need_apt+=(coreutils)
 command -v kill >/dev/null || need_apt+=(procps)
 # softflowd: a real NetFlow exporter for the live collection tests.
 command -v softflowd >/dev/null || need_apt+=(softflowd)
+# tshark (with capinfos): the reference decoder the sampling and capture
+# tests compare with.
+command -v tshark >/dev/null || need_apt+=(tshark)
 # net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
 command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpbulkwalk >/dev/null || need_apt+=(snmp)

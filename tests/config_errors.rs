@@ -55,6 +55,20 @@ fn every_broken_file_reports_each_expected_error_with_its_position() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_refused_at_its_byte_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latin1.yaml");
+    std::fs::write(&path, b"sources:\n  flows: { type: demo }\n# caf\xe9\nsinks:\n").unwrap();
+    let out = common::spillway().arg("validate").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(":3:6: file: the file is not UTF-8: invalid byte 0xe9 at byte offset 38"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_valid_file_passes_and_a_missing_file_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let ok = common::write_pipeline(

@@ -50,6 +50,16 @@ fn every_registered_example_builds() {
     }
     for r in all {
         let mut example = r.example.to_string();
+        // The pcap example names a capture a user would have: give it one
+        // (an empty capture, a header and no records).
+        let capture = tempfile::tempdir().unwrap();
+        let pcap = capture.path().join("export.pcap");
+        let mut header = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+        header.extend_from_slice(&[0; 8]);
+        header.extend_from_slice(&65535u32.to_le_bytes());
+        header.extend_from_slice(&1u32.to_le_bytes());
+        std::fs::write(&pcap, header).unwrap();
+        example = example.replace("./export.pcap", pcap.to_str().unwrap());
         if r.name == "wasm" {
             // The example names a plugin path a user would have; run it
             // with the SDK example of that name, built from source.

@@ -289,7 +289,8 @@ async fn run_transform(
 ) -> Result<(), String> {
     let mut emitter = Emitter::with_outputs(ledger.clone(), named.iter().map(|(n, _)| n.clone()).collect());
     let mut tick = t.tick_interval().map(|d| {
-        let mut i = tokio::time::interval(d);
+        // A zero period would make tokio panic; a millisecond is plenty.
+        let mut i = tokio::time::interval(d.max(std::time::Duration::from_millis(1)));
         i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         i
     });

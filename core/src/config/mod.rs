@@ -8,6 +8,7 @@
 //! assert_eq!(errors[0].pos.line, 2);
 //! ```
 
+pub mod paths;
 pub mod units;
 pub mod yaml;
 
@@ -112,12 +113,27 @@ pub enum LoadError {
 
 /// Loads and validates a pipeline file, interpolating the process environment.
 pub fn load_file(path: &Path) -> Result<Pipeline, LoadError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io { path: path.to_path_buf(), source })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|e| LoadError::Invalid { path: path.to_path_buf(), errors: vec![utf8_error(&bytes, e)] })?;
     // Relative paths in a pipeline resolve against the working directory,
     // as for most command-line tools (Vector, Telegraf), not the file's.
-    load_str(&text, &|k| std::env::var(k).ok(), Path::new(""))
+    load_str(text, &|k| std::env::var(k).ok(), Path::new(""))
         .map_err(|errors| LoadError::Invalid { path: path.to_path_buf(), errors })
+}
+
+/// Where a file stops being UTF-8: the byte offset, and its line and column.
+fn utf8_error(bytes: &[u8], e: std::str::Utf8Error) -> ConfigError {
+    let at = e.valid_up_to();
+    let before = &bytes[..at];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let start = before.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let col = std::str::from_utf8(&before[start..]).map_or(at - start, |s| s.chars().count()) + 1;
+    ConfigError {
+        pos: Pos { line, col },
+        path: "file".into(),
+        message: format!("the file is not UTF-8: invalid byte 0x{:02x} at byte offset {at}", bytes[at]),
+    }
 }
 
 const SECTIONS: [(&str, ComponentKind); 3] = [

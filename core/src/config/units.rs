@@ -12,6 +12,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 pub struct HumanDuration(pub std::time::Duration);
 
 impl HumanDuration {
+    /// The longest duration a pipeline may give (ten years): anything longer
+    /// is a typo, and would overflow clock arithmetic at run time.
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
     /// The wrapped duration.
     pub fn get(self) -> std::time::Duration {
         self.0
@@ -38,9 +42,13 @@ impl<'de> Deserialize<'de> for HumanDuration {
                 f.write_str("a duration with a unit, such as `30s`, `5m` or `250ms`")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<HumanDuration, E> {
-                humantime::parse_duration(s.trim())
-                    .map(HumanDuration)
-                    .map_err(|e| E::custom(format!("invalid duration `{s}`: {e} (write e.g. `30s`, `5m`)")))
+                let d = humantime::parse_duration(s.trim()).map_err(|e| {
+                    E::custom(format!("invalid duration `{s}`: {e} (write e.g. `30s`, `5m`)"))
+                })?;
+                if d > HumanDuration::MAX {
+                    return Err(E::custom(format!("duration `{s}` is longer than ten years")));
+                }
+                Ok(HumanDuration(d))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<HumanDuration, E> {
                 Err(E::custom(format!("duration `{v}` has no unit: write `{v}s` or `{v}ms`")))
@@ -67,6 +75,9 @@ impl Serialize for HumanDuration {
 pub struct ByteSize(pub u64);
 
 impl ByteSize {
+    /// The largest size a pipeline may give (1 PiB).
+    pub const MAX: ByteSize = ByteSize(1 << 50);
+
     /// The size in bytes.
     pub fn get(self) -> u64 {
         self.0
@@ -99,8 +110,8 @@ impl FromStr for ByteSize {
         let value: f64 =
             num.parse().map_err(|_| format!("invalid size `{s}`: expected a number and a unit"))?;
         let bytes = value * mult as f64;
-        if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-            return Err(format!("invalid size `{s}`: out of range"));
+        if !bytes.is_finite() || bytes < 0.0 || bytes > ByteSize::MAX.0 as f64 {
+            return Err(format!("invalid size `{s}`: out of range (at most 1PiB)"));
         }
         Ok(ByteSize(bytes.round() as u64))
     }
@@ -118,10 +129,14 @@ impl<'de> Deserialize<'de> for ByteSize {
                 s.parse().map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                if v > ByteSize::MAX.0 {
+                    return Err(E::custom(format!("size `{v}` is out of range (at most 1PiB)")));
+                }
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom(format!("size `{v}` is negative")))
+                let v = u64::try_from(v).map_err(|_| E::custom(format!("size `{v}` is negative")))?;
+                self.visit_u64(v)
             }
         }
         d.deserialize_any(V)
@@ -144,6 +159,16 @@ mod tests {
         assert_eq!("1.5 KB".parse::<ByteSize>().unwrap().get(), 1500);
         assert_eq!("42".parse::<ByteSize>().unwrap().get(), 42);
         assert!("12 parsecs".parse::<ByteSize>().unwrap_err().contains("unknown unit"));
+    }
+
+    #[test]
+    fn sizes_and_durations_are_range_checked() {
+        assert!("2000TiB".parse::<ByteSize>().unwrap_err().contains("out of range"));
+        let e = serde_json::from_value::<HumanDuration>(serde_json::json!("400000000000y")).unwrap_err();
+        assert!(e.to_string().contains("invalid duration") || e.to_string().contains("ten years"), "{e}");
+        let e = serde_json::from_value::<HumanDuration>(serde_json::json!("11y")).unwrap_err();
+        assert!(e.to_string().contains("longer than ten years"), "{e}");
+        assert!(serde_json::from_value::<HumanDuration>(serde_json::json!("9y")).is_ok());
     }
 
     #[test]

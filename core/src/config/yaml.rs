@@ -187,8 +187,15 @@ pub struct YamlError {
 /// can never change the structure of the file and positions stay exact.
 /// Every missing variable is reported, not just the first.
 pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, Vec<YamlError>> {
-    let mut builder =
-        Builder { stack: Vec::new(), root: None, anchors: HashMap::new(), errors: Vec::new(), env };
+    let mut builder = Builder {
+        stack: Vec::new(),
+        root: None,
+        anchors: HashMap::new(),
+        errors: Vec::new(),
+        env,
+        nodes: 0,
+        exhausted: false,
+    };
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut builder, false) {
         let m = e.marker();
@@ -205,23 +212,34 @@ pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Node, V
     })
 }
 
+/// Most nodes a document may expand to, aliases included. A pipeline file
+/// has hundreds; a "billion laughs" document of a few hundred bytes expands
+/// to billions, which must be refused before it is built.
+pub const MAX_NODES: usize = 1_000_000;
+
+/// A collection being built, with the number of nodes it holds so far.
 enum Frame {
-    Seq(Pos, Vec<Node>, usize),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>, usize),
+    Seq(Pos, Vec<Node>, usize, usize),
+    Map(Pos, Vec<(Node, Node)>, Option<Node>, usize, usize),
 }
 
 struct Builder<'a> {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes (nodes in the subtree).
+    anchors: HashMap<usize, (Node, usize)>,
     errors: Vec<YamlError>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Nodes built so far, aliases expanded.
+    nodes: usize,
+    /// The node budget was exceeded: nothing more is built.
+    exhausted: bool,
 }
 
 impl Builder<'_> {
-    fn push_node(&mut self, node: Node, anchor: usize) {
+    fn push_node(&mut self, node: Node, anchor: usize, size: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => {
@@ -229,12 +247,51 @@ impl Builder<'_> {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, entries, key, _)) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
+            Some(Frame::Seq(_, items, _, n)) => {
+                items.push(node);
+                *n += size;
+            }
+            Some(Frame::Map(_, entries, key, _, n)) => {
+                *n += size;
+                match key.take() {
+                    None => *key = Some(node),
+                    Some(k) => {
+                        // A key given twice is an error: which value would
+                        // win is a guess the user did not make.
+                        if let Some(text) = k.as_str()
+                            && let Some((first, _)) = entries.iter().find(|(e, _)| e.as_str() == Some(text))
+                        {
+                            let message = format!(
+                                "duplicate key `{text}`: already given at {} (each key may appear once)",
+                                first.pos
+                            );
+                            self.errors.push(YamlError { pos: k.pos, message });
+                        }
+                        entries.push((k, node));
+                    }
+                }
+            }
         }
+    }
+
+    /// Charges `n` more nodes; false (with an error at `pos`) past the budget.
+    fn charge(&mut self, n: usize, pos: Pos) -> bool {
+        if self.exhausted {
+            return false;
+        }
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            self.exhausted = true;
+            self.errors.push(YamlError {
+                pos,
+                message: format!(
+                    "the document expands to more than {MAX_NODES} nodes (aliases included); \
+                     refusing it (is it an alias bomb?)"
+                ),
+            });
+            return false;
+        }
+        true
     }
 
     fn interpolate(&mut self, raw: &str, pos: Pos) -> String {
@@ -251,33 +308,50 @@ impl Builder<'_> {
 impl MarkedEventReceiver for Builder<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos { line: mark.line(), col: mark.col() + 1 };
+        if self.exhausted {
+            return;
+        }
         match ev {
             Event::Scalar(value, style, anchor, _) => {
+                if !self.charge(1, pos) {
+                    return;
+                }
                 let quoted = !matches!(style, TScalarStyle::Plain);
                 let value = self.interpolate(&value, pos);
-                self.push_node(Node { kind: NodeKind::Scalar { value, quoted }, pos }, anchor);
+                self.push_node(Node { kind: NodeKind::Scalar { value, quoted }, pos }, anchor, 1);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos, Vec::new(), anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(pos, Vec::new(), None, anchor)),
+            Event::SequenceStart(anchor, _) => {
+                if self.charge(1, pos) {
+                    self.stack.push(Frame::Seq(pos, Vec::new(), anchor, 1));
+                }
+            }
+            Event::MappingStart(anchor, _) => {
+                if self.charge(1, pos) {
+                    self.stack.push(Frame::Map(pos, Vec::new(), None, anchor, 1));
+                }
+            }
             Event::SequenceEnd | Event::MappingEnd => {
-                let (node, anchor) = match self.stack.pop() {
-                    Some(Frame::Seq(pos, items, anchor)) => {
-                        (Node { kind: NodeKind::Seq(items), pos }, anchor)
+                let (node, anchor, size) = match self.stack.pop() {
+                    Some(Frame::Seq(pos, items, anchor, n)) => {
+                        (Node { kind: NodeKind::Seq(items), pos }, anchor, n)
                     }
-                    Some(Frame::Map(pos, entries, _, anchor)) => {
-                        (Node { kind: NodeKind::Map(entries), pos }, anchor)
+                    Some(Frame::Map(pos, entries, _, anchor, n)) => {
+                        (Node { kind: NodeKind::Map(entries), pos }, anchor, n)
                     }
                     None => return,
                 };
-                self.push_node(node, anchor);
+                self.push_node(node, anchor, size);
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or(Node { kind: NodeKind::Scalar { value: String::new(), quoted: false }, pos });
-                self.push_node(Node { pos, ..node }, 0);
+                let Some((node, size)) =
+                    self.anchors.get(&id).map(|(n, s)| (n.kind.clone(), *s)).map_or(
+                        Some((NodeKind::Scalar { value: String::new(), quoted: false }, 1)),
+                        |(k, s)| self.charge(s, pos).then_some((k, s)),
+                    )
+                else {
+                    return;
+                };
+                self.push_node(Node { kind: node, pos }, 0, size);
             }
             _ => {}
         }
@@ -372,6 +446,32 @@ mod tests {
         let errs = parse("x:\n  y: ${NOPE}\n", &no_env).unwrap_err();
         assert_eq!(errs[0].pos, Pos { line: 2, col: 6 });
         assert!(errs[0].message.contains("`NOPE`"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_with_both_positions() {
+        let errs = parse("a:\n  type: x\n  port: 1\n  type: y\n", &no_env).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].pos, Pos { line: 4, col: 3 });
+        assert!(errs[0].message.contains("duplicate key `type`: already given at 2:3"), "{errs:?}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_a_position_before_it_is_built() {
+        let mut doc = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let prev = format!("*a{}", i - 1);
+            doc.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev; 9].join(", ")));
+        }
+        assert!(doc.len() < 700);
+        let t = std::time::Instant::now();
+        let errs = parse(&doc, &no_env).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(errs[0].message.contains("expands to more than"), "{errs:?}");
+        assert!(errs[0].pos.line >= 6, "at the alias that crossed the budget: {errs:?}");
+        // Modest reuse of anchors is fine.
+        let ok = "base: &b { type: blackhole }\nx: *b\ny: *b\n";
+        assert!(parse(ok, &no_env).is_ok());
     }
 
     #[test]

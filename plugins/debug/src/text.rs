@@ -34,7 +34,7 @@ impl SinkConfig for FileConfig {
         if self.path.as_os_str().is_empty() {
             return vec![FieldIssue::new("path", "must not be empty")];
         }
-        Vec::new()
+        spillway_core::config::paths::output_file("path", &self.path).into_iter().collect()
     }
 
     fn build(&self, cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Sink>, BuildError> {

@@ -79,6 +79,7 @@ impl SourceConfig for PcapConfig {
         if !(self.speed > 0.0 && self.speed.is_finite()) {
             v.push(FieldIssue::new("speed", "must be a positive number"));
         }
+        v.extend(spillway_core::config::paths::input_file("path", &self.path));
         v
     }
 

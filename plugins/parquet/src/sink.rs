@@ -145,6 +145,8 @@ impl SinkConfig for ParquetConfig {
         let mut issues = Vec::new();
         if self.path.as_os_str().is_empty() {
             issues.push(FieldIssue::new("path", "must not be empty"));
+        } else if let Some(i) = spillway_core::config::paths::output_dir("path", &self.path) {
+            issues.push(i);
         }
         if let Some(p) = &self.partition
             && let Err(e) = check_pattern(p)

@@ -216,6 +216,9 @@ impl SnmpConfig {
 impl SourceConfig for SnmpConfig {
     fn validate(&self) -> Vec<FieldIssue> {
         let mut v = Vec::new();
+        if let Some(f) = &self.targets_file {
+            v.extend(spillway_core::config::paths::input_file("targets_file", f));
+        }
         if self.interval.get() < Duration::from_secs(1) {
             v.push(FieldIssue::new("interval", "must be at least 1s"));
         }
