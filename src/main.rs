@@ -62,6 +62,10 @@ enum Command {
         /// Capacity of each component's input channel, in rows.
         #[arg(long, default_value_t = spillway_core::topology::DEFAULT_CHANNEL_ROWS)]
         channel_rows: u32,
+        /// Exit with status 3 when records were lost (dropped for any reason
+        /// other than filtering or sampling): for cron-style backfills.
+        #[arg(long)]
+        strict: bool,
     },
     /// Check a pipeline file and report every problem with its line and column.
     Validate {
@@ -188,7 +192,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.log_level.as_deref());
     match cli.command {
-        Command::Run { file, ledger_json, channel_rows } => run(&file, ledger_json, channel_rows),
+        Command::Run { file, ledger_json, channel_rows, strict } => {
+            run(&file, ledger_json, channel_rows, strict)
+        }
         Command::Validate { file } => match load(&file) {
             Ok(p) => {
                 println!("{}: ok ({} components)", file.display(), p.components.len());
@@ -258,7 +264,10 @@ fn load(file: &std::path::Path) -> Result<config::Pipeline, ExitCode> {
     }
 }
 
-fn run(file: &std::path::Path, ledger_json: Option<PathBuf>, channel_rows: u32) -> ExitCode {
+/// Exit status of `run --strict` when records were lost.
+const EXIT_LOSS: u8 = 3;
+
+fn run(file: &std::path::Path, ledger_json: Option<PathBuf>, channel_rows: u32, strict: bool) -> ExitCode {
     let pipeline = match load(file) {
         Ok(p) => p,
         Err(code) => return code,
@@ -310,8 +319,21 @@ fn run(file: &std::path::Path, ledger_json: Option<PathBuf>, channel_rows: u32) 
             return ExitCode::FAILURE;
         }
     }
+    let lost = losses(&report.ledger);
+    if !lost.is_empty() {
+        let total: u64 = lost.iter().map(|(_, n)| n).sum();
+        let by_reason: Vec<String> = lost.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        tracing::warn!(
+            records = total,
+            reasons = %by_reason.join(", "),
+            "records were lost (dropped for reasons other than filtering or sampling); the ledger above says where"
+        );
+    }
     if report.failures.is_empty() && report.imbalances.is_empty() {
         tracing::info!("pipeline finished; every record is accounted for");
+        if strict && !lost.is_empty() {
+            return ExitCode::from(EXIT_LOSS);
+        }
         ExitCode::SUCCESS
     } else {
         for (c, e) in &report.failures {
@@ -319,6 +341,22 @@ fn run(file: &std::path::Path, ledger_json: Option<PathBuf>, channel_rows: u32) 
         }
         ExitCode::FAILURE
     }
+}
+
+/// Records dropped for reasons other than the pipeline's intent (filtering,
+/// sampling), summed over components, by reason.
+fn losses(ledger: &[spillway_core::ledger::LedgerEntry]) -> Vec<(String, u64)> {
+    use spillway_core::ledger::DropReason;
+    let intended = [DropReason::Filtered.as_str(), DropReason::SampledOut.as_str()];
+    let mut by: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for e in ledger {
+        for (reason, n) in &e.dropped {
+            if !intended.contains(&reason.as_str()) {
+                *by.entry(reason.clone()).or_default() += n;
+            }
+        }
+    }
+    by.into_iter().collect()
 }
 
 /// First SIGINT/SIGTERM: graceful stop. Second: exit at once.

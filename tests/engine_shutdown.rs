@@ -251,3 +251,69 @@ fn the_admin_endpoint_serves_the_live_ledger_and_health() {
     let out = child.wait();
     assert!(out.status.success(), "{}", common::text(&out));
 }
+
+#[test]
+fn strict_runs_fail_only_on_loss_not_on_filtering() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = common::write_pipeline(
+        dir.path(),
+        "sources:\n  flows: { type: demo, count: 5000 }\ntransforms:\n  tcp: { type: filter, inputs: [flows], condition: \"protocol == 6\" }\nsinks:\n  out: { type: blackhole, inputs: [tcp] }\n",
+    );
+    let out = common::spillway().current_dir(dir.path()).args(["run", "--strict"]).arg(&p).output().unwrap();
+    assert!(out.status.success(), "filtering is not loss: {}", common::text(&out));
+    assert!(!common::text(&out).contains("records were lost"), "{}", common::text(&out));
+}
+
+#[test]
+fn the_admin_endpoint_closes_slow_idle_and_excess_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let p = common::write_pipeline(
+        dir.path(),
+        &format!(
+            "sources:\n  flows: {{ type: demo, rate: 100 }}\nsinks:\n  out: {{ type: blackhole, inputs: [flows] }}\nadmin:\n  listen: \"{addr}\"\n"
+        ),
+    );
+    let child = common::Guard::run(dir.path(), &p, &[]);
+    common::wait_until("the admin endpoint", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    // Every slot taken by a client that never sends a request.
+    let hogs: Vec<std::net::TcpStream> =
+        (0..64).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    // One more is closed at once: a read sees the end, not a timeout.
+    let mut extra = std::net::TcpStream::connect(&addr).unwrap();
+    extra.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(extra.read(&mut buf).unwrap(), 0, "the 65th connection is closed");
+    // The silent ones are closed within the header timeout (5 s).
+    let t = Instant::now();
+    for mut h in hogs {
+        h.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let n = h.read(&mut buf).unwrap_or(0);
+        assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"), "{n}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(8), "closed after {:?}", t.elapsed());
+    // An idle keep-alive connection is closed too, after a request.
+    let mut ka = std::net::TcpStream::connect(&addr).unwrap();
+    ka.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(ka, "GET /health HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut first = [0u8; 4096];
+    assert!(ka.read(&mut first).unwrap() > 0);
+    let mut rest = Vec::new();
+    let t = Instant::now();
+    let _ = ka.read_to_end(&mut rest);
+    assert!(t.elapsed() < Duration::from_secs(8), "idle keep-alive kept for {:?}", t.elapsed());
+    // And the endpoint still serves.
+    let (code, _) = http_get(&addr, "/health");
+    assert_eq!(code, 200);
+    let (_, metrics) = http_get(&addr, "/metrics");
+    assert!(metrics.contains("\nspillway_admin_connections_refused_total 1\n"), "{metrics}");
+    common::signal(child.id(), "TERM");
+    assert!(child.wait().status.success());
+}

@@ -337,5 +337,11 @@ fn a_damaged_capture_replays_everything_else_and_counts_what_it_lost() {
     let replay = common::entry(&ledger, "replay");
     assert_eq!(replay["dropped"]["malformed"], 2, "one damaged block, one cut record: {ledger}");
     assert_eq!(common::entry(&ledger, "out")["delivered"], 4047 - lost, "{ledger}");
-    assert!(common::text(&out).contains("could not be read"), "{}", common::text(&out));
+    let text = common::text(&out);
+    assert!(text.contains("could not be read"), "{text}");
+    assert!(text.contains("records were lost") && text.contains("2 malformed"), "{text}");
+    // A backfill run with --strict fails on the loss.
+    let strict =
+        common::spillway().current_dir(dir.path()).args(["run", "--strict"]).arg(&p).output().unwrap();
+    assert_eq!(strict.status.code(), Some(3), "{}", common::text(&strict));
 }

@@ -1,6 +1,14 @@
 //! The admin HTTP endpoint: `/metrics` (Prometheus text) and `/health`.
+//!
+//! It serves HTTP/1.1 with limits, so a slow or hostile client cannot tie it
+//! up: a request's headers must arrive within [`HEADER_TIMEOUT`] (an idle
+//! keep-alive connection is closed then too), a connection lives at most
+//! [`MAX_CONNECTION_AGE`], and at most [`MAX_CONNECTIONS`] are served at
+//! once (more are closed at once, counted).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -18,6 +26,14 @@ struct AdminState {
     health: Health,
 }
 
+/// How long a client may take to send a request's headers, and how long an
+/// idle keep-alive connection stays open.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a connection is served.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+
 /// Binds `addr` and serves the endpoint until the returned task is aborted.
 pub async fn serve(addr: SocketAddr, ledger: Ledger, health: Health) -> std::io::Result<JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -26,9 +42,44 @@ pub async fn serve(addr: SocketAddr, ledger: Ledger, health: Health) -> std::io:
         .route("/metrics", get(metrics))
         .route("/health", get(health_handler))
         .with_state(AdminState { ledger, health });
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let refused = crate::metrics::counter(
+        "spillway_admin_connections_refused_total",
+        "Admin connections closed at once because MAX_CONNECTIONS were being served.",
+        &[],
+    );
     Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin endpoint stopped");
+        let mut logs = crate::metrics::LogLimit::default();
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    if let Some(suppressed) = logs.allow() {
+                        tracing::warn!(error = %e, suppressed, "admin endpoint cannot accept a connection");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                refused.add(1);
+                drop(stream);
+                continue;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            tokio::spawn(async move {
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                match tokio::time::timeout(MAX_CONNECTION_AGE, conn).await {
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "admin connection ended with an error"),
+                    Err(_) => tracing::debug!(%peer, "admin connection closed: it reached its maximum age"),
+                    Ok(Ok(())) => {}
+                }
+                drop(slot);
+            });
         }
     }))
 }

@@ -158,7 +158,12 @@ pub fn render(out: &mut String) {
         let first = reg.iter().find(|e| e.name == name).expect("present");
         let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {}", first.help, first.kind);
         for e in reg.iter().filter(|e| e.name == name) {
-            let _ = writeln!(out, "{name}{{{}}} {}", e.labels, e.value.load(Ordering::Relaxed));
+            let value = e.value.load(Ordering::Relaxed);
+            if e.labels.is_empty() {
+                let _ = writeln!(out, "{name} {value}");
+            } else {
+                let _ = writeln!(out, "{name}{{{}}} {value}", e.labels);
+            }
         }
     }
 }
