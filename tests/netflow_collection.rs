@@ -345,3 +345,115 @@ fn a_damaged_capture_replays_everything_else_and_counts_what_it_lost() {
         common::spillway().current_dir(dir.path()).args(["run", "--strict"]).arg(&p).output().unwrap();
     assert_eq!(strict.status.code(), Some(3), "{}", common::text(&strict));
 }
+
+#[test]
+fn two_collectors_started_together_never_both_take_the_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let locks = tempfile::tempdir().unwrap();
+    for round in 0..40 {
+        let port = common::free_udp_port();
+        let p = common::write_pipeline(
+            dir.path(),
+            &udp_pipeline(port, "{ type: blackhole, inputs: [flows] }", ""),
+        );
+        let start = || {
+            common::spillway()
+                .current_dir(dir.path())
+                .env("SPILLWAY_LOCK_DIR", locks.path())
+                .arg("run")
+                .arg(&p)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut pair = Pair([start(), start()]);
+        // One of them fails at once; the other keeps listening.
+        let t = std::time::Instant::now();
+        let failed = loop {
+            if let Some(i) = pair.0.iter_mut().position(|c| c.try_wait().unwrap().is_some()) {
+                break i;
+            }
+            assert!(t.elapsed() < std::time::Duration::from_secs(20), "round {round}: both kept running");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        let running = 1 - failed;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(
+            pair.0[running].try_wait().unwrap().is_none(),
+            "round {round}: the other one must keep running"
+        );
+        let mut err = String::new();
+        use std::io::Read;
+        pair.0[failed].stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        assert!(
+            err.contains("already claims UDP port") || err.contains("already bound"),
+            "round {round}: {err}"
+        );
+        assert!(common::wait_udp_listening(port, std::time::Duration::from_secs(10)));
+        common::signal(pair.0[running].id(), "TERM");
+        assert!(pair.0[running].wait().unwrap().success());
+    }
+}
+
+/// Two collectors, killed if a round fails.
+struct Pair([std::process::Child; 2]);
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn sigterm_under_a_sender_that_never_stops_exits_within_the_drain_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_udp_port();
+    let yaml = format!(
+        "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 2, drain_timeout: 2s }}\n\
+         sinks:\n  archive: {{ type: parquet, inputs: [flows], path: ./data, rotate: {{ max_age: 60s }} }}\n"
+    );
+    let g = start(dir.path(), &yaml);
+    let sending = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sender = {
+        let sending = sending.clone();
+        std::thread::spawn(move || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let mut seq = 0u32;
+            while sending.load(std::sync::atomic::Ordering::Relaxed) {
+                // After the collector is gone the kernel answers with ICMP
+                // errors; the sender does not care, like a router.
+                let _ = s.send_to(&v5_packet(seq), ("127.0.0.1", port));
+                seq = seq.wrapping_add(1);
+                if seq % 20 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            seq
+        })
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    let t = std::time::Instant::now();
+    common::signal(g.id(), "TERM");
+    let out = g.wait();
+    let took = t.elapsed();
+    sending.store(false, std::sync::atomic::Ordering::Relaxed);
+    let sent = sender.join().unwrap();
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert!(took < Duration::from_secs(15), "the stop took {took:?} under live traffic");
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ledger.json")).unwrap()).unwrap();
+    common::assert_balanced(&ledger);
+    let delivered = common::entry(&ledger, "archive")["delivered"].as_u64().unwrap();
+    assert!(delivered > 1000, "{ledger}");
+    let received = common::entry(&ledger, "flows")["received"].as_u64().unwrap();
+    assert!(received <= sent as u64, "{received} of {sent}");
+    if common::python_readers() {
+        let (rows, _, _) = parquet_totals(&dir.path().join("data"));
+        assert_eq!(rows, delivered, "every delivered record is in a closed Parquet file");
+    }
+    eprintln!("sent {sent}, received {received}, delivered {delivered}, stop took {took:?}: {ledger}");
+}

@@ -52,11 +52,14 @@ pub enum DropReason {
     ComponentFailed,
     /// Data still waiting for its template when its source stopped.
     TemplateMissing,
+    /// Arrived while its source was stopping: refused, or not read by the
+    /// drain deadline.
+    Stopping,
 }
 
 impl DropReason {
     /// Every reason, in display order.
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         Self::Malformed,
         Self::TemplateTimeout,
         Self::BufferFull,
@@ -69,6 +72,7 @@ impl DropReason {
         Self::Evicted,
         Self::ComponentFailed,
         Self::TemplateMissing,
+        Self::Stopping,
     ];
 
     /// The label used in metrics and tables.
@@ -86,6 +90,7 @@ impl DropReason {
             Self::Evicted => "evicted",
             Self::ComponentFailed => "component_failed",
             Self::TemplateMissing => "template_missing",
+            Self::Stopping => "stopping",
         }
     }
 

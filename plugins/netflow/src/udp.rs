@@ -49,6 +49,13 @@ pub struct NetflowConfig {
     /// Longest a decoded record waits for its batch to fill.
     #[serde(default = "default_flush_interval")]
     pub flush_interval: HumanDuration,
+    /// At a stop, how long the workers may take to read what the kernel had
+    /// already queued. The sockets refuse new datagrams from the moment the
+    /// stop begins (counted as `stopping`), so a live sender cannot keep the
+    /// collector from exiting; what is still queued at the deadline is
+    /// dropped and counted the same way.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: HumanDuration,
     /// Exporter prefixes accepted; everything else is dropped and counted
     /// (`not_allowed`). All exporters when empty.
     #[serde(default)]
@@ -77,6 +84,9 @@ fn default_batch_size() -> usize {
 fn default_flush_interval() -> HumanDuration {
     HumanDuration(Duration::from_millis(200))
 }
+fn default_drain_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(5))
+}
 
 impl SourceConfig for NetflowConfig {
     fn validate(&self) -> Vec<FieldIssue> {
@@ -92,6 +102,9 @@ impl SourceConfig for NetflowConfig {
         }
         if self.flush_interval.get() < Duration::from_millis(1) {
             v.push(FieldIssue::new("flush_interval", "must be at least 1ms"));
+        }
+        if self.drain_timeout.get() > Duration::from_secs(600) {
+            v.push(FieldIssue::new("drain_timeout", "must be at most 10m"));
         }
         v
     }
@@ -163,6 +176,9 @@ impl Source for Netflow {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let SourceContext { name, mut out, mut named, shutdown, ledger } = cx;
         let mut loss_out = named.take("loss");
+        // Claimed before anything is bound, so two collectors started at the
+        // same moment cannot both pass the check below and then both bind.
+        let _claim = claim_port(self.cfg.listen)?;
         if let Some(inode) = already_bound(self.cfg.listen) {
             return Err(ComponentError::new(format!(
                 "another socket (inode {inode}) is already bound to {}; with SO_REUSEPORT the kernel would split \
@@ -210,6 +226,8 @@ impl Source for Netflow {
                 stop: stop.clone(),
                 allow: self.allow.clone(),
                 flush: self.cfg.flush_interval.get(),
+                drain_timeout: self.cfg.drain_timeout.get(),
+                ledger: ledger.clone(),
                 seen: SeenCache::new(self.seen.clone()),
             };
             let t = std::thread::Builder::new()
@@ -241,6 +259,10 @@ impl Source for Netflow {
                 }
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
+                    // Drops the kernel counts from here on are datagrams our
+                    // closed sockets refused, not a full buffer.
+                    drops.poll();
+                    drops.refusing.store(true, Ordering::Relaxed);
                     stop.store(true, Ordering::Relaxed);
                 }
                 _ = drops_tick.tick() => drops.poll(),
@@ -261,8 +283,13 @@ struct Worker {
     stop: Arc<AtomicBool>,
     allow: Vec<ipnet::IpNet>,
     flush: Duration,
+    drain_timeout: Duration,
+    ledger: Arc<ComponentLedger>,
     seen: SeenCache,
 }
+
+/// A socket filter that accepts nothing: `ret #0` (BPF_RET | BPF_K).
+const REFUSE_ALL: [socket2::SockFilter; 1] = [socket2::SockFilter::new(0x06, 0, 0, 0)];
 
 const VLEN: usize = 64;
 const BUF: usize = 65536;
@@ -348,13 +375,21 @@ impl Worker {
         let mut bufs = MmsgBufs::new();
         let mut last_flush = Instant::now();
         let mut last_house = Instant::now();
-        // After a stop, keep reading until the socket is empty: what the
-        // kernel already accepted is ours to deliver.
-        let mut draining = false;
+        // After a stop the socket refuses new datagrams and we read what the
+        // kernel had already queued, until it is empty or the deadline.
+        let mut deadline: Option<Instant> = None;
         loop {
-            if !draining && self.stop.load(Ordering::Relaxed) {
-                draining = true;
+            if deadline.is_none() && self.stop.load(Ordering::Relaxed) {
+                deadline = Some(Instant::now() + self.drain_timeout);
+                if let Err(e) = self.socket.attach_filter(&REFUSE_ALL) {
+                    tracing::warn!(error = %e, "cannot close the socket to new datagrams; reading until the drain deadline");
+                }
             }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                self.discard_queued(&mut bufs);
+                break;
+            }
+            let draining = deadline.is_some();
             match bufs.recv(fd) {
                 Ok(n) => {
                     let now = now_ns();
@@ -401,6 +436,28 @@ impl Worker {
         self.send();
     }
 
+    /// Reads and counts (as `stopping`) what is still queued at the drain
+    /// deadline: the socket refuses new datagrams, so this ends.
+    fn discard_queued(&mut self, bufs: &mut MmsgBufs) {
+        let fd = self.socket.as_raw_fd();
+        let _ = self.socket.set_nonblocking(true);
+        let mut discarded = 0u64;
+        while let Ok(n) = bufs.recv(fd) {
+            if n == 0 {
+                break;
+            }
+            discarded += n as u64;
+        }
+        if discarded > 0 {
+            self.ledger.received(discarded);
+            self.ledger.dropped(DropReason::Stopping, discarded);
+            tracing::warn!(
+                datagrams = discarded,
+                "the drain deadline passed with datagrams still queued; they are dropped (counted as stopping)"
+            );
+        }
+    }
+
     fn allowed(&self, src: [u8; 16]) -> bool {
         if self.allow.is_empty() {
             return true;
@@ -421,6 +478,49 @@ impl Worker {
             Some(l) => self.tx.blocking_send(Sent::Loss(l)).is_ok(),
             None => true,
         }
+    }
+}
+
+/// Where the port claims live: `SPILLWAY_LOCK_DIR`, else `/run/lock/spillway`
+/// (shared by every service on the host, unlike a private /tmp), else the
+/// temporary directory.
+fn lock_dir() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("SPILLWAY_LOCK_DIR") {
+        return d.into();
+    }
+    let run = std::path::Path::new("/run/lock/spillway");
+    if std::fs::create_dir_all(run).is_ok() {
+        return run.to_path_buf();
+    }
+    std::env::temp_dir().join("spillway-locks")
+}
+
+/// Claims UDP port `listen.port()` for this process: an exclusive lock on a
+/// file named after it, held until the returned file is dropped (or the
+/// process dies, whatever the signal). One port, one collector: with
+/// `SO_REUSEPORT` a second one would silently take part of the traffic.
+fn claim_port(listen: SocketAddr) -> Result<std::fs::File, ComponentError> {
+    let dir = lock_dir();
+    let path = dir.join(format!("udp-{}.lock", listen.port()));
+    let fail = |e: &dyn std::fmt::Display| {
+        ComponentError::new(format!("cannot claim UDP port {} ({}): {e}", listen.port(), path.display()))
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fail(&e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ComponentError::new(format!(
+            "another Spillway collector already claims UDP port {} (lock {}); with SO_REUSEPORT both would \
+             silently split the traffic. Stop the other collector or choose another port",
+            listen.port(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(fail(&e)),
     }
 }
 
@@ -468,8 +568,12 @@ struct KernelDrops {
     _keep: Vec<Socket>,
     ledger: Arc<ComponentLedger>,
     counter: metrics::Counter,
+    refused: metrics::Counter,
     seen: std::sync::Mutex<u64>,
     name: String,
+    /// The source is stopping: its sockets refuse datagrams, and what the
+    /// kernel drops now is that refusal.
+    refusing: AtomicBool,
 }
 
 impl KernelDrops {
@@ -490,8 +594,14 @@ impl KernelDrops {
                 "Datagrams the kernel dropped because a socket buffer was full.",
                 &[("component", name)],
             ),
+            refused: metrics::counter(
+                "spillway_netflow_refused_at_stop_total",
+                "Datagrams refused because they arrived while the source was stopping.",
+                &[("component", name)],
+            ),
             seen: std::sync::Mutex::new(0),
             name: name.to_string(),
+            refusing: AtomicBool::new(false),
         }
     }
 
@@ -516,9 +626,15 @@ impl KernelDrops {
             let new = total - *seen;
             // Each lost datagram held at least one record.
             self.ledger.received(new);
-            self.ledger.dropped(DropReason::BufferFull, new);
-            self.counter.add(new);
-            tracing::warn!(component = %self.name, datagrams = new, "the kernel dropped datagrams: the receive buffer was full");
+            if self.refusing.load(Ordering::Relaxed) {
+                self.ledger.dropped(DropReason::Stopping, new);
+                self.refused.add(new);
+                tracing::warn!(component = %self.name, datagrams = new, "datagrams arrived while the source was stopping and were refused");
+            } else {
+                self.ledger.dropped(DropReason::BufferFull, new);
+                self.counter.add(new);
+                tracing::warn!(component = %self.name, datagrams = new, "the kernel dropped datagrams: the receive buffer was full");
+            }
             *seen = total;
         }
     }
