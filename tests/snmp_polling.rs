@@ -525,3 +525,51 @@ sinks:
         assert!(last["in_octets_delta"].is_u64() && last["discontinuity"] == false, "{target}: {last}");
     }
 }
+
+#[test]
+fn an_agent_that_never_ends_its_walk_is_a_counted_limit_failure() {
+    if !common::python_readers() {
+        return;
+    }
+    let mut agent = std::process::Command::new(common::python())
+        .arg(common::root().join("tests/peers/endless_snmp_agent.py"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let port: u16 = {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(agent.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        line.trim().parse().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"sources:
+  ifaces:
+    type: snmp
+    community: public
+    interval: 5s
+    timeout: 2s
+    rounds: 1
+    port: {port}
+    targets: [{{ address: 127.0.0.1, name: endless }}]
+sinks:
+  out: {{ type: file, inputs: [ifaces], path: ifaces.jsonl }}
+  health: {{ type: file, inputs: [ifaces.health], path: health.jsonl }}
+"#
+    );
+    let p = write_pipeline(dir.path(), &yaml);
+    let t = std::time::Instant::now();
+    let (out, ledger) = run_pipeline(dir.path(), &p);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_balanced(&ledger);
+    assert!(t.elapsed() < std::time::Duration::from_secs(60), "took {:?}", t.elapsed());
+    let health = json_lines(&dir.path().join("health.jsonl"));
+    assert_eq!(health.len(), 1, "{health:?}");
+    assert_eq!(health[0]["ok"], false);
+    assert_eq!(health[0]["error_kind"], "limit", "{:?}", health[0]);
+    assert!(health[0]["error"].as_str().unwrap().contains("max_interfaces"), "{:?}", health[0]);
+    assert_eq!(json_lines(&dir.path().join("ifaces.jsonl")).len(), 0, "a failed poll makes no rows");
+}

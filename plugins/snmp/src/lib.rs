@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::Deserialize;
-use spillway_core::config::HumanDuration;
+use spillway_core::config::{ByteSize, HumanDuration};
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
 use spillway_core::schema::{address_type, timestamp_type};
 
@@ -69,6 +69,17 @@ pub struct SnmpConfig {
     /// Rows per column asked for by one GETBULK.
     #[serde(default = "default_max_repetitions")]
     pub max_repetitions: u32,
+    /// Most interfaces one poll may return; an agent that returns more (or
+    /// never ends its walk) fails the poll with kind `limit`.
+    #[serde(default = "default_max_interfaces")]
+    pub max_interfaces: usize,
+    /// Most bytes of values one poll may return (failure kind `limit`).
+    #[serde(default = "default_max_poll_bytes")]
+    pub max_poll_bytes: ByteSize,
+    /// Longest one poll may take, every request and retry included
+    /// (failure kind `limit`).
+    #[serde(default = "default_poll_timeout")]
+    pub poll_timeout: HumanDuration,
     /// Agents' UDP port unless a target says otherwise.
     #[serde(default = "default_port")]
     pub port: u16,
@@ -186,6 +197,15 @@ fn default_concurrency() -> usize {
 fn default_max_repetitions() -> u32 {
     20
 }
+fn default_max_interfaces() -> usize {
+    10_000
+}
+fn default_max_poll_bytes() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_poll_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
 fn default_port() -> u16 {
     161
 }
@@ -236,6 +256,12 @@ impl SourceConfig for SnmpConfig {
         }
         if self.concurrency == 0 || self.concurrency > 65536 {
             v.push(FieldIssue::new("concurrency", "must be between 1 and 65536"));
+        }
+        if self.max_interfaces == 0 {
+            v.push(FieldIssue::new("max_interfaces", "must be at least 1"));
+        }
+        if self.poll_timeout.get() < self.timeout.get() {
+            v.push(FieldIssue::new("poll_timeout", "must be at least `timeout`"));
         }
         if self.max_repetitions == 0 || self.max_repetitions > 1000 {
             v.push(FieldIssue::new("max_repetitions", "must be between 1 and 1000"));

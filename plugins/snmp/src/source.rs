@@ -186,6 +186,7 @@ struct Metrics {
     auth: Counter,
     unreachable: Counter,
     protocol: Counter,
+    limit: Counter,
     requests: Counter,
     targets: Gauge,
     reload_errors: Counter,
@@ -206,6 +207,7 @@ impl Metrics {
             auth: c("auth"),
             unreachable: c("unreachable"),
             protocol: c("protocol"),
+            limit: c("limit"),
             requests: metrics::counter(
                 "spillway_snmp_requests_total",
                 "SNMP requests sent, retries included.",
@@ -226,6 +228,7 @@ impl Metrics {
             PollError::Auth(_) => &self.auth,
             PollError::Unreachable(_) => &self.unreachable,
             PollError::Protocol(_) => &self.protocol,
+            PollError::Limit(_) => &self.limit,
         }
     }
 }
@@ -391,6 +394,9 @@ impl Source for Snmp {
             retries: self.cfg.retries,
             backoff: self.cfg.backoff.get(),
             max_repetitions: self.cfg.max_repetitions,
+            max_interfaces: self.cfg.max_interfaces,
+            max_bytes: self.cfg.max_poll_bytes.get().min(usize::MAX as u64) as usize,
+            poll_timeout: self.cfg.poll_timeout.get(),
         };
         let mut rows = Rows::new(self.extras.clone());
         let mut health = HealthRows::default();

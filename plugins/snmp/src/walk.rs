@@ -81,6 +81,12 @@ pub struct RequestOptions {
     pub backoff: Duration,
     /// Rows asked for per column per GETBULK.
     pub max_repetitions: u32,
+    /// Most interfaces (rows of any column) one poll may return.
+    pub max_interfaces: usize,
+    /// Most bytes of values one poll may return.
+    pub max_bytes: usize,
+    /// Longest one poll may take, all its requests and retries included.
+    pub poll_timeout: Duration,
 }
 
 /// Why a poll failed.
@@ -95,6 +101,9 @@ pub enum PollError {
     Unreachable(String),
     /// The agent answered something we cannot use.
     Protocol(String),
+    /// The agent's answer exceeded a bound of the poll (interfaces, bytes,
+    /// time): an agent that never ends a walk costs no more than this.
+    Limit(String),
 }
 
 impl PollError {
@@ -105,6 +114,7 @@ impl PollError {
             PollError::Auth(_) => "auth",
             PollError::Unreachable(_) => "unreachable",
             PollError::Protocol(_) => "protocol",
+            PollError::Limit(_) => "limit",
         }
     }
 }
@@ -115,7 +125,8 @@ impl std::fmt::Display for PollError {
             PollError::Timeout(m)
             | PollError::Auth(m)
             | PollError::Unreachable(m)
-            | PollError::Protocol(m) => f.write_str(m),
+            | PollError::Protocol(m)
+            | PollError::Limit(m) => f.write_str(m),
         }
     }
 }
@@ -161,6 +172,14 @@ impl Read {
     }
 
     /// As text (numbers are written in decimal).
+    /// What holding the value costs (its bytes and its place in a table).
+    pub fn cost(&self) -> usize {
+        match self {
+            Read::Text(t) => 48 + t.len(),
+            _ => 48,
+        }
+    }
+
     pub fn into_text(self) -> String {
         match self {
             Read::Text(s) => s,
@@ -371,7 +390,13 @@ pub async fn poll(
 ) -> (u32, Option<AsyncSession>, Result<PollResult, PollError>) {
     let reused = session.is_some();
     let mut c = Client { addr, creds: creds.clone(), opts, session, requests: 0, req_id, reused };
-    let r = poll_with(&mut c, columns).await;
+    let r = match tokio::time::timeout(opts.poll_timeout, poll_with(&mut c, columns)).await {
+        Ok(r) => r,
+        Err(_) => Err(PollError::Limit(format!(
+            "{addr}: the poll took longer than poll_timeout ({:?}); the agent's walk is too slow or does not end",
+            opts.poll_timeout
+        ))),
+    };
     let keep = if r.is_ok() && matches!(creds, Credentials::V3(_)) { c.session.take() } else { None };
     (c.requests, keep, r)
 }
@@ -395,6 +420,7 @@ async fn poll_with(c: &mut Client, columns: &[Oid<'static>]) -> Result<PollResul
     let mut walking: Vec<(usize, Vec<u64>)> = bases.iter().cloned().enumerate().collect();
     let mut reps = c.opts.max_repetitions.max(1);
     let mut rounds = 0u32;
+    let mut bytes = 0usize;
     while !walking.is_empty() {
         rounds += 1;
         if rounds > 100_000 {
@@ -439,7 +465,21 @@ async fn poll_with(c: &mut Client, columns: &[Oid<'static>]) -> Result<PollResul
             if oid.len() == base.len() + 1
                 && let (Ok(idx), Some(v)) = (u32::try_from(oid[base.len()]), value)
             {
-                out.columns[*col].insert(idx, v);
+                bytes += v.cost();
+                let cells = &mut out.columns[*col];
+                cells.insert(idx, v);
+                if cells.len() > c.opts.max_interfaces {
+                    return Err(PollError::Limit(format!(
+                        "{}: the agent returned more than max_interfaces ({}) interfaces",
+                        c.addr, c.opts.max_interfaces
+                    )));
+                }
+                if bytes > c.opts.max_bytes {
+                    return Err(PollError::Limit(format!(
+                        "{}: the agent returned more than max_poll_bytes ({} bytes)",
+                        c.addr, c.opts.max_bytes
+                    )));
+                }
             }
             *at = oid;
             moved[i] = true;
