@@ -143,17 +143,20 @@ fn temporaries(root: &std::path::Path) -> usize {
 #[test]
 fn a_failing_sink_is_named_and_the_other_branch_still_drains() {
     let dir = tempfile::tempdir().unwrap();
-    // A regular file where the sink needs a directory: it cannot start.
-    std::fs::write(dir.path().join("blocked"), b"").unwrap();
+    // A file name longer than the filesystem allows: the directory takes new
+    // files (validation passes), but this one cannot be created.
+    let long = "x".repeat(300);
     let p = common::write_pipeline(
         dir.path(),
-        r#"
+        &format!(
+            r#"
 sources:
-  flows: { type: demo, count: 50000, batch_size: 1000 }
+  flows: {{ type: demo, count: 50000, batch_size: 1000 }}
 sinks:
-  broken: { type: file, inputs: [flows], path: ./blocked/out.jsonl }
-  fine: { type: blackhole, inputs: [flows] }
-"#,
+  broken: {{ type: file, inputs: [flows], path: ./{long}.jsonl }}
+  fine: {{ type: blackhole, inputs: [flows] }}
+"#
+        ),
     );
     let (out, ledger) = common::run_pipeline(dir.path(), &p);
     assert_eq!(out.status.code(), Some(1), "{}", common::text(&out));

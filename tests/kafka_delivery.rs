@@ -527,3 +527,54 @@ sinks:
     }
     assert_eq!(consume(&broker.addr(), "fallback", false, other).len(), other);
 }
+
+#[test]
+fn a_failing_sink_behind_the_kafka_source_leaves_its_records_to_be_read_again() {
+    if !have_peers() {
+        return;
+    }
+    let broker = Broker::start();
+    broker.create_topic("in", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let n = 20_000;
+    let expected = produce(dir.path(), &broker, "in", &format!("{{ type: demo, count: {n}, seed: 9 }}"));
+    let consumer = |sink: &str| {
+        write_pipeline(
+            dir.path(),
+            &format!(
+                r#"
+sources:
+  k: {{ type: kafka, brokers: "{}", topics: [in], group: billing, encoding: protobuf, batch_size: 500, commit_interval: 200ms, options: {{ "session.timeout.ms": "6000", "heartbeat.interval.ms": "1000" }} }}
+sinks:
+  f: {sink}
+"#,
+                broker.addr()
+            ),
+        )
+    };
+    // 1. A sink that cannot start: the pipeline fails; nothing may be committed.
+    let long = "x".repeat(300);
+    let (out, _) =
+        run_pipeline(dir.path(), &consumer(&format!("{{ type: file, inputs: [k], path: ./{long} }}")));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // 2. A sink whose every write fails (a full disk): records are rejected,
+    // the run goes on, and the offsets stay where they were.
+    let g = Guard::run(dir.path(), &consumer("{ type: file, inputs: [k], path: /dev/full }"), &[]);
+    assert!(g.wait_for("will not be committed past it", Duration::from_secs(60)), "no rejection seen");
+    std::thread::sleep(Duration::from_secs(2));
+    signal(g.id(), "TERM");
+    let out = g.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("sink_error"), "{}", text(&out));
+    // 3. A working sink: every record is read again, none lost.
+    let g = Guard::run(dir.path(), &consumer("{ type: file, inputs: [k], path: good.jsonl }"), &[]);
+    wait_until(&format!("all {n} records"), Duration::from_secs(120), || {
+        counts(lines(&dir.path().join("good.jsonl"))).len() >= n
+    });
+    signal(g.id(), "TERM");
+    assert!(g.wait().status.success());
+    let got = counts(lines(&dir.path().join("good.jsonl")));
+    for k in expected.keys() {
+        assert!(got.contains_key(k), "record lost: {k}");
+    }
+}

@@ -6,12 +6,17 @@
 //! its clone once the data is durable (or rejected). When the last clone is
 //! gone the source's [`AckReceiver`] learns the batch's combined status.
 //!
-//! A clone that is dropped without being settled (for example because a
-//! filter removed every row of a branch) counts as [`AckStatus::Dropped`],
-//! which is not a failure: it means no sink on that branch needed the data.
+//! A clone that is dropped without being settled before it reached a sink
+//! (for example because a filter removed every row of a branch) counts as
+//! [`AckStatus::Dropped`], which is not a failure: no sink on that branch
+//! needed the data. Once a sink has received a batch, its handles are the
+//! sink's responsibility ([`Acks::take_responsibility`]): dropped unsettled
+//! — the sink failed, or panicked, while holding it — they settle as
+//! [`AckStatus::Rejected`], so a source never takes an undelivered batch for
+//! done (a Kafka source would commit past it).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use tokio::sync::mpsc;
 
@@ -83,40 +88,76 @@ impl std::fmt::Debug for Ack {
 
 /// The acknowledgement handles a batch carries. Usually zero (the source does
 /// not track acks) or one; a transform that merges batches carries several.
-#[derive(Clone, Debug, Default)]
-pub struct Acks(Vec<Ack>);
+#[derive(Debug, Default)]
+pub struct Acks {
+    handles: Vec<Ack>,
+    /// A sink holds these: dropping them unsettled rejects them.
+    owned: bool,
+    /// Settled, or handed over to another `Acks` with [`Acks::extend`].
+    done: AtomicBool,
+}
+
+impl Clone for Acks {
+    /// Another token for the same handles, with the same responsibility and
+    /// not yet settled.
+    fn clone(&self) -> Self {
+        Self { handles: self.handles.clone(), owned: self.owned, done: AtomicBool::new(false) }
+    }
+}
+
+impl Drop for Acks {
+    fn drop(&mut self) {
+        if self.owned && !self.done.load(Ordering::Acquire) {
+            for a in &self.handles {
+                a.settle(AckStatus::Rejected);
+            }
+        }
+    }
+}
 
 impl Acks {
     /// No tracking: settling is a no-op.
     pub fn none() -> Self {
-        Self(Vec::new())
+        Self::default()
     }
 
     /// A single handle.
     pub fn one(ack: Ack) -> Self {
-        Self(vec![ack])
+        Self { handles: vec![ack], owned: false, done: AtomicBool::new(false) }
     }
 
     /// Settles every handle with `status`.
     pub fn settle(&self, status: AckStatus) {
-        for a in &self.0 {
+        for a in &self.handles {
             a.settle(status);
         }
+        self.done.store(true, Ordering::Release);
     }
 
-    /// Takes over the handles of `other` (used when batches are merged).
+    /// Marks these handles as a sink's to settle: from now on, dropping them
+    /// unsettled settles them [`AckStatus::Rejected`]. [`crate::component::SinkInput`]
+    /// does this for every batch it hands a sink.
+    pub fn take_responsibility(&mut self) {
+        self.owned = true;
+    }
+
+    /// Takes over the handles of `other`, and its responsibility: `other`
+    /// counts as settled, and these must be (used when batches are merged,
+    /// or a sink gathers batches into a file).
     pub fn extend(&mut self, other: &Acks) {
-        self.0.extend(other.0.iter().cloned());
+        self.handles.extend(other.handles.iter().cloned());
+        self.owned |= other.owned;
+        other.done.store(true, Ordering::Release);
     }
 
     /// Number of handles carried.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.handles.len()
     }
 
     /// True when the batch is not tracked.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.handles.is_empty()
     }
 }
 
@@ -174,6 +215,26 @@ mod tests {
         failed.settle(AckStatus::Rejected);
         drop((ack, failed, filtered));
         assert_eq!(rx.try_recv().unwrap().status, AckStatus::Rejected);
+    }
+
+    #[test]
+    fn a_sink_dropping_what_it_holds_unsettled_rejects_it() {
+        let (mut tracker, mut rx) = AckTracker::new();
+        let (_, ack) = tracker.ack();
+        let mut held = Acks::one(ack);
+        held.take_responsibility();
+        drop(held);
+        assert_eq!(rx.try_recv().unwrap().status, AckStatus::Rejected);
+        // Handed over to a file's handles, which are settled: delivered.
+        let (_, ack) = tracker.ack();
+        let mut batch = Acks::one(ack);
+        batch.take_responsibility();
+        let mut file = Acks::none();
+        file.extend(&batch);
+        drop(batch);
+        file.settle(AckStatus::Delivered);
+        drop(file);
+        assert_eq!(rx.try_recv().unwrap().status, AckStatus::Delivered);
     }
 
     #[test]

@@ -92,6 +92,9 @@ impl Drop for RowReceiver {
                 let rows = batch.rows() as u64;
                 owner.received(rows);
                 owner.dropped(DropReason::ComponentFailed, rows);
+                // Not delivered: the source must be able to read it again
+                // (a Kafka source does not commit past it).
+                batch.acks.settle(crate::ack::AckStatus::Rejected);
             }
         }
     }

@@ -69,6 +69,7 @@ impl Output {
                 Err(Closed) => {
                     downstream.received(rows);
                     downstream.dropped(DropReason::ComponentFailed, rows);
+                    batch.acks.settle(crate::ack::AckStatus::Rejected);
                 }
             }
         }
@@ -249,8 +250,10 @@ impl SinkInput {
     /// Cancel safety: cancel-safe. If the future is dropped before it
     /// completes, no batch is lost.
     pub async fn recv(&mut self) -> Option<Batch> {
-        let b = self.rx.recv().await?;
+        let mut b = self.rx.recv().await?;
         self.ledger.received(b.rows() as u64);
+        // The sink answers for it now: dropped unsettled, it is rejected.
+        b.acks.take_responsibility();
         Some(b)
     }
 }

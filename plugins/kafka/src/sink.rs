@@ -266,7 +266,7 @@ impl Sink for KafkaSink {
         let mut encoder: Option<(SchemaRef, Encoder)> = None;
         let (mut buf, mut ends, mut keys, mut key_ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut backpressure_since: Option<Instant> = None;
-        while let Some(batch) = input.recv().await {
+        while let Some(mut batch) = input.recv().await {
             let schema = batch.data.schema();
             if encoder.as_ref().is_none_or(|(s, _)| s != &schema) {
                 encoder = Some((
@@ -303,7 +303,7 @@ impl Sink for KafkaSink {
             let pending = Arc::new(Pending {
                 remaining: AtomicUsize::new(n),
                 failed: AtomicU64::new(0),
-                acks: Mutex::new(Some(batch.acks.clone())),
+                acks: Mutex::new(Some(std::mem::take(&mut batch.acks))),
             });
             drop(batch);
             let mut start = 0;

@@ -22,7 +22,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
-use spillway_core::ack::{AckTracker, Acks};
+use spillway_core::ack::{AckStatus, AckTracker, Acks};
 use spillway_core::component::{ComponentError, Source, SourceContext};
 use spillway_core::config::HumanDuration;
 use spillway_core::ledger::{ComponentLedger, DropReason};
@@ -115,10 +115,20 @@ spillway_core::register_source! {
 /// A topic and partition.
 type Tp = (String, i32);
 
-/// Per-partition queues of (batch id, next offset, settled).
+/// Where a batch is on its way downstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    InFlight,
+    Settled,
+    /// A sink failed to make it durable: the commit point must never pass
+    /// it, so that a restart reads it again.
+    Rejected,
+}
+
+/// Per-partition queues of (batch id, next offset, fate).
 #[derive(Default)]
 struct Offsets {
-    parts: HashMap<Tp, VecDeque<(u64, i64, bool)>>,
+    parts: HashMap<Tp, VecDeque<(u64, i64, Fate)>>,
     /// Batch id → its partitions.
     batches: HashMap<u64, Vec<(String, i32)>>,
     /// Records emitted whose offsets are not committed yet.
@@ -129,21 +139,28 @@ impl Offsets {
     fn add(&mut self, id: u64, ends: Vec<(Tp, i64)>, rows: u64) {
         let mut tps = Vec::with_capacity(ends.len());
         for (tp, next) in ends {
-            self.parts.entry(tp.clone()).or_default().push_back((id, next, false));
+            self.parts.entry(tp.clone()).or_default().push_back((id, next, Fate::InFlight));
             tps.push(tp);
         }
         self.batches.insert(id, tps);
         self.uncommitted.insert(id, rows);
     }
 
-    fn settle(&mut self, id: u64) {
+    /// Records a batch's fate; the partitions a rejection now holds back.
+    fn settle(&mut self, id: u64, status: AckStatus) -> Vec<Tp> {
+        let fate = if status == AckStatus::Rejected { Fate::Rejected } else { Fate::Settled };
+        let mut held = Vec::new();
         for tp in self.batches.remove(&id).unwrap_or_default() {
             if let Some(q) = self.parts.get_mut(&tp)
                 && let Some(e) = q.iter_mut().find(|e| e.0 == id)
             {
-                e.2 = true;
+                e.2 = fate;
+                if fate == Fate::Rejected {
+                    held.push(tp);
+                }
             }
         }
+        held
     }
 
     /// Advances over settled prefixes; the offsets to commit.
@@ -154,7 +171,7 @@ impl Offsets {
                 continue;
             }
             let mut commit = None;
-            while q.front().is_some_and(|e| e.2) {
+            while q.front().is_some_and(|e| e.2 == Fate::Settled) {
                 let (id, next, _) = q.pop_front().expect("checked");
                 commit = Some(next);
                 self.uncommitted.remove(&id);
@@ -255,6 +272,11 @@ impl Source for KafkaSource {
         );
         let malformed_c =
             metrics::counter("spillway_kafka_malformed_total", "Messages that did not decode.", &labels);
+        let rejected = metrics::counter(
+            "spillway_kafka_rejected_batches_total",
+            "Batches a sink failed to make durable; their partitions are not committed past them.",
+            &labels,
+        );
 
         let mut pending = Pending {
             decoder: Decoder::new(encoding(self.cfg.encoding, self.cfg.length_delimited)),
@@ -290,9 +312,7 @@ impl Source for KafkaSource {
                         break;
                     }
                 }
-                Some(s) = settled.recv() => {
-                    if let Ok(mut o) = offsets.lock() { o.settle(s.id) }
-                }
+                Some(s) = settled.recv() => settle(&offsets, s, &name, &rejected),
                 _ = commit.tick() => {
                     commit_ready(&consumer, &offsets, CommitMode::Async, &name);
                     uncommitted.set(offsets.lock().map_or(0, |o| o.uncommitted()));
@@ -307,15 +327,33 @@ impl Source for KafkaSource {
         drop(out);
         drop(tracker);
         while let Some(s) = settled.recv().await {
-            if let Ok(mut o) = offsets.lock() {
-                o.settle(s.id)
-            }
+            settle(&offsets, s, &name, &rejected);
         }
         commit_ready(&consumer, &offsets, CommitMode::Sync, &name);
         let left = offsets.lock().map_or(0, |o| o.uncommitted());
         uncommitted.set(left);
         tracing::info!(component = %name, uncommitted = left, "Kafka source stopped; settled offsets committed");
         Ok(())
+    }
+}
+
+/// Records a settlement; a rejected batch holds its partitions' commit
+/// points where they are (logged, counted): after a restart they are read
+/// again, at least once.
+fn settle(offsets: &Mutex<Offsets>, s: spillway_core::ack::Settled, name: &str, rejected: &metrics::Counter) {
+    let held = match offsets.lock() {
+        Ok(mut o) => o.settle(s.id, s.status),
+        Err(_) => return,
+    };
+    if !held.is_empty() {
+        rejected.add(1);
+        let parts: Vec<String> = held.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+        tracing::error!(
+            component = %name,
+            partitions = %parts.join(", "),
+            "a batch was rejected downstream: these partitions' offsets will not be committed past it, so a restart \
+             reads it again"
+        );
     }
 }
 
