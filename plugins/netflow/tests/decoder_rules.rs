@@ -45,7 +45,9 @@ fn every_truncation_of_every_corpus_message_is_handled() {
         warm.decode(full, EXPORTER, 0, &mut out);
         let whole = warm.decode(full, EXPORTER, 0, &mut out).records;
         for cut in 0..full.len() {
+            let before = out.len();
             let o = warm.decode(&full[..cut], EXPORTER, 0, &mut out);
+            assert_eq!((out.len() - before) as u64, o.records, "every row appended is counted");
             truncations += 1;
             assert!(o.records <= whole, "a truncated message cannot hold more records");
             if cut < 4 {
@@ -79,7 +81,12 @@ fn byte_flips_never_panic() {
                     *b ^= (rng >> 32) as u8 | 1;
                 }
             }
-            errors += d.decode(&m, EXPORTER, 0, &mut out).error.is_some() as u64;
+            let before = out.len();
+            let o = d.decode(&m, EXPORTER, 0, &mut out);
+            // The ledger identity, the oracle the fuzz targets use too.
+            assert_eq!((out.len() - before) as u64, o.records, "every row appended is counted");
+            assert_eq!(o.error.is_some(), o.dropped > 0, "every error is a counted drop");
+            errors += o.error.is_some() as u64;
             if out.len() > 100_000 {
                 out.finish();
             }
