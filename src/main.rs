@@ -288,9 +288,11 @@ fn run(file: &std::path::Path, ledger_json: Option<PathBuf>, channel_rows: u32, 
     };
     let report = runtime.block_on(async {
         let shutdown = spillway_core::component::Shutdown::new();
+        let (reload_tx, reloads) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(signals(shutdown.clone()));
+        tokio::spawn(reload_on_hangup(file.to_path_buf(), reload_tx));
         tracing::info!(file = %file.display(), "pipeline started");
-        topology.run(shutdown).await
+        topology.run_with_reloads(shutdown, Some(reloads)).await
     });
     let report = match report {
         Ok(r) => r,
@@ -357,6 +359,37 @@ fn losses(ledger: &[spillway_core::ledger::LedgerEntry]) -> Vec<(String, u64)> {
         }
     }
     by.into_iter().collect()
+}
+
+/// SIGHUP: reads the pipeline file again. An invalid file is logged with
+/// every error and changes nothing; a valid one is handed to the runner,
+/// which replaces what changed in place.
+async fn reload_on_hangup(file: PathBuf, reloads: tokio::sync::mpsc::UnboundedSender<config::Pipeline>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reloads are not possible");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!(file = %file.display(), "SIGHUP: reloading the pipeline file");
+        match config::load_file(&file) {
+            Ok(p) => {
+                if reloads.send(p).is_err() {
+                    return;
+                }
+            }
+            Err(LoadError::Invalid { path, errors }) => {
+                for e in &errors {
+                    tracing::error!(error = %format!("{}:{e}", path.display()), "reload refused: the pipeline file is invalid");
+                }
+                tracing::error!(
+                    errors = errors.len(),
+                    "reload refused; the running pipeline continues unchanged"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "reload refused; the running pipeline continues unchanged"),
+        }
+    }
 }
 
 /// First SIGINT/SIGTERM: graceful stop. Second: exit at once.

@@ -285,10 +285,12 @@ fn the_admin_endpoint_closes_slow_idle_and_excess_connections() {
     common::wait_until("the admin endpoint", Duration::from_secs(20), || {
         std::net::TcpStream::connect(&addr).is_ok()
     });
+    // The probes above have let go of their slots.
+    std::thread::sleep(Duration::from_secs(1));
     // Every slot taken by a client that never sends a request.
     let hogs: Vec<std::net::TcpStream> =
         (0..64).map(|_| std::net::TcpStream::connect(&addr).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_secs(1));
     // One more is closed at once: a read sees the end, not a timeout.
     let mut extra = std::net::TcpStream::connect(&addr).unwrap();
     extra.set_read_timeout(Some(Duration::from_secs(3))).unwrap();

@@ -44,7 +44,28 @@ pub fn channel(capacity: u32) -> (RowSender, RowReceiver) {
     (RowSender { tx, room: room.clone(), capacity }, RowReceiver { rx, room, capacity, owner: None })
 }
 
+/// A sender that does not keep the channel open: it can make a
+/// [`RowSender`] while some other sender still exists.
+#[derive(Clone)]
+pub struct WeakRowSender {
+    tx: mpsc::WeakUnboundedSender<(Batch, OwnedSemaphorePermit)>,
+    room: Arc<Semaphore>,
+    capacity: u32,
+}
+
+impl WeakRowSender {
+    /// A sender, if the channel is still open.
+    pub fn upgrade(&self) -> Option<RowSender> {
+        Some(RowSender { tx: self.tx.upgrade()?, room: self.room.clone(), capacity: self.capacity })
+    }
+}
+
 impl RowSender {
+    /// A handle that can make senders without keeping the channel open.
+    pub fn downgrade(&self) -> WeakRowSender {
+        WeakRowSender { tx: self.tx.downgrade(), room: self.room.clone(), capacity: self.capacity }
+    }
+
     /// Waits for room for the batch's rows, then enqueues it.
     ///
     /// Cancel safety: cancel-safe; a cancelled send enqueues nothing.

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::batch::Batch;
 pub use crate::channel::Closed;
 use crate::channel::{RowReceiver, RowSender};
-use crate::ledger::{ComponentLedger, DropReason};
+use crate::ledger::{ComponentLedger, DropReason, EdgeCounter};
 
 /// Fires once when the pipeline is asked to stop. Cheap to clone.
 pub type Shutdown = tokio_util::sync::CancellationToken;
@@ -35,24 +35,60 @@ impl ComponentError {
     }
 }
 
+/// One downstream of an output: its input channel, its ledger entry, and
+/// the edge counter between the two.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) tx: RowSender,
+    pub(crate) downstream: Arc<ComponentLedger>,
+    pub(crate) edge: Arc<EdgeCounter>,
+}
+
+/// The downstreams of one output. The runner replaces the list when a
+/// reload rewires the pipeline; a send takes the list as it is then.
+#[derive(Default)]
+pub(crate) struct Targets(std::sync::Mutex<Arc<Vec<Target>>>);
+
+impl Targets {
+    pub(crate) fn new(targets: Vec<Target>) -> Arc<Self> {
+        Arc::new(Self(std::sync::Mutex::new(Arc::new(targets))))
+    }
+
+    fn current(&self) -> Arc<Vec<Target>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Installs a new list; senders of the old one are dropped once no send
+    /// uses them any more, which is what lets a replaced component's input
+    /// end.
+    pub(crate) fn replace(&self, targets: Vec<Target>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(targets);
+    }
+}
+
 /// Where a source or transform sends its batches: every downstream input.
 pub struct Output {
-    targets: Vec<(RowSender, Arc<ComponentLedger>)>,
+    targets: Arc<Targets>,
     ledger: Arc<ComponentLedger>,
+    /// A named output is a ledger entry of its own: it counts what enters
+    /// it as received.
+    named: bool,
 }
 
 impl Output {
-    pub(crate) fn new(targets: Vec<(RowSender, Arc<ComponentLedger>)>, ledger: Arc<ComponentLedger>) -> Self {
-        Self { targets, ledger }
+    pub(crate) fn new(targets: Arc<Targets>, ledger: Arc<ComponentLedger>, named: bool) -> Self {
+        Self { targets, ledger, named }
     }
 
     /// Sends `batch` to every downstream component, waiting for room in
-    /// each (backpressure). Counts the records as emitted.
+    /// each (backpressure). Counts the records as emitted (and, for a named
+    /// output, as received by it), and on each edge as sent.
     ///
     /// A downstream that has failed no longer takes batches: the records meant
     /// for it are charged to it as received and dropped
-    /// ([`DropReason::ComponentFailed`]) and the other downstreams still get
-    /// theirs. `Err(Closed)` means every downstream has failed.
+    /// ([`DropReason::ComponentFailed`]), rejected for their source, and the
+    /// other downstreams still get theirs. `Err(Closed)` means every
+    /// downstream has failed.
     ///
     /// Cancel safety: not cancel-safe. If the future is dropped part-way, some
     /// downstreams may have received the batch and others not.
@@ -61,26 +97,44 @@ impl Output {
         if rows == 0 {
             return Ok(());
         }
+        if self.named {
+            self.ledger.received(rows);
+        }
         self.ledger.emitted(rows);
-        let mut delivered_somewhere = self.targets.is_empty();
-        for (tx, downstream) in &self.targets {
-            match tx.send(batch.clone()).await {
+        let targets = self.targets.current();
+        let mut delivered_somewhere = targets.is_empty();
+        for t in targets.iter() {
+            t.edge.sent(rows);
+            match t.tx.send(batch.clone()).await {
                 Ok(()) => delivered_somewhere = true,
                 Err(Closed) => {
-                    downstream.received(rows);
-                    downstream.dropped(DropReason::ComponentFailed, rows);
+                    t.downstream.received(rows);
+                    t.downstream.dropped(DropReason::ComponentFailed, rows);
                     batch.acks.settle(crate::ack::AckStatus::Rejected);
                 }
             }
         }
         if delivered_somewhere { Ok(()) } else { Err(Closed) }
     }
+
+    /// The ledger entry of this output.
+    pub fn ledger(&self) -> &Arc<ComponentLedger> {
+        &self.ledger
+    }
+}
+
+impl Drop for Output {
+    /// A producer done with its output lets go of its downstreams' inputs,
+    /// so that they end once every producer is done.
+    fn drop(&mut self) {
+        self.targets.replace(Vec::new());
+    }
 }
 
 /// A source's named outputs that some component reads (see
 /// [`crate::registry::SourceConfig::named_outputs`]). Each has its own
 /// ledger entry, `SOURCE.OUTPUT`, whose `received` counts the records the
-/// source made for it.
+/// source sends to it.
 #[derive(Default)]
 pub struct NamedOutputs(Vec<(String, Output)>);
 
@@ -97,10 +151,85 @@ impl NamedOutputs {
     }
 }
 
-impl Output {
-    /// The ledger entry of this output.
-    pub fn ledger(&self) -> &Arc<ComponentLedger> {
-        &self.ledger
+/// What a source replaced by a reload leaves to its successor: resources
+/// that must not be closed and reopened (a UDP source's bound sockets and
+/// decoder state, so that no datagram and no template is lost).
+///
+/// Every source has one. When a reload replaces it, the runner marks it
+/// [`Handover::replacing`] before stopping the source; the source may then
+/// [`Handover::give`] what it holds instead of closing it. Its successor
+/// awaits [`Handover::receive`], which resolves when something is given or
+/// the old source has returned.
+#[derive(Default)]
+pub struct Handover {
+    state: std::sync::Mutex<HandoverState>,
+    notify: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+enum HandoverState {
+    #[default]
+    Running,
+    Replacing,
+    Given(Box<dyn std::any::Any + Send>),
+    Finished,
+}
+
+impl Handover {
+    /// Whether this source is being stopped to be replaced by a reload
+    /// (rather than for good).
+    pub fn replacing(&self) -> bool {
+        matches!(*self.state.lock().unwrap_or_else(|e| e.into_inner()), HandoverState::Replacing)
+    }
+
+    /// Leaves `what` to the successor.
+    pub fn give(&self, what: Box<dyn std::any::Any + Send>) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = HandoverState::Given(what);
+        self.notify.notify_waiters();
+        self.notify.notify_one();
+    }
+
+    /// What the predecessor left, once it has left it or returned.
+    ///
+    /// Cancel safety: cancel-safe; nothing is taken until it resolves.
+    pub async fn receive(&self) -> Option<Box<dyn std::any::Any + Send>> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                match std::mem::take(&mut *st) {
+                    HandoverState::Given(v) => {
+                        *st = HandoverState::Finished;
+                        return Some(v);
+                    }
+                    HandoverState::Finished => {
+                        *st = HandoverState::Finished;
+                        return None;
+                    }
+                    other => *st = other,
+                }
+            }
+            notified.await;
+        }
+    }
+
+    pub(crate) fn mark_replacing(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*st, HandoverState::Running) {
+            *st = HandoverState::Replacing;
+        }
+    }
+
+    /// The source returned: a successor waiting gets what was given, or
+    /// nothing.
+    pub(crate) fn finish(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !matches!(*st, HandoverState::Given(_)) {
+            *st = HandoverState::Finished;
+        }
+        drop(st);
+        self.notify.notify_waiters();
+        self.notify.notify_one();
     }
 }
 
@@ -116,6 +245,10 @@ pub struct SourceContext {
     pub shutdown: Shutdown,
     /// The source's counters.
     pub ledger: Arc<ComponentLedger>,
+    /// What this source may leave to a successor when a reload replaces it.
+    pub handover: Arc<Handover>,
+    /// The instance this one replaces (a reload), to receive what it left.
+    pub predecessor: Option<Arc<Handover>>,
 }
 
 /// Produces batches.

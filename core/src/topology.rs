@@ -1,23 +1,41 @@
-//! Builds a validated [`Pipeline`] into tasks and runs it to the end.
+//! Builds a validated [`Pipeline`] into tasks, runs it to the end, and
+//! reloads it in place.
 //!
 //! One tokio task per component. Each transform and sink has one input
 //! channel, bounded in rows; fan-in is several upstreams holding senders to
-//! it, fan-out is an upstream holding senders to several. A component that
-//! fails is reported by name and the whole pipeline then stops gracefully, so
-//! the other branches still drain and the ledger still balances.
+//! it, fan-out is an output holding senders to several. Every edge (an
+//! output to a component) has a counter in the [`Ledger`], so the books
+//! balance however the pipeline was rewired. A component that fails is
+//! reported by name and the whole pipeline then stops gracefully, so the
+//! other branches still drain and the ledger still balances.
+//!
+//! **Reload** ([`Topology::run_with_reloads`]): a new validated pipeline
+//! replaces the running one without a stop. Components whose definition is
+//! unchanged (type, fields, inputs, input schema, the named outputs read
+//! from them, and every component they reference) keep running untouched.
+//! Changed and removed components are retired: a source is stopped (told it
+//! is being replaced, so it can hand its resources to its successor), a
+//! transform or sink finishes when its upstreams stop sending to it — it
+//! drains everything it was sent. New and changed components start at once
+//! and unchanged producers are rewired to them. A replaced component counts
+//! on in the same ledger entry. A reload whose components cannot be built
+//! changes nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::admin;
-use crate::channel::{self, RowReceiver, RowSender};
-use crate::component::{Emitter, NamedOutputs, Output, Shutdown, SinkContext, SinkInput, SourceContext};
-use crate::config::Pipeline;
+use crate::channel::{self, RowReceiver, WeakRowSender};
+use crate::component::{
+    Emitter, Handover, NamedOutputs, Output, Shutdown, SinkContext, SinkInput, SourceContext, Target, Targets,
+};
+use crate::config::{AdminConfig, Component, Pipeline};
 use crate::ledger::{ComponentKind, ComponentLedger, Ledger, LedgerEntry};
-use crate::registry::{AnyConfig, BuildContext};
+use crate::registry::{AnyConfig, BuildContext, Shared};
 
 /// Default capacity of each component's input channel, in rows.
 pub const DEFAULT_CHANNEL_ROWS: u32 = 131_072;
@@ -72,44 +90,62 @@ enum Built {
     Sink(Box<dyn crate::component::Sink>),
 }
 
+/// A component of the pipeline to run: its definition and, when it is to
+/// be started, its built instance (`None`: a reload leaves it running).
+struct Planned {
+    spec: Component,
+    built: Option<Built>,
+}
+
+/// Builds `specs` (in dependency order); every error is collected.
+fn build_all(
+    specs: Vec<Component>,
+    shared: &Shared,
+    base_dir: &std::path::Path,
+) -> Result<Vec<Planned>, StartError> {
+    let mut planned = Vec::new();
+    let mut errors = Vec::new();
+    for spec in specs {
+        let cx = BuildContext {
+            name: spec.name.clone(),
+            base_dir: base_dir.to_path_buf(),
+            shared: shared.clone(),
+        };
+        let result = match (&spec.config, &spec.input_schema) {
+            (AnyConfig::Source(s), _) => s.build(&cx).map(Built::Source),
+            (AnyConfig::Transform(t), Some(i)) => t.build(&cx, i).map(Built::Transform),
+            (AnyConfig::Sink(s), Some(i)) => s.build(&cx, i).map(Built::Sink),
+            _ => continue,
+        };
+        match result {
+            Ok(built) => planned.push(Planned { spec, built: Some(built) }),
+            Err(e) => errors.push(format!("{} `{}`: {}", spec.kind.as_str(), spec.name, e)),
+        }
+    }
+    if errors.is_empty() { Ok(planned) } else { Err(StartError(errors)) }
+}
+
 /// A pipeline whose components are built and whose ledger exists, ready to
 /// [`Topology::run`].
 pub struct Topology {
-    built: Vec<(String, Built, Arc<ComponentLedger>, Vec<String>)>,
+    planned: Vec<Planned>,
     ledger: Ledger,
-    admin: Option<crate::config::AdminConfig>,
+    shared: Shared,
+    admin: Option<AdminConfig>,
+    base_dir: std::path::PathBuf,
     options: RunOptions,
 }
 
 impl Topology {
     /// Builds every component. All build errors are collected.
     pub fn build(pipeline: Pipeline, options: RunOptions) -> Result<Self, StartError> {
-        let mut ledger = Ledger::new();
-        let mut built = Vec::new();
-        let mut errors = Vec::new();
-        let shared = crate::registry::Shared::default();
-        for c in pipeline.components {
-            let cx = BuildContext {
-                name: c.name.clone(),
-                base_dir: pipeline.base_dir.clone(),
-                shared: shared.clone(),
-            };
-            let entry = ledger.register(&c.name, c.kind);
-            let result = match (&c.config, &c.input_schema) {
-                (AnyConfig::Source(s), _) => s.build(&cx).map(Built::Source),
-                (AnyConfig::Transform(t), Some(i)) => t.build(&cx, i).map(Built::Transform),
-                (AnyConfig::Sink(s), Some(i)) => s.build(&cx, i).map(Built::Sink),
-                _ => continue,
-            };
-            match result {
-                Ok(b) => built.push((c.name, b, entry, c.inputs)),
-                Err(e) => errors.push(format!("{} `{}`: {}", c.kind.as_str(), c.name, e)),
-            }
+        let shared = Shared::default();
+        let ledger = Ledger::new();
+        for c in &pipeline.components {
+            ledger.register(&c.name, c.kind);
         }
-        if !errors.is_empty() {
-            return Err(StartError(errors));
-        }
-        Ok(Self { built, ledger, admin: pipeline.admin, options })
+        let planned = build_all(pipeline.components, &shared, &pipeline.base_dir)?;
+        Ok(Self { planned, ledger, shared, admin: pipeline.admin, base_dir: pipeline.base_dir, options })
     }
 
     /// The pipeline's ledger (live: counters update as the pipeline runs).
@@ -120,164 +156,517 @@ impl Topology {
     /// Runs until every component has finished. `shutdown` starts a graceful
     /// stop; the run still returns only once everything in flight drained.
     pub async fn run(self, shutdown: Shutdown) -> Result<RunReport, StartError> {
-        let Topology { built, ledger, admin, options } = self;
-        let edges: Vec<(String, Vec<String>)> =
-            built.iter().map(|(n, _, _, i)| (n.clone(), i.clone())).collect();
-        let mut inputs: HashMap<String, (RowSender, Option<RowReceiver>, Arc<ComponentLedger>)> =
-            HashMap::new();
-        for (name, b, entry, _) in &built {
-            if !matches!(b, Built::Source(_)) {
-                let (tx, mut rx) = channel::channel(options.channel_rows);
-                rx.set_owner(entry.clone());
-                inputs.insert(name.clone(), (tx, Some(rx), entry.clone()));
-            }
-        }
-        let mut targets: HashMap<String, Vec<(RowSender, Arc<ComponentLedger>)>> = HashMap::new();
-        for (name, _, _, ins) in &built {
-            for input in ins {
-                let (tx, _, entry) = &inputs[name];
-                targets.entry(input.clone()).or_default().push((tx.clone(), entry.clone()));
-            }
-        }
-        // Named outputs with readers get their own ledger entry, registered
-        // before the admin endpoint starts serving the ledger.
-        let mut ledger = ledger;
-        let mut named: HashMap<String, Vec<(String, Output)>> = HashMap::new();
-        let keys: Vec<String> = targets.keys().filter(|k| k.contains('.')).cloned().collect();
-        for key in keys {
-            let (source, output) = crate::config::split_input(&key);
-            let entry = ledger.register(&key, ComponentKind::Source);
-            let out = Output::new(targets.remove(&key).unwrap_or_default(), entry);
-            named.entry(source.to_string()).or_default().push((output.unwrap_or_default().to_string(), out));
-        }
-        let health: Health =
-            Arc::new(Mutex::new(built.iter().map(|(n, ..)| (n.clone(), ComponentState::Running)).collect()));
-        let admin_task = match admin {
-            Some(a) => Some(admin::serve(a.listen, ledger.clone(), health.clone()).await.map_err(|e| {
-                StartError(vec![format!("admin endpoint cannot listen on {}: {e}", a.listen)])
-            })?),
+        self.run_with_reloads(shutdown, None).await
+    }
+
+    /// Like [`Topology::run`], and each pipeline received on `reloads`
+    /// replaces the running one in place (see the module docs). Reloads
+    /// received once the pipeline is stopping are refused (logged).
+    pub async fn run_with_reloads(
+        self,
+        shutdown: Shutdown,
+        mut reloads: Option<mpsc::UnboundedReceiver<Pipeline>>,
+    ) -> Result<RunReport, StartError> {
+        let Topology { planned, ledger, shared, admin, base_dir, options } = self;
+        let health: Health = Arc::new(Mutex::new(Vec::new()));
+        let mut runner = Runner {
+            ledger: ledger.clone(),
+            shared,
+            base_dir,
+            options,
+            live: HashMap::new(),
+            order: Vec::new(),
+            tasks: JoinSet::new(),
+            instances: HashMap::new(),
+            by_task: HashMap::new(),
+            current: HashMap::new(),
+            next_instance: 0,
+            sources_stop: Shutdown::new(),
+            health: health.clone(),
+            failures: Vec::new(),
+            ending: false,
+            admin: None,
+        };
+        // Named outputs with readers get their own ledger entry before the
+        // admin endpoint starts serving the ledger.
+        runner.register_named(&planned);
+        runner.admin = match admin {
+            Some(a) => Some((
+                a.listen,
+                admin::serve(a.listen, ledger.clone(), health.clone()).await.map_err(|e| {
+                    StartError(vec![format!("admin endpoint cannot listen on {}: {e}", a.listen)])
+                })?,
+            )),
             None => None,
         };
+        let all: HashSet<String> = planned.iter().map(|p| p.spec.name.clone()).collect();
+        runner.start(planned, &all, &HashMap::new());
 
-        let sources_stop = Shutdown::new();
-        let mut tasks: JoinSet<(String, ComponentKind, Result<(), String>)> = JoinSet::new();
-        let mut task_names = HashMap::new();
-        for (name, b, entry, _) in built {
-            let out = Output::new(targets.remove(&name).unwrap_or_default(), entry.clone());
-            let n: Arc<str> = name.as_str().into();
-            let id = match b {
-                Built::Source(src) => {
-                    let named = NamedOutputs::new(named.remove(&name).unwrap_or_default());
-                    let shutdown = sources_stop.child_token();
-                    let cx = SourceContext { name: n, out, named, shutdown, ledger: entry };
-                    tasks.spawn(async move {
-                        let r = src.run(cx).await.map_err(|e| e.message);
-                        (name, ComponentKind::Source, r)
-                    })
+        let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut imbalance_logs = crate::metrics::LogLimit::default();
+        let mut shutting_down = false;
+        loop {
+            tokio::select! {
+                joined = runner.tasks.join_next_with_id(), if !runner.tasks.is_empty() => {
+                    let Some(joined) = joined else { continue };
+                    runner.finished(joined);
                 }
-                Built::Transform(t) => {
-                    let (_, rx, _) = inputs.remove(&name).expect("every transform has an input channel");
-                    let rx = rx.expect("input receiver taken once");
-                    let named = named.remove(&name).unwrap_or_default();
-                    tasks.spawn(async move {
-                        let r = run_transform(t, rx, out, named, entry).await;
-                        (name, ComponentKind::Transform, r)
-                    })
+                _ = shutdown.cancelled(), if !shutting_down => {
+                    shutting_down = true;
+                    info!("stopping sources; draining in-flight records to the sinks");
+                    runner.sources_stop.cancel();
                 }
-                Built::Sink(s) => {
-                    let (_, rx, _) = inputs.remove(&name).expect("every sink has an input channel");
-                    let input = SinkInput::new(rx.expect("input receiver taken once"), entry.clone());
-                    let cx = SinkContext { name: n, ledger: entry };
-                    tasks.spawn(async move {
-                        let r = s.run(input, cx).await.map_err(|e| e.message);
-                        (name, ComponentKind::Sink, r)
-                    })
-                }
-            };
-            task_names.insert(id.id(), task_names.len());
-        }
-        // Drop our copies of the senders so that channels close when their
-        // upstreams finish.
-        drop(inputs);
-        drop(targets);
-
-        let forward = {
-            let stop = sources_stop.clone();
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                info!("stopping sources; draining in-flight records to the sinks");
-                stop.cancel();
-            })
-        };
-
-        let mut failures = Vec::new();
-        while let Some(joined) = tasks.join_next_with_id().await {
-            let (name, result) = match joined {
-                Ok((_, (name, kind, r))) => {
-                    if let Err(e) = &r {
-                        error!(component = %name, kind = kind.as_str(), error = %e, "component failed; stopping the pipeline");
+                p = async { reloads.as_mut().expect("guarded").recv().await }, if reloads.is_some() => {
+                    match p {
+                        Some(p) if !shutting_down && !runner.ending => runner.reload(p).await,
+                        Some(_) => warn!("a reload arrived while the pipeline is stopping; it is not applied"),
+                        None => reloads = None,
                     }
-                    (name, r)
                 }
-                Err(e) => {
-                    let idx = task_names.get(&e.id()).copied().unwrap_or(0);
-                    let name = health.lock().map(|h| h[idx].0.clone()).unwrap_or_default();
-                    let msg = if e.is_panic() { "panicked".to_string() } else { e.to_string() };
-                    error!(component = %name, error = %msg, "component failed; stopping the pipeline");
-                    (name, Err(msg))
+                _ = check.tick() => {
+                    // The books are checked continuously, not only at the end.
+                    let off = runner.ledger.imbalances(false);
+                    if !off.is_empty() && let Some(suppressed) = imbalance_logs.allow() {
+                        for i in &off {
+                            error!(component = %i.component, records = i.records, suppressed, "ledger imbalance while running: {}", i.message);
+                        }
+                    }
                 }
-            };
-            if let Ok(mut h) = health.lock()
-                && let Some(slot) = h.iter_mut().find(|(n, _)| *n == name)
-            {
-                slot.1 = if result.is_ok() { ComponentState::Finished } else { ComponentState::Failed };
             }
-            if let Err(e) = result {
-                failures.push((name, e));
-                sources_stop.cancel();
+            if runner.tasks.is_empty() {
+                break;
             }
         }
-        forward.abort();
-        if let Some(a) = admin_task {
+        if let Some((_, a)) = runner.admin.take() {
             a.abort();
         }
         let snapshot = ledger.snapshot();
-        let imbalances = imbalances(&snapshot, &edges);
-        Ok(RunReport { ledger: snapshot, failures, imbalances })
+        let imbalances = ledger.imbalances(true).into_iter().map(|i| i.message).collect();
+        Ok(RunReport { ledger: snapshot, failures: runner.failures, imbalances })
     }
 }
 
-/// Checks a final ledger: nothing may remain in flight in a component, and
-/// every component must have received exactly what its inputs emitted.
-pub fn imbalances(entries: &[LedgerEntry], edges: &[(String, Vec<String>)]) -> Vec<String> {
-    let by_name: HashMap<&str, &LedgerEntry> = entries.iter().map(|e| (e.component.as_str(), e)).collect();
-    let mut out = Vec::new();
-    for e in entries {
-        let accounted = e.emitted + e.delivered + e.dropped_total + e.merged;
-        if e.received + e.created != accounted {
-            out.push(format!(
-                "{} `{}` received {} records but accounted for {} (emitted {}, delivered {}, dropped {})",
-                e.kind.as_str(),
-                e.component,
-                e.received,
-                accounted,
-                e.emitted,
-                e.delivered,
-                e.dropped_total
-            ));
+/// What the runner knows of a running component.
+struct Live {
+    kind: ComponentKind,
+    /// Definition plus the named outputs read from it.
+    identity: String,
+    ledger: Arc<ComponentLedger>,
+    /// Makes senders to the component's input (transforms and sinks) for
+    /// producers a reload starts, without keeping the input open itself:
+    /// the input ends when its producers are done.
+    input: Option<WeakRowSender>,
+    /// Output id (`a`, `a.loss`) → its downstreams.
+    ports: HashMap<String, Arc<Targets>>,
+    /// Stops a source.
+    stop: Option<Shutdown>,
+    handover: Option<Arc<Handover>>,
+}
+
+/// One spawned instance of a component.
+struct Instance {
+    name: String,
+    kind: ComponentKind,
+    handover: Option<Arc<Handover>>,
+}
+
+type Joined = (u64, Result<(), String>);
+
+struct Runner {
+    ledger: Ledger,
+    shared: Shared,
+    base_dir: std::path::PathBuf,
+    options: RunOptions,
+    live: HashMap<String, Live>,
+    /// Current component names, in dependency order.
+    order: Vec<String>,
+    tasks: JoinSet<Joined>,
+    instances: HashMap<u64, Instance>,
+    by_task: HashMap<tokio::task::Id, u64>,
+    /// Name → its current instance.
+    current: HashMap<String, u64>,
+    next_instance: u64,
+    sources_stop: Shutdown,
+    health: Health,
+    failures: Vec<(String, String)>,
+    /// Every current source has returned: the pipeline is draining to its
+    /// end and takes no reload.
+    ending: bool,
+    admin: Option<(std::net::SocketAddr, tokio::task::JoinHandle<()>)>,
+}
+
+/// The named outputs some component reads, by producer: `a` → [`a.loss`].
+fn read_ports(specs: &[&Component]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for s in specs {
+        for i in &s.inputs {
+            if let (c, Some(_)) = crate::config::split_input(i) {
+                let v = out.entry(c.to_string()).or_default();
+                if !v.contains(i) {
+                    v.push(i.clone());
+                }
+            }
         }
     }
-    for (name, inputs) in edges {
-        if inputs.is_empty() {
-            continue;
-        }
-        let Some(e) = by_name.get(name.as_str()) else { continue };
-        let sent: u64 = inputs.iter().filter_map(|i| by_name.get(i.as_str())).map(|u| u.emitted).sum();
-        if sent != e.received {
-            out.push(format!("`{name}` received {} records but its inputs emitted {sent}", e.received));
-        }
+    for v in out.values_mut() {
+        v.sort();
     }
     out
+}
+
+fn references_of(spec: &Component) -> Vec<String> {
+    match &spec.config {
+        AnyConfig::Source(c) => c.references().into_iter().map(|(_, r)| r).collect(),
+        AnyConfig::Transform(c) => c.references().into_iter().map(|(_, r)| r).collect(),
+        AnyConfig::Sink(_) => Vec::new(),
+    }
+}
+
+impl Runner {
+    fn register_named(&self, planned: &[Planned]) {
+        let specs: Vec<&Component> = planned.iter().map(|p| &p.spec).collect();
+        for ports in read_ports(&specs).values() {
+            for p in ports {
+                self.ledger.register(p, ComponentKind::Source);
+            }
+        }
+    }
+
+    /// Starts the `fresh` components of `planned` (the whole new
+    /// pipeline's definitions, in dependency order) and rewires every
+    /// producer that stays to the pipeline `planned` describes.
+    /// `predecessors` are the handovers of sources being replaced.
+    fn start(
+        &mut self,
+        planned: Vec<Planned>,
+        fresh: &HashSet<String>,
+        predecessors: &HashMap<String, Arc<Handover>>,
+    ) {
+        let specs: Vec<&Component> = planned.iter().map(|p| &p.spec).collect();
+        let reads = read_ports(&specs);
+        let identity = |s: &Component| format!("{} reads={:?}", s.fingerprint, reads.get(&s.name));
+        // Consumers of each output, in the new pipeline.
+        let mut consumers: HashMap<String, Vec<String>> = HashMap::new();
+        for s in &specs {
+            for i in &s.inputs {
+                consumers.entry(i.clone()).or_default().push(s.name.clone());
+            }
+        }
+        // Input channels of the fresh transforms and sinks; the strong
+        // senders live only until the producers' lists hold theirs.
+        let mut receivers: HashMap<String, RowReceiver> = HashMap::new();
+        let mut strong = Vec::new();
+        for p in &planned {
+            let s = &p.spec;
+            if !fresh.contains(&s.name) {
+                continue;
+            }
+            let ledger = self.ledger.register(&s.name, s.kind);
+            let input = if s.kind == ComponentKind::Source {
+                None
+            } else {
+                let (tx, mut rx) = channel::channel(self.options.channel_rows);
+                rx.set_owner(ledger.clone());
+                receivers.insert(s.name.clone(), rx);
+                let weak = tx.downgrade();
+                strong.push(tx);
+                Some(weak)
+            };
+            self.live.insert(
+                s.name.clone(),
+                Live {
+                    kind: s.kind,
+                    identity: identity(s),
+                    ledger,
+                    input,
+                    ports: HashMap::new(),
+                    stop: None,
+                    handover: None,
+                },
+            );
+        }
+        // Every output of the new pipeline gets its downstreams: a fresh
+        // producer a new list, a producer that stays its list replaced.
+        for s in &specs {
+            let mut ports = vec![s.name.clone()];
+            ports.extend(reads.get(&s.name).cloned().unwrap_or_default());
+            for port in ports {
+                let targets: Vec<Target> = consumers
+                    .get(&port)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| {
+                        let l = self.live.get(c)?;
+                        Some(Target {
+                            tx: l.input.as_ref()?.upgrade()?,
+                            downstream: l.ledger.clone(),
+                            edge: self.ledger.edge(&port, c),
+                        })
+                    })
+                    .collect();
+                let Some(producer) = self.live.get_mut(&s.name) else { continue };
+                match producer.ports.get(&port) {
+                    Some(t) if !fresh.contains(&s.name) => t.replace(targets),
+                    _ => {
+                        producer.ports.insert(port, Targets::new(targets));
+                    }
+                }
+            }
+        }
+        drop(strong);
+        self.order = specs.iter().map(|s| s.name.clone()).collect();
+        // Spawn the fresh ones.
+        for p in planned {
+            let Planned { spec, built } = p;
+            let Some(built) = built.filter(|_| fresh.contains(&spec.name)) else { continue };
+            let name = spec.name.clone();
+            let iid = self.next_instance;
+            self.next_instance += 1;
+            let live = self.live.get_mut(&name).expect("registered above");
+            let entry = live.ledger.clone();
+            let main = Output::new(live.ports[&name].clone(), entry.clone(), false);
+            let named: Vec<(String, Output)> = live
+                .ports
+                .iter()
+                .filter(|(port, _)| **port != name)
+                .map(|(port, t)| {
+                    let short = crate::config::split_input(port).1.unwrap_or_default().to_string();
+                    let l = self.ledger.register(port, ComponentKind::Source);
+                    (short, Output::new(t.clone(), l, true))
+                })
+                .collect();
+            let n: Arc<str> = name.as_str().into();
+            let mut handover = None;
+            let task = match built {
+                Built::Source(src) => {
+                    let stop = self.sources_stop.child_token();
+                    let h = Arc::new(Handover::default());
+                    live.stop = Some(stop.clone());
+                    live.handover = Some(h.clone());
+                    handover = Some(h.clone());
+                    let cx = SourceContext {
+                        name: n,
+                        out: main,
+                        named: NamedOutputs::new(named),
+                        shutdown: stop,
+                        ledger: entry,
+                        handover: h,
+                        predecessor: predecessors.get(&name).cloned(),
+                    };
+                    self.tasks.spawn(async move { (iid, src.run(cx).await.map_err(|e| e.message)) })
+                }
+                Built::Transform(t) => {
+                    let rx = receivers.remove(&name).expect("every transform has an input channel");
+                    self.tasks.spawn(async move { (iid, run_transform(t, rx, main, named, entry).await) })
+                }
+                Built::Sink(s) => {
+                    let rx = receivers.remove(&name).expect("every sink has an input channel");
+                    let input = SinkInput::new(rx, entry.clone());
+                    let cx = SinkContext { name: n, ledger: entry };
+                    self.tasks.spawn(async move { (iid, s.run(input, cx).await.map_err(|e| e.message)) })
+                }
+            };
+            self.by_task.insert(task.id(), iid);
+            self.instances.insert(iid, Instance { name: name.clone(), kind: spec.kind, handover });
+            self.current.insert(name, iid);
+        }
+        let states: Vec<(String, ComponentState)> =
+            self.order.iter().map(|n| (n.clone(), ComponentState::Running)).collect();
+        if let Ok(mut h) = self.health.lock() {
+            let old = std::mem::replace(&mut *h, states);
+            // Components that stay keep their state.
+            for (n, st) in old {
+                if !fresh.contains(&n)
+                    && let Some(slot) = h.iter_mut().find(|(m, _)| *m == n)
+                {
+                    slot.1 = st;
+                }
+            }
+        }
+    }
+
+    /// An instance returned.
+    fn finished(&mut self, joined: Result<(tokio::task::Id, Joined), tokio::task::JoinError>) {
+        let (iid, result) = match joined {
+            Ok((tid, (iid, r))) => {
+                self.by_task.remove(&tid);
+                (iid, r)
+            }
+            Err(e) => {
+                let iid = self.by_task.remove(&e.id()).unwrap_or(u64::MAX);
+                (iid, Err(if e.is_panic() { "panicked".to_string() } else { e.to_string() }))
+            }
+        };
+        let Some(inst) = self.instances.remove(&iid) else { return };
+        if let Some(h) = &inst.handover {
+            h.finish();
+        }
+        let is_current = self.current.get(&inst.name) == Some(&iid);
+        if let Err(e) = &result {
+            error!(component = %inst.name, kind = inst.kind.as_str(), error = %e, "component failed; stopping the pipeline");
+            self.failures.push((inst.name.clone(), e.clone()));
+            self.sources_stop.cancel();
+        }
+        if is_current {
+            self.current.remove(&inst.name);
+            // Its downstream lists hold senders: a finished producer must
+            // let go of them, or its consumers' inputs would never end.
+            if let Some(l) = self.live.get(&inst.name) {
+                for t in l.ports.values() {
+                    t.replace(Vec::new());
+                }
+            }
+            if let Ok(mut h) = self.health.lock()
+                && let Some(slot) = h.iter_mut().find(|(n, _)| *n == inst.name)
+            {
+                slot.1 = if result.is_ok() { ComponentState::Finished } else { ComponentState::Failed };
+            }
+        }
+        // Once every source has returned the pipeline drains to its end.
+        if !self.current.keys().any(|n| self.live.get(n).is_some_and(|l| l.kind == ComponentKind::Source)) {
+            self.ending = true;
+        }
+    }
+
+    /// Applies a new pipeline (see the module docs).
+    async fn reload(&mut self, pipeline: Pipeline) {
+        let new_specs = &pipeline.components;
+        let specs: Vec<&Component> = new_specs.iter().collect();
+        let reads = read_ports(&specs);
+        let identity = |s: &Component| format!("{} reads={:?}", s.fingerprint, reads.get(&s.name));
+        // A name may not change kind: its ledger entry would change meaning.
+        let kind_changes: Vec<String> = new_specs
+            .iter()
+            .filter(|s| self.live.get(&s.name).is_some_and(|l| l.kind != s.kind))
+            .map(|s| format!("`{}` would become a {}", s.name, s.kind.as_str()))
+            .collect();
+        if !kind_changes.is_empty() {
+            error!(
+                changes = %kind_changes.join(", "),
+                "reload refused: a component cannot change kind under the same name (rename it); the running pipeline continues"
+            );
+            return;
+        }
+        // Changed: new, or defined differently, or referencing something
+        // that changes or goes (it read that component's state).
+        let new_names: HashSet<&str> = new_specs.iter().map(|s| s.name.as_str()).collect();
+        let mut changed: HashSet<String> = new_specs
+            .iter()
+            .filter(|s| self.live.get(&s.name).is_none_or(|l| l.identity != identity(s)))
+            .map(|s| s.name.clone())
+            .collect();
+        let removed: Vec<String> =
+            self.live.keys().filter(|n| !new_names.contains(n.as_str())).cloned().collect();
+        loop {
+            let more: Vec<String> = new_specs
+                .iter()
+                .filter(|s| !changed.contains(&s.name))
+                .filter(|s| references_of(s).iter().any(|r| changed.contains(r) || removed.contains(r)))
+                .map(|s| s.name.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            changed.extend(more);
+        }
+        if changed.is_empty() && removed.is_empty() && self.admin_unchanged(&pipeline) {
+            info!("reload: the pipeline is unchanged");
+            return;
+        }
+        // Build what is new into a copy of the shared state, so that a
+        // failed reload leaves the running pipeline's state as it was.
+        let shared: Shared = Arc::new(Mutex::new(self.shared.lock().map(|m| m.clone()).unwrap_or_default()));
+        let mut keep_specs: Vec<Component> = Vec::new();
+        let Pipeline { components, admin, base_dir } = pipeline;
+        let mut build = Vec::new();
+        let mut order = Vec::new();
+        for c in components {
+            order.push((c.name.clone(), changed.contains(&c.name)));
+            if changed.contains(&c.name) { build.push(c) } else { keep_specs.push(c) }
+        }
+        let built = match build_all(build, &shared, &base_dir) {
+            Ok(b) => b,
+            Err(e) => {
+                for m in &e.0 {
+                    error!(error = %m, "reload refused: a component cannot be built; the running pipeline continues");
+                }
+                return;
+            }
+        };
+        self.shared = shared;
+        self.base_dir = base_dir;
+        let replaced = changed.iter().filter(|n| self.live.contains_key(*n)).count();
+        // Retire the changed and removed instances.
+        let mut predecessors = HashMap::new();
+        for name in changed.iter().chain(&removed) {
+            let Some(old) = self.live.remove(name) else { continue };
+            if let Some(h) = &old.handover
+                && changed.contains(name)
+            {
+                h.mark_replacing();
+                predecessors.insert(name.clone(), h.clone());
+            }
+            if let Some(stop) = &old.stop {
+                stop.cancel();
+            }
+            // Dropping `old` drops our sender to its input and its ports'
+            // handles: once its upstreams are rewired below (or stop), its
+            // input ends and it drains.
+            self.current.remove(name);
+        }
+        // The new pipeline, in dependency order, with the fresh instances.
+        let mut fresh_by_name: HashMap<String, Planned> =
+            built.into_iter().map(|p| (p.spec.name.clone(), p)).collect();
+        let mut kept_by_name: HashMap<String, Component> =
+            keep_specs.into_iter().map(|c| (c.name.clone(), c)).collect();
+        let mut planned = Vec::new();
+        for (name, is_changed) in &order {
+            if *is_changed {
+                if let Some(p) = fresh_by_name.remove(name) {
+                    planned.push(p);
+                }
+            } else if let Some(spec) = kept_by_name.remove(name) {
+                planned.push(Planned { spec, built: None });
+            }
+        }
+        let fresh: HashSet<String> = changed.clone();
+        // Named outputs newly read get their ledger entries.
+        self.register_named(&planned);
+        self.start(planned, &fresh, &predecessors);
+        info!(
+            unchanged = self.live.len() - fresh.len(),
+            replaced,
+            added = fresh.len() - replaced,
+            removed = removed.len(),
+            "pipeline reloaded: replaced and removed components drain, their successors run, the others never stopped"
+        );
+        if !self.admin_unchanged_addr(admin.as_ref()) {
+            self.restart_admin(admin).await;
+        }
+    }
+
+    fn admin_unchanged(&self, p: &Pipeline) -> bool {
+        self.admin_unchanged_addr(p.admin.as_ref())
+    }
+
+    fn admin_unchanged_addr(&self, a: Option<&AdminConfig>) -> bool {
+        self.admin.as_ref().map(|(addr, _)| *addr) == a.map(|a| a.listen)
+    }
+
+    async fn restart_admin(&mut self, admin: Option<AdminConfig>) {
+        if let Some((_, task)) = self.admin.take() {
+            task.abort();
+        }
+        if let Some(a) = admin {
+            match admin::serve(a.listen, self.ledger.clone(), self.health.clone()).await {
+                Ok(task) => self.admin = Some((a.listen, task)),
+                Err(e) => {
+                    error!(listen = %a.listen, error = %e, "reload: the admin endpoint cannot listen there")
+                }
+            }
+        }
+    }
 }
 
 async fn run_transform(
@@ -330,13 +719,12 @@ async fn run_transform(
     }
 }
 
-/// Sends what a transform pushed to its named outputs; each output's ledger
-/// entry counts the records as received (the transform counted them out).
+/// Sends what a transform pushed to its named outputs (each counts the
+/// records it takes in; the transform counted them out).
 async fn send_named(emitter: &mut Emitter, named: &mut [(String, Output)]) {
     let batches: Vec<(&'static str, crate::Batch)> = emitter.drain_named().collect();
     for (name, b) in batches {
         if let Some((_, o)) = named.iter_mut().find(|(n, _)| n == name) {
-            o.ledger().received(b.rows() as u64);
             let _ = o.send(b).await;
         }
     }

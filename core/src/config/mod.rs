@@ -75,6 +75,9 @@ pub struct Component {
     pub input_schema: Option<SchemaRef>,
     /// The schema of its output (sources and transforms).
     pub output_schema: Option<SchemaRef>,
+    /// Its whole definition (type, fields, inputs, input schema) as text:
+    /// equal fingerprints mean a reload can leave the component running.
+    pub fingerprint: String,
 }
 
 /// A validated pipeline, components in dependency order (every component
@@ -170,6 +173,8 @@ struct Entry<'a> {
     name_node: &'a Node,
     body: &'a Node,
     config: Option<(AnyConfig, &'static str)>,
+    /// The fields as given (without `type` and `inputs`).
+    raw: serde_json::Value,
     inputs: Vec<(String, Pos)>,
 }
 
@@ -261,14 +266,25 @@ impl Validator {
             let Some(e) = by_name.remove(&name) else { continue };
             let Some((config, type_name)) = e.config else { continue };
             let (input_schema, output_schema) = schemas.get(&name).cloned().unwrap_or_default();
+            let inputs: Vec<String> = e.inputs.into_iter().map(|(n, _)| n).collect();
+            let fingerprint = format!(
+                "{type_name} {} inputs={inputs:?} schema={:?}",
+                e.raw,
+                input_schema.as_ref().map(|s| s
+                    .fields()
+                    .iter()
+                    .map(|f| (f.name(), f.data_type()))
+                    .collect::<Vec<_>>())
+            );
             pipeline.components.push(Component {
                 name: e.name,
                 kind: e.kind,
                 type_name,
                 config,
-                inputs: e.inputs.into_iter().map(|(n, _)| n).collect(),
+                inputs,
                 input_schema,
                 output_schema,
+                fingerprint,
             });
         }
         pipeline
@@ -302,7 +318,15 @@ impl Validator {
             );
             return None;
         };
-        let mut entry = Entry { name, kind, name_node, body, config: None, inputs: Vec::new() };
+        let mut entry = Entry {
+            name,
+            kind,
+            name_node,
+            body,
+            config: None,
+            raw: serde_json::Value::Null,
+            inputs: Vec::new(),
+        };
         match body.get("inputs") {
             Some(inputs) if kind == ComponentKind::Source => {
                 self.err(body.key("inputs").map_or(inputs.pos, |k| k.pos), &path, "a source has no `inputs`");
@@ -370,6 +394,7 @@ impl Validator {
                 (k != "type" && k != "inputs").then(|| (k.to_string(), v.to_json()))
             })
             .collect();
+        entry.raw = serde_json::Value::Object(rest.clone());
         match (reg.parse)(serde_json::Value::Object(rest)) {
             Ok(config) => {
                 let issues = match &config {

@@ -297,9 +297,9 @@ impl SourceMetrics {
 pub struct Collector {
     decoder: Decoder,
     builders: FlowBuilders,
-    /// Sequence gaps for the `loss` output, with that output's ledger entry;
-    /// `None` when nobody reads it.
-    loss: Option<(LossRecords, Arc<ComponentLedger>)>,
+    /// Sequence gaps for the `loss` output (which counts them as it takes
+    /// them in); `None` when nobody reads it.
+    loss: Option<LossRecords>,
     ledger: Arc<ComponentLedger>,
     metrics: SourceMetrics,
     seen: Seen,
@@ -342,6 +342,39 @@ impl Collector {
         }
     }
 
+    /// A collector continuing with `decoder` (handed over by the source a
+    /// reload replaced).
+    pub fn with_decoder(
+        decoder: Decoder,
+        batch_size: usize,
+        extras: &[ExtraField],
+        ledger: Arc<ComponentLedger>,
+        metrics: SourceMetrics,
+        name: Arc<str>,
+    ) -> Self {
+        let mut c = Self::new(DecoderConfig::default(), batch_size, extras, ledger, metrics, name);
+        c.decoder = decoder;
+        c.seen.stats = c.decoder.stats;
+        c.seen.seq = c.decoder.sequence_stats();
+        let st = c.decoder.state();
+        (c.seen.templates_evicted, c.seen.domains_evicted, c.seen.refused) =
+            (st.evicted.templates, st.evicted.domains, st.refused_domains);
+        c
+    }
+
+    /// The decoder, for the source that replaces this one. The gauges this
+    /// collector added to are taken back (its successor adds them again).
+    pub fn into_decoder(mut self) -> Decoder {
+        let m = &self.metrics;
+        m.pending_sets.adjust(self.seen.pending.0 as u64, 0);
+        m.pending_bytes.adjust(self.seen.pending.1 as u64, 0);
+        m.state_bytes.adjust(self.seen.state.0 as u64, 0);
+        m.state_domains.adjust(self.seen.state.1 as u64, 0);
+        self.seen.pending = (0, 0);
+        self.seen.state = (0, 0);
+        self.decoder
+    }
+
     /// Decodes one message. Records count as received; each part that
     /// cannot be decoded (the message, a set, a parked set that fails on
     /// release) counts as one record received and dropped as `malformed`,
@@ -352,9 +385,8 @@ impl Collector {
         self.metrics.packets.add(1);
         let o = self.decoder.decode(msg, exporter, now_ns, &mut self.builders);
         self.ledger.received(o.records + o.dropped + o.evicted);
-        if let (Some(l), Some((records, ledger))) = (o.loss, &mut self.loss) {
+        if let (Some(l), Some(records)) = (o.loss, &mut self.loss) {
             records.push(l);
-            ledger.received(1);
         }
         if o.evicted > 0 {
             self.ledger.dropped(DropReason::Evicted, o.evicted);
@@ -405,15 +437,14 @@ impl Collector {
         }
     }
 
-    /// Produces sequence gaps for the `loss` output, counted in its ledger
-    /// entry.
-    pub fn enable_loss(&mut self, ledger: Arc<ComponentLedger>) {
-        self.loss = Some((LossRecords::default(), ledger));
+    /// Produces sequence gaps for the `loss` output.
+    pub fn enable_loss(&mut self) {
+        self.loss = Some(LossRecords::default());
     }
 
     /// Sequence gaps found since the last call, as a batch.
     pub fn take_loss(&mut self) -> Option<RecordBatch> {
-        self.loss.as_mut().and_then(|(l, _)| l.take())
+        self.loss.as_mut().and_then(|l| l.take())
     }
 
     /// Counts a message rejected by the allowlist.

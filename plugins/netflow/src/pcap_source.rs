@@ -113,7 +113,7 @@ struct Pcap {
 #[async_trait]
 impl Source for Pcap {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, ledger } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, ledger, .. } = cx;
         let mut loss_out = named.take("loss");
         let path = self.path.clone();
         let (datagrams, skipped) = tokio::task::spawn_blocking(move || crate::capture::read_file(&path))
@@ -151,8 +151,8 @@ impl Source for Pcap {
             SourceMetrics::new(&name),
             name.clone(),
         );
-        if let Some(o) = &loss_out {
-            c.enable_loss(o.ledger().clone());
+        if loss_out.is_some() {
+            c.enable_loss();
         }
         let first_ts = datagrams.first().map_or(0, |d| d.time_ns);
         let mut last_house = first_ts;

@@ -194,6 +194,11 @@ impl StateStore {
         }
     }
 
+    /// New bounds; a smaller budget takes effect at the next insertion.
+    pub fn set_limits(&mut self, limits: StoreLimits) {
+        self.limits = limits;
+    }
+
     /// Bytes the store is charged now (never above its budget for long:
     /// every insertion evicts down to it).
     pub fn bytes(&self) -> usize {

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -171,59 +171,122 @@ fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
     Ok(s)
 }
 
+/// What a `netflow` source replaced by a reload leaves its successor: its
+/// port claim, its bound sockets (datagrams wait in them meanwhile, none is
+/// lost) and each worker's decoder (templates, sampling, sequence positions
+/// and parked data).
+struct Inherited {
+    listen: SocketAddr,
+    claim: std::fs::File,
+    workers: Vec<(Socket, crate::decode::Decoder)>,
+    /// Kernel drops already counted on these sockets.
+    drops_seen: u64,
+}
+
+/// How the workers are asked to stop.
+const RUNNING: u8 = 0;
+/// For good: refuse new datagrams, read what is queued, close.
+const STOP: u8 = 1;
+/// For a successor: stop reading, keep everything.
+const HAND_OVER: u8 = 2;
+
 #[async_trait]
 impl Source for Netflow {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, ledger } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, ledger, handover, predecessor } = cx;
         let mut loss_out = named.take("loss");
-        // Claimed before anything is bound, so two collectors started at the
-        // same moment cannot both pass the check below and then both bind.
-        let _claim = claim_port(self.cfg.listen)?;
-        if let Some(inode) = already_bound(self.cfg.listen) {
-            return Err(ComponentError::new(format!(
-                "another socket (inode {inode}) is already bound to {}; with SO_REUSEPORT the kernel would split \
-                 the traffic between it and us. Stop the other collector or choose another address",
-                self.cfg.listen
-            )));
-        }
-        let mut sockets = Vec::new();
-        for _ in 0..self.cfg.workers {
-            let s = bind(&self.cfg, &name)
-                .map_err(|e| ComponentError::new(format!("cannot listen on {}: {e}", self.cfg.listen)))?;
-            sockets.push(s);
-        }
+        // A reload replacing the source before us leaves its sockets, when
+        // they are what we need: the same address, as many workers.
+        let inherited = match predecessor {
+            Some(p) => p.receive().await.and_then(|b| b.downcast::<Inherited>().ok()).map(|b| *b),
+            None => None,
+        };
+        let inherited = match inherited {
+            Some(i) if i.listen == self.cfg.listen && i.workers.len() == self.cfg.workers => Some(i),
+            Some(i) => {
+                discard_inherited(i, &ledger, &name);
+                None
+            }
+            None => None,
+        };
+        let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
+        let decoder_cfg =
+            collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, self.cfg.workers);
+        let (claim, workers, drops_seen) = match inherited {
+            Some(i) => {
+                tracing::info!(component = %name, listen = %self.cfg.listen, "reload: taking over the sockets and decoder state of the source this one replaces");
+                let workers = i
+                    .workers
+                    .into_iter()
+                    .map(|(s, mut d)| {
+                        d.reconfigure(decoder_cfg.clone());
+                        (s, Some(d))
+                    })
+                    .collect();
+                (i.claim, workers, i.drops_seen)
+            }
+            None => {
+                // Claimed before anything is bound, so two collectors started
+                // at the same moment cannot both pass the check below and
+                // then both bind.
+                let claim = claim_port(self.cfg.listen)?;
+                if let Some(inode) = already_bound(self.cfg.listen) {
+                    return Err(ComponentError::new(format!(
+                        "another socket (inode {inode}) is already bound to {}; with SO_REUSEPORT the kernel would \
+                         split the traffic between it and us. Stop the other collector or choose another address",
+                        self.cfg.listen
+                    )));
+                }
+                let mut workers = Vec::new();
+                for _ in 0..self.cfg.workers {
+                    let s = bind(&self.cfg, &name).map_err(|e| {
+                        ComponentError::new(format!("cannot listen on {}: {e}", self.cfg.listen))
+                    })?;
+                    workers.push((s, None));
+                }
+                (claim, workers, 0)
+            }
+        };
         let rcvbuf = metrics::gauge(
             "spillway_netflow_receive_buffer_bytes",
             "Kernel receive buffer granted per socket.",
             &[("component", &name)],
         );
-        rcvbuf.set(sockets[0].recv_buffer_size().unwrap_or(0) as u64 / 2);
+        rcvbuf.set(workers[0].0.recv_buffer_size().unwrap_or(0) as u64 / 2);
         tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for NetFlow/IPFIX");
-        let stop = Arc::new(AtomicBool::new(false));
+        let mode = Arc::new(AtomicU8::new(RUNNING));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
-        let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
-        let decoder_cfg =
-            collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, self.cfg.workers);
         let source_metrics = SourceMetrics::new(&name);
-        let drops = KernelDrops::new(&sockets, ledger.clone(), &name);
+        let sockets: Vec<&Socket> = workers.iter().map(|(s, _)| s).collect();
+        let drops = KernelDrops::new(&sockets, ledger.clone(), &name, drops_seen);
         let mut threads = Vec::new();
-        for (i, socket) in sockets.into_iter().enumerate() {
-            let mut collector = Collector::new(
-                decoder_cfg.clone(),
-                self.cfg.batch_size,
-                &extras,
-                ledger.clone(),
-                source_metrics.clone(),
-                name.clone(),
-            );
-            if let Some(o) = &loss_out {
-                collector.enable_loss(o.ledger().clone());
+        for (i, (socket, decoder)) in workers.into_iter().enumerate() {
+            let mut collector = match decoder {
+                Some(d) => Collector::with_decoder(
+                    d,
+                    self.cfg.batch_size,
+                    &extras,
+                    ledger.clone(),
+                    source_metrics.clone(),
+                    name.clone(),
+                ),
+                None => Collector::new(
+                    decoder_cfg.clone(),
+                    self.cfg.batch_size,
+                    &extras,
+                    ledger.clone(),
+                    source_metrics.clone(),
+                    name.clone(),
+                ),
+            };
+            if loss_out.is_some() {
+                collector.enable_loss();
             }
             let w = Worker {
                 socket,
                 collector,
                 tx: tx.clone(),
-                stop: stop.clone(),
+                mode: mode.clone(),
                 allow: self.allow.clone(),
                 flush: self.cfg.flush_interval.get(),
                 drain_timeout: self.cfg.drain_timeout.get(),
@@ -253,26 +316,65 @@ impl Source for Netflow {
                         None => break,
                     };
                     if sent.is_err() {
-                        stop.store(true, Ordering::Relaxed);
+                        mode.store(STOP, Ordering::Relaxed);
                         return Err(ComponentError::new("every downstream component has failed"));
                     }
                 }
                 _ = shutdown.cancelled(), if !stopping => {
                     stopping = true;
-                    // Drops the kernel counts from here on are datagrams our
-                    // closed sockets refused, not a full buffer.
-                    drops.poll();
-                    drops.refusing.store(true, Ordering::Relaxed);
-                    stop.store(true, Ordering::Relaxed);
+                    if handover.replacing() {
+                        mode.store(HAND_OVER, Ordering::Relaxed);
+                    } else {
+                        // Drops the kernel counts from here on are datagrams
+                        // our closed sockets refused, not a full buffer.
+                        drops.poll();
+                        drops.refusing.store(true, Ordering::Relaxed);
+                        mode.store(STOP, Ordering::Relaxed);
+                    }
                 }
                 _ = drops_tick.tick() => drops.poll(),
             }
         }
         drops.poll();
+        let mut left = Vec::new();
         for t in threads {
-            let _ = t.join();
+            if let Ok(Some(w)) = t.join() {
+                left.push(w);
+            }
+        }
+        if mode.load(Ordering::Relaxed) == HAND_OVER && left.len() == self.cfg.workers {
+            let drops_seen = drops.seen();
+            drop(drops);
+            handover.give(Box::new(Inherited { listen: self.cfg.listen, claim, workers: left, drops_seen }));
         }
         Ok(())
+    }
+}
+
+/// Inherited sockets this source cannot use (another address or number of
+/// workers): what they hold is read and counted as `stopping`, then they
+/// close.
+fn discard_inherited(i: Inherited, ledger: &ComponentLedger, name: &str) {
+    let mut bufs = MmsgBufs::new();
+    let mut n = 0u64;
+    for (s, mut d) in i.workers {
+        let _ = s.set_nonblocking(true);
+        while let Ok(k) = bufs.recv(s.as_raw_fd()) {
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+        }
+        n += d.drain_parked().len() as u64;
+    }
+    if n > 0 {
+        ledger.received(n);
+        ledger.dropped(DropReason::Stopping, n);
+        tracing::warn!(
+            component = name,
+            datagrams = n,
+            "reload changed the address or the number of workers: what the old sockets held is dropped (counted as stopping)"
+        );
     }
 }
 
@@ -280,7 +382,7 @@ struct Worker {
     socket: Socket,
     collector: Collector,
     tx: tokio::sync::mpsc::Sender<Sent>,
-    stop: Arc<AtomicBool>,
+    mode: Arc<AtomicU8>,
     allow: Vec<ipnet::IpNet>,
     flush: Duration,
     drain_timeout: Duration,
@@ -370,7 +472,9 @@ fn now_ns() -> i64 {
 }
 
 impl Worker {
-    fn run(mut self) {
+    /// Receives until stopped. Asked to hand over, it returns its socket and
+    /// decoder for the source that replaces it.
+    fn run(mut self) -> Option<(Socket, crate::decode::Decoder)> {
         let fd = self.socket.as_raw_fd();
         let mut bufs = MmsgBufs::new();
         let mut last_flush = Instant::now();
@@ -379,7 +483,17 @@ impl Worker {
         // kernel had already queued, until it is empty or the deadline.
         let mut deadline: Option<Instant> = None;
         loop {
-            if deadline.is_none() && self.stop.load(Ordering::Relaxed) {
+            if self.mode.load(Ordering::Relaxed) == HAND_OVER {
+                // What is decoded goes downstream; the socket, what waits in
+                // it, and everything the decoder knows (parked data
+                // included) go to the successor.
+                self.collector.housekeeping(now_ns());
+                if !self.send() {
+                    return None;
+                }
+                return Some((self.socket, self.collector.into_decoder()));
+            }
+            if deadline.is_none() && self.mode.load(Ordering::Relaxed) == STOP {
                 deadline = Some(Instant::now() + self.drain_timeout);
                 if let Err(e) = self.socket.attach_filter(&REFUSE_ALL) {
                     tracing::warn!(error = %e, "cannot close the socket to new datagrams; reading until the drain deadline");
@@ -403,7 +517,7 @@ impl Worker {
                         self.seen.note(src);
                         self.collector.ingest(data, src, now);
                         if self.collector.is_full() && !self.send() {
-                            return;
+                            return None;
                         }
                     }
                 }
@@ -422,7 +536,7 @@ impl Worker {
             }
             if self.collector.buffered() > 0 && last_flush.elapsed() >= self.flush {
                 if !self.send() {
-                    return;
+                    return None;
                 }
                 last_flush = Instant::now();
             }
@@ -434,6 +548,7 @@ impl Worker {
         self.collector.housekeeping(now_ns());
         self.collector.abandon_parked();
         self.send();
+        None
     }
 
     /// Reads and counts (as `stopping`) what is still queued at the drain
@@ -577,7 +692,7 @@ struct KernelDrops {
 }
 
 impl KernelDrops {
-    fn new(sockets: &[Socket], ledger: Arc<ComponentLedger>, name: &str) -> Self {
+    fn new(sockets: &[&Socket], ledger: Arc<ComponentLedger>, name: &str, seen: u64) -> Self {
         use std::os::unix::fs::MetadataExt;
         let inodes = sockets
             .iter()
@@ -599,10 +714,15 @@ impl KernelDrops {
                 "Datagrams refused because they arrived while the source was stopping.",
                 &[("component", name)],
             ),
-            seen: std::sync::Mutex::new(0),
+            seen: std::sync::Mutex::new(seen),
             name: name.to_string(),
             refusing: AtomicBool::new(false),
         }
+    }
+
+    /// Drops counted so far (what a successor must not count again).
+    fn seen(&self) -> u64 {
+        *self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn poll(&self) {

@@ -369,7 +369,7 @@ impl Snmp {
 #[async_trait]
 impl Source for Snmp {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, ledger } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, ledger, .. } = cx;
         let mut health_out = named.take("health");
         let m = Metrics::new(&name);
         let mut rng = spillway_core::rand::SplitMix64::new(now_ns() as u64);
@@ -543,7 +543,6 @@ impl Snmp {
         if health.len() > 0 {
             let data = health.take().map_err(|e| ComponentError::new(e.to_string()))?;
             if let Some(o) = health_out {
-                o.ledger().received(data.num_rows() as u64);
                 o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none()))
                     .await
                     .map_err(|_| ComponentError::new("every reader of the health output has failed"))?;

@@ -616,7 +616,7 @@ mod tests {
 
     #[test]
     fn windows_close_on_the_watermark_late_records_are_counted_and_shutdown_flushes() {
-        let mut ledger = Ledger::new();
+        let ledger = Ledger::new();
         let entry = ledger.register("agg", ComponentKind::Transform);
         let mut out = Emitter::new(entry.clone());
         let mut t = config(10).build(&BuildContext::standalone("agg"), &input_schema()).unwrap();
@@ -653,7 +653,7 @@ mod tests {
 
     #[test]
     fn state_is_bounded_by_closing_the_oldest_window_early() {
-        let mut ledger = Ledger::new();
+        let ledger = Ledger::new();
         let entry = ledger.register("agg", ComponentKind::Transform);
         let mut out = Emitter::new(entry);
         let mut cfg = config(3600);

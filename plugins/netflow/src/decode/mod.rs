@@ -253,6 +253,14 @@ impl Decoder {
         }
     }
 
+    /// Takes new settings, keeping everything learned and parked (a reload).
+    /// Smaller bounds take effect as state is added.
+    pub fn reconfigure(&mut self, cfg: DecoderConfig) {
+        self.state.set_limits(cfg.limits);
+        self.parked.set_max_bytes(cfg.max_pending_bytes);
+        self.cfg = cfg;
+    }
+
     /// The per-exporter state (templates, sampling, sequence positions).
     pub fn state(&self) -> &StateStore {
         &self.state

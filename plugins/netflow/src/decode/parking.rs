@@ -66,6 +66,11 @@ impl Parked {
         Self { queue: VecDeque::new(), first_id: 0, by_key: HashMap::new(), bytes: 0, live: 0, max_bytes }
     }
 
+    /// A new budget; a smaller one takes effect at the next park.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.max_bytes = max_bytes;
+    }
+
     /// Sets waiting, and the bytes they are charged (their memory).
     pub fn usage(&self) -> (usize, usize) {
         (self.live, self.bytes)
