@@ -225,7 +225,8 @@ fn a_flood_of_data_waiting_for_templates_empty_sets_included_stays_within_its_bu
     });
     let m = metrics(&admin);
     let pending = metric(&m, "spillway_netflow_pending_bytes");
-    let evicted = metric(&m, "spillway_netflow_pending_evicted_sets_total");
+    let evicted =
+        metric(&m, "spillway_records_dropped_total{component=\"flows\",kind=\"source\",reason=\"evicted\"}");
     eprintln!("parked flood: max RSS {max} MiB; pending {pending} bytes; evicted {evicted} sets");
     assert!(max < MAX_RSS_MIB, "RSS reached {max} MiB");
     assert!(pending > 0 && pending <= 16 << 20, "pending_bytes is the parked data's real memory: {pending}");

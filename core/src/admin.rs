@@ -24,6 +24,7 @@ use crate::topology::{ComponentState, Health};
 struct AdminState {
     ledger: Ledger,
     health: Health,
+    metrics: crate::metrics::Registry,
 }
 
 /// How long a client may take to send a request's headers, and how long an
@@ -35,15 +36,20 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// Binds `addr` and serves the endpoint until the returned task is aborted.
-pub async fn serve(addr: SocketAddr, ledger: Ledger, health: Health) -> std::io::Result<JoinHandle<()>> {
+pub async fn serve(
+    addr: SocketAddr,
+    ledger: Ledger,
+    health: Health,
+    metrics: crate::metrics::Registry,
+) -> std::io::Result<JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(listen = %listener.local_addr()?, "admin endpoint is serving /metrics and /health");
     let app = Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
-        .with_state(AdminState { ledger, health });
+        .with_state(AdminState { ledger, health, metrics: metrics.clone() });
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let refused = crate::metrics::counter(
+    let refused = metrics.counter(
         "spillway_admin_connections_refused_total",
         "Admin connections closed at once because MAX_CONNECTIONS were being served.",
         &[],
@@ -84,10 +90,10 @@ pub async fn serve(addr: SocketAddr, ledger: Ledger, health: Health) -> std::io:
     }))
 }
 
-async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
+async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
     let mut body = String::new();
     s.ledger.prometheus(&mut body);
-    crate::metrics::render(&mut body);
+    s.metrics.render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 

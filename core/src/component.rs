@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use crate::batch::Batch;
 pub use crate::channel::Closed;
 use crate::channel::{RowReceiver, RowSender};
+pub use crate::events::Events;
 use crate::ledger::{ComponentLedger, DropReason, EdgeCounter};
+pub use crate::metrics::Metrics;
 
 /// Fires once when the pipeline is asked to stop. Cheap to clone.
 pub type Shutdown = tokio_util::sync::CancellationToken;
@@ -66,23 +68,33 @@ impl Targets {
     }
 }
 
+/// Whose output it is, which decides what a send counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A source's main output: what it emits, it took in.
+    Source,
+    /// A transform's main output: the runner counted what came in.
+    Transform,
+    /// A named output (`flows.loss`, `t.errors`), a ledger entry of its
+    /// own: what enters it, it receives.
+    Named,
+}
+
 /// Where a source or transform sends its batches: every downstream input.
 pub struct Output {
     targets: Arc<Targets>,
     ledger: Arc<ComponentLedger>,
-    /// A named output is a ledger entry of its own: it counts what enters
-    /// it as received.
-    named: bool,
+    role: Role,
 }
 
 impl Output {
-    pub(crate) fn new(targets: Arc<Targets>, ledger: Arc<ComponentLedger>, named: bool) -> Self {
-        Self { targets, ledger, named }
+    pub(crate) fn new(targets: Arc<Targets>, ledger: Arc<ComponentLedger>, role: Role) -> Self {
+        Self { targets, ledger, role }
     }
 
     /// Sends `batch` to every downstream component, waiting for room in
-    /// each (backpressure). Counts the records as emitted (and, for a named
-    /// output, as received by it), and on each edge as sent.
+    /// each (backpressure). Counts the records as emitted (and, for a source
+    /// or a named output, as taken in), and on each edge as sent.
     ///
     /// A downstream that has failed no longer takes batches: the records meant
     /// for it are charged to it as received and dropped
@@ -97,7 +109,7 @@ impl Output {
         if rows == 0 {
             return Ok(());
         }
-        if self.named {
+        if self.role != Role::Transform {
             self.ledger.received(rows);
         }
         self.ledger.emitted(rows);
@@ -115,11 +127,6 @@ impl Output {
             }
         }
         if delivered_somewhere { Ok(()) } else { Err(Closed) }
-    }
-
-    /// The ledger entry of this output.
-    pub fn ledger(&self) -> &Arc<ComponentLedger> {
-        &self.ledger
     }
 }
 
@@ -243,8 +250,11 @@ pub struct SourceContext {
     pub named: NamedOutputs,
     /// Fires when the source must stop.
     pub shutdown: Shutdown,
-    /// The source's counters.
-    pub ledger: Arc<ComponentLedger>,
+    /// What the source reports: records it drops, with why. What it takes
+    /// in is counted by what it emits and drops.
+    pub events: Events,
+    /// The source's own metric series.
+    pub metrics: Metrics,
     /// What this source may leave to a successor when a reload replaces it.
     pub handover: Arc<Handover>,
     /// The instance this one replaces (a reload), to receive what it left.
@@ -253,9 +263,8 @@ pub struct SourceContext {
 
 /// Produces batches.
 ///
-/// A source counts every record it takes in (`ledger.received`) and every
-/// record it rejects (`ledger.dropped`); [`Output::send`] counts what it
-/// emits. When `shutdown` fires it must stop accepting input promptly, emit
+/// A source reports every record it rejects ([`Events::dropped`]);
+/// [`Output::send`] counts what it emits. Both count as taken in. When `shutdown` fires it must stop accepting input promptly, emit
 /// what it already accepted, and return `Ok(())`. Returning on its own (end
 /// of a file, a `count` reached) ends its part of the pipeline the same way.
 #[async_trait]
@@ -269,6 +278,7 @@ pub trait Source: Send {
 pub struct Emitter {
     batches: Vec<Batch>,
     ledger: Arc<ComponentLedger>,
+    events: Events,
     /// Named outputs that have readers.
     wired: Vec<String>,
     named: Vec<(&'static str, Batch)>,
@@ -279,12 +289,13 @@ impl Emitter {
     /// transform; tests and benches make their own to drive a transform
     /// directly.
     pub fn new(ledger: Arc<ComponentLedger>) -> Self {
-        Self { batches: Vec::new(), ledger, wired: Vec::new(), named: Vec::new() }
+        Self::with_outputs(ledger, Vec::new())
     }
 
     /// An emitter whose named outputs `wired` have readers.
     pub fn with_outputs(ledger: Arc<ComponentLedger>, wired: Vec<String>) -> Self {
-        Self { batches: Vec::new(), ledger, wired, named: Vec::new() }
+        let events = Events::new(ledger.clone());
+        Self { batches: Vec::new(), ledger, events, wired, named: Vec::new() }
     }
 
     /// Whether named output `name` has a reader.
@@ -312,9 +323,16 @@ impl Emitter {
         self.batches.push(batch);
     }
 
-    /// Counts `n` records removed on purpose or by failure.
-    pub fn dropped(&self, reason: DropReason, n: u64) {
-        self.ledger.dropped(reason, n);
+    /// Counts `n` records removed on purpose or by failure, and says why
+    /// (see [`Events::dropped`]).
+    pub fn dropped(&self, reason: DropReason, n: u64, why: &dyn std::fmt::Display) {
+        self.events.dropped(reason, n, why);
+    }
+
+    /// The transform's events, for what it reports from elsewhere than a
+    /// batch (a reload that failed, a lookup that missed).
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     /// Counts `n` input records folded into records this transform makes.
@@ -395,16 +413,19 @@ impl SinkInput {
 pub struct SinkContext {
     /// The component's name in the pipeline file.
     pub name: Arc<str>,
-    /// The sink's counters: it counts `delivered` and `dropped`.
-    pub ledger: Arc<ComponentLedger>,
+    /// What the sink reports: records `delivered` (durable) and dropped.
+    /// What it receives is counted by its input.
+    pub events: Events,
+    /// The sink's own metric series.
+    pub metrics: Metrics,
 }
 
 /// Makes batches durable.
 ///
-/// A sink counts records `delivered` only once they are durable and then
-/// settles the batch's acknowledgements ([`crate::ack::Acks::settle`]); a
-/// permanent failure is counted as dropped with [`DropReason::SinkError`] and
-/// settled as rejected. When its input ends it flushes everything it holds
+/// A sink reports records [`Events::delivered`] only once they are durable
+/// and then settles the batch's acknowledgements
+/// ([`crate::ack::Acks::settle`]); a permanent failure is reported dropped
+/// with [`DropReason::SinkError`] and settled as rejected. When its input ends it flushes everything it holds
 /// and returns; it is never cancelled mid-write by a graceful shutdown.
 #[async_trait]
 pub trait Sink: Send {

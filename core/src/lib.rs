@@ -30,6 +30,7 @@ pub mod batch;
 pub mod channel;
 pub mod component;
 pub mod config;
+pub mod events;
 pub mod exporters;
 pub mod human;
 pub mod ledger;

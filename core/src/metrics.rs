@@ -107,64 +107,138 @@ struct Entry {
     help: &'static str,
     kind: &'static str,
     labels: String,
-    value: Arc<AtomicU64>,
+    /// Alive while some handle is: a series comes and goes with what
+    /// measures it (a component, an SNMP target).
+    value: std::sync::Weak<AtomicU64>,
 }
 
-static REGISTRY: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
-
 fn label_text(labels: &[(&str, &str)]) -> String {
-    let parts: Vec<String> =
-        labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('"', "\\\""))).collect();
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| {
+            format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
+        })
+        .collect();
     parts.join(",")
 }
 
-fn register(
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    labels: &[(&str, &str)],
-) -> Arc<AtomicU64> {
-    let labels = label_text(labels);
-    let mut reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(e) = reg.iter().find(|e| e.name == name && e.labels == labels) {
-        return e.value.clone();
+/// The metric series of one topology, besides its ledger's. Cheap to
+/// clone. A series stays registered as long as a handle to it lives.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<Mutex<Vec<Entry>>>);
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
     }
-    let value = Arc::new(AtomicU64::new(0));
-    reg.push(Entry { name, help, kind, labels, value: value.clone() });
-    value
-}
 
-/// Registers (or finds) a counter.
-pub fn counter(name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Counter {
-    Counter(register(name, help, "counter", labels))
-}
-
-/// Registers (or finds) a gauge.
-pub fn gauge(name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Gauge {
-    Gauge(register(name, help, "gauge", labels))
-}
-
-/// Appends every registered metric in the Prometheus text format.
-pub fn render(out: &mut String) {
-    let reg = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    let mut names: Vec<&'static str> = reg.iter().map(|e| e.name).collect();
-    names.dedup();
-    let mut done: Vec<&str> = Vec::new();
-    for name in names {
-        if done.contains(&name) {
-            continue;
+    fn register(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+    ) -> Arc<AtomicU64> {
+        let labels = label_text(labels);
+        let mut reg = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) =
+            reg.iter().find(|e| e.name == name && e.labels == labels).and_then(|e| e.value.upgrade())
+        {
+            return v;
         }
-        done.push(name);
-        let first = reg.iter().find(|e| e.name == name).expect("present");
-        let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {}", first.help, first.kind);
-        for e in reg.iter().filter(|e| e.name == name) {
-            let value = e.value.load(Ordering::Relaxed);
-            if e.labels.is_empty() {
-                let _ = writeln!(out, "{name} {value}");
-            } else {
-                let _ = writeln!(out, "{name}{{{}}} {value}", e.labels);
+        reg.retain(|e| e.value.strong_count() > 0);
+        let value = Arc::new(AtomicU64::new(0));
+        reg.push(Entry { name, help, kind, labels, value: Arc::downgrade(&value) });
+        value
+    }
+
+    /// Registers (or finds) a counter.
+    pub fn counter(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Counter {
+        Counter(self.register(name, help, "counter", labels))
+    }
+
+    /// Registers (or finds) a gauge.
+    pub fn gauge(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Gauge {
+        Gauge(self.register(name, help, "gauge", labels))
+    }
+
+    /// The registry as seen by component `name`: its series carry the
+    /// `component` label.
+    pub fn component(&self, name: &str) -> Metrics {
+        Metrics { registry: self.clone(), component: name.into() }
+    }
+
+    /// Appends every live series in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let mut reg = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        reg.retain(|e| e.value.strong_count() > 0);
+        let mut names: Vec<&'static str> = Vec::new();
+        for e in reg.iter() {
+            if !names.contains(&e.name) {
+                names.push(e.name);
             }
         }
+        for name in names {
+            let first = reg.iter().find(|e| e.name == name).expect("present");
+            let _ = writeln!(out, "# HELP {name} {}\n# TYPE {name} {}", first.help, first.kind);
+            for e in reg.iter().filter(|e| e.name == name) {
+                let Some(v) = e.value.upgrade() else { continue };
+                let value = v.load(Ordering::Relaxed);
+                if e.labels.is_empty() {
+                    let _ = writeln!(out, "{name} {value}");
+                } else {
+                    let _ = writeln!(out, "{name}{{{}}} {value}", e.labels);
+                }
+            }
+        }
+    }
+}
+
+/// One component's metrics: every series it registers carries its
+/// `component` label.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    component: Arc<str>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").field("component", &self.component).finish()
+    }
+}
+
+impl Metrics {
+    /// Metrics of a component outside any topology (tests, benches).
+    pub fn standalone(component: &str) -> Self {
+        Registry::new().component(component)
+    }
+
+    /// A counter of this component.
+    pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
+        self.counter_with(name, help, &[])
+    }
+
+    /// A counter of this component with more labels (`target`, `result`…).
+    pub fn counter_with(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Counter {
+        self.registry.counter(name, help, &self.labels(labels))
+    }
+
+    /// A gauge of this component.
+    pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
+        self.gauge_with(name, help, &[])
+    }
+
+    /// A gauge of this component with more labels.
+    pub fn gauge_with(&self, name: &'static str, help: &'static str, labels: &[(&str, &str)]) -> Gauge {
+        self.registry.gauge(name, help, &self.labels(labels))
+    }
+
+    fn labels<'a>(&'a self, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut l = vec![("component", &*self.component)];
+        l.extend_from_slice(more);
+        l
     }
 }
 
@@ -173,17 +247,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_render_with_their_labels() {
-        let c = counter("spillway_test_packets_total", "Packets.", &[("component", "flows")]);
+    fn series_render_with_their_labels_and_go_with_their_handles() {
+        let reg = Registry::new();
+        let m = reg.component("flows");
+        let c = m.counter("spillway_test_packets_total", "Packets.");
         c.add(3);
-        counter("spillway_test_packets_total", "Packets.", &[("component", "flows")]).add(1);
-        let g = gauge("spillway_test_buffer_bytes", "Buffer.", &[("component", "flows")]);
+        m.counter("spillway_test_packets_total", "Packets.").add(1);
+        let g = m.gauge_with("spillway_test_buffer_bytes", "Buffer.", &[("target", "edge\"1")]);
         g.set(42);
         let mut out = String::new();
-        render(&mut out);
+        reg.render(&mut out);
         assert!(out.contains("spillway_test_packets_total{component=\"flows\"} 4"), "{out}");
         assert!(out.contains(
-            "# TYPE spillway_test_buffer_bytes gauge\nspillway_test_buffer_bytes{component=\"flows\"} 42"
-        ));
+            "# TYPE spillway_test_buffer_bytes gauge\nspillway_test_buffer_bytes{component=\"flows\",target=\"edge\\\"1\"} 42"
+        ), "{out}");
+        // A target that goes takes its series with it.
+        drop(g);
+        let mut out = String::new();
+        reg.render(&mut out);
+        assert!(!out.contains("spillway_test_buffer_bytes"), "{out}");
+        assert!(out.contains("spillway_test_packets_total"));
     }
 }

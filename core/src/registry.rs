@@ -81,6 +81,9 @@ pub struct BuildContext {
     /// built in dependency order, references included, so what a component
     /// references is published before it is built.
     pub shared: Shared,
+    /// The component's own metric series (a transform registers its
+    /// handles here; sources and sinks also get them in their context).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// State shared between the components of one pipeline, by name.
@@ -90,7 +93,12 @@ pub type Shared =
 impl BuildContext {
     /// A context for building `name` outside a pipeline (tests, benches).
     pub fn standalone(name: &str) -> Self {
-        Self { name: name.into(), base_dir: Default::default(), shared: Default::default() }
+        Self {
+            name: name.into(),
+            base_dir: Default::default(),
+            shared: Default::default(),
+            metrics: crate::metrics::Metrics::standalone(name),
+        }
     }
 
     /// Publishes `state` under this component's name.

@@ -31,10 +31,12 @@ use tracing::{error, info, warn};
 use crate::admin;
 use crate::channel::{self, RowReceiver, WeakRowSender};
 use crate::component::{
-    Emitter, Handover, NamedOutputs, Output, Shutdown, SinkContext, SinkInput, SourceContext, Target, Targets,
+    Emitter, Events, Handover, NamedOutputs, Output, Role, Shutdown, SinkContext, SinkInput, SourceContext,
+    Target, Targets,
 };
 use crate::config::{AdminConfig, Component, Pipeline};
 use crate::ledger::{ComponentKind, ComponentLedger, Ledger, LedgerEntry};
+use crate::metrics::Registry;
 use crate::registry::{AnyConfig, BuildContext, Shared};
 
 /// Default capacity of each component's input channel, in rows.
@@ -102,6 +104,7 @@ fn build_all(
     specs: Vec<Component>,
     shared: &Shared,
     base_dir: &std::path::Path,
+    metrics: &Registry,
 ) -> Result<Vec<Planned>, StartError> {
     let mut planned = Vec::new();
     let mut errors = Vec::new();
@@ -110,6 +113,7 @@ fn build_all(
             name: spec.name.clone(),
             base_dir: base_dir.to_path_buf(),
             shared: shared.clone(),
+            metrics: metrics.component(&spec.name),
         };
         let result = match (&spec.config, &spec.input_schema) {
             (AnyConfig::Source(s), _) => s.build(&cx).map(Built::Source),
@@ -130,6 +134,7 @@ fn build_all(
 pub struct Topology {
     planned: Vec<Planned>,
     ledger: Ledger,
+    metrics: Registry,
     shared: Shared,
     admin: Option<AdminConfig>,
     base_dir: std::path::PathBuf,
@@ -144,8 +149,17 @@ impl Topology {
         for c in &pipeline.components {
             ledger.register(&c.name, c.kind);
         }
-        let planned = build_all(pipeline.components, &shared, &pipeline.base_dir)?;
-        Ok(Self { planned, ledger, shared, admin: pipeline.admin, base_dir: pipeline.base_dir, options })
+        let metrics = Registry::new();
+        let planned = build_all(pipeline.components, &shared, &pipeline.base_dir, &metrics)?;
+        Ok(Self {
+            planned,
+            ledger,
+            metrics,
+            shared,
+            admin: pipeline.admin,
+            base_dir: pipeline.base_dir,
+            options,
+        })
     }
 
     /// The pipeline's ledger (live: counters update as the pipeline runs).
@@ -167,10 +181,11 @@ impl Topology {
         shutdown: Shutdown,
         mut reloads: Option<mpsc::UnboundedReceiver<Pipeline>>,
     ) -> Result<RunReport, StartError> {
-        let Topology { planned, ledger, shared, admin, base_dir, options } = self;
+        let Topology { planned, ledger, metrics, shared, admin, base_dir, options } = self;
         let health: Health = Arc::new(Mutex::new(Vec::new()));
         let mut runner = Runner {
             ledger: ledger.clone(),
+            metrics: metrics.clone(),
             shared,
             base_dir,
             options,
@@ -193,9 +208,9 @@ impl Topology {
         runner.admin = match admin {
             Some(a) => Some((
                 a.listen,
-                admin::serve(a.listen, ledger.clone(), health.clone()).await.map_err(|e| {
-                    StartError(vec![format!("admin endpoint cannot listen on {}: {e}", a.listen)])
-                })?,
+                admin::serve(a.listen, ledger.clone(), health.clone(), metrics.clone()).await.map_err(
+                    |e| StartError(vec![format!("admin endpoint cannot listen on {}: {e}", a.listen)]),
+                )?,
             )),
             None => None,
         };
@@ -275,6 +290,7 @@ type Joined = (u64, Result<(), String>);
 
 struct Runner {
     ledger: Ledger,
+    metrics: Registry,
     shared: Shared,
     base_dir: std::path::PathBuf,
     options: RunOptions,
@@ -425,7 +441,8 @@ impl Runner {
             self.next_instance += 1;
             let live = self.live.get_mut(&name).expect("registered above");
             let entry = live.ledger.clone();
-            let main = Output::new(live.ports[&name].clone(), entry.clone(), false);
+            let role = if spec.kind == ComponentKind::Source { Role::Source } else { Role::Transform };
+            let main = Output::new(live.ports[&name].clone(), entry.clone(), role);
             let named: Vec<(String, Output)> = live
                 .ports
                 .iter()
@@ -433,7 +450,7 @@ impl Runner {
                 .map(|(port, t)| {
                     let short = crate::config::split_input(port).1.unwrap_or_default().to_string();
                     let l = self.ledger.register(port, ComponentKind::Source);
-                    (short, Output::new(t.clone(), l, true))
+                    (short, Output::new(t.clone(), l, Role::Named))
                 })
                 .collect();
             let n: Arc<str> = name.as_str().into();
@@ -450,7 +467,8 @@ impl Runner {
                         out: main,
                         named: NamedOutputs::new(named),
                         shutdown: stop,
-                        ledger: entry,
+                        events: Events::new(entry),
+                        metrics: self.metrics.component(&name),
                         handover: h,
                         predecessor: predecessors.get(&name).cloned(),
                     };
@@ -463,7 +481,11 @@ impl Runner {
                 Built::Sink(s) => {
                     let rx = receivers.remove(&name).expect("every sink has an input channel");
                     let input = SinkInput::new(rx, entry.clone());
-                    let cx = SinkContext { name: n, ledger: entry };
+                    let cx = SinkContext {
+                        name: n,
+                        events: Events::new(entry),
+                        metrics: self.metrics.component(&name),
+                    };
                     self.tasks.spawn(async move { (iid, s.run(input, cx).await.map_err(|e| e.message)) })
                 }
             };
@@ -585,7 +607,7 @@ impl Runner {
             order.push((c.name.clone(), changed.contains(&c.name)));
             if changed.contains(&c.name) { build.push(c) } else { keep_specs.push(c) }
         }
-        let built = match build_all(build, &shared, &base_dir) {
+        let built = match build_all(build, &shared, &base_dir, &self.metrics) {
             Ok(b) => b,
             Err(e) => {
                 for m in &e.0 {
@@ -659,7 +681,8 @@ impl Runner {
             task.abort();
         }
         if let Some(a) = admin {
-            match admin::serve(a.listen, self.ledger.clone(), self.health.clone()).await {
+            match admin::serve(a.listen, self.ledger.clone(), self.health.clone(), self.metrics.clone()).await
+            {
                 Ok(task) => self.admin = Some((a.listen, task)),
                 Err(e) => {
                     error!(listen = %a.listen, error = %e, "reload: the admin endpoint cannot listen there")
@@ -696,8 +719,11 @@ async fn run_transform(
                 let rows = batch.rows() as u64;
                 ledger.received(rows);
                 if let Err(e) = t.process(batch, &mut emitter) {
-                    tracing::warn!(component = %ledger.name(), reason = e.reason.as_str(), error = %e.message, rows, "transform failed on a batch; its records are dropped");
-                    ledger.dropped(e.reason, rows);
+                    emitter.dropped(
+                        e.reason,
+                        rows,
+                        &format_args!("the transform failed on a batch: {}", e.message),
+                    );
                 }
             }
             Some(None) => {
@@ -727,5 +753,118 @@ async fn send_named(emitter: &mut Emitter, named: &mut [(String, Output)]) {
         if let Some((_, o)) = named.iter_mut().find(|(n, _)| n == name) {
             let _ = o.send(b).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Test components, registered only in this crate's tests: a source of
+    //! one batch, and a sink that reports more than it received.
+
+    use std::io::{Read, Write};
+
+    use arrow::array::UInt32Array;
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::component::{ComponentError, Sink, Source};
+    use crate::registry::{BuildError, SinkConfig, SourceConfig};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("x", DataType::UInt32, false)]))
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct OneBatch {}
+
+    impl SourceConfig for OneBatch {
+        fn output_schema(&self) -> SchemaRef {
+            schema()
+        }
+        fn build(&self, _: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+            Ok(Box::new(OneBatchSource))
+        }
+    }
+
+    struct OneBatchSource;
+
+    #[async_trait::async_trait]
+    impl Source for OneBatchSource {
+        async fn run(self: Box<Self>, mut cx: SourceContext) -> Result<(), ComponentError> {
+            let data = arrow::array::RecordBatch::try_new(
+                schema(),
+                vec![Arc::new(UInt32Array::from(vec![1, 2, 3]))],
+            )
+            .expect("valid");
+            let b = crate::Batch::new(
+                data,
+                crate::BatchMeta::new(cx.name.clone(), 0, 0),
+                crate::ack::Acks::none(),
+            );
+            let _ = cx.out.send(b).await;
+            cx.shutdown.cancelled().await;
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Leaky {}
+
+    impl SinkConfig for Leaky {
+        fn build(&self, _: &BuildContext, _: &SchemaRef) -> Result<Box<dyn Sink>, BuildError> {
+            Ok(Box::new(LeakySink))
+        }
+    }
+
+    struct LeakySink;
+
+    #[async_trait::async_trait]
+    impl Sink for LeakySink {
+        async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
+            while let Some(b) = input.recv().await {
+                // A bug: twice what came in is reported durable.
+                cx.events.delivered(2 * b.rows() as u64);
+                b.acks.settle(crate::ack::AckStatus::Delivered);
+            }
+            Ok(())
+        }
+    }
+
+    crate::register_source! { config: OneBatch, name: "test_one_batch", description: "test", example: "type: test_one_batch\n" }
+    crate::register_sink! { config: Leaky, name: "test_leaky", description: "test", example: "type: test_leaky\n" }
+
+    fn metrics(addr: std::net::SocketAddr) -> String {
+        let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+        let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_imbalance_shows_on_metrics_while_running_and_in_the_report() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let yaml = format!(
+            "sources:\n  one: {{ type: test_one_batch }}\nsinks:\n  leaky: {{ type: test_leaky, inputs: [one] }}\nadmin: {{ listen: \"{addr}\" }}\n"
+        );
+        let p = crate::config::load_str(&yaml, &|_| None, std::path::Path::new("")).expect("valid");
+        let t = Topology::build(p, RunOptions::default()).expect("builds");
+        let shutdown = Shutdown::new();
+        let run = tokio::spawn(t.run(shutdown.clone()));
+        let series = "spillway_ledger_imbalance_records{component=\"leaky\",kind=\"sink\"} 3";
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = tokio::task::spawn_blocking(move || metrics(addr)).await.unwrap();
+            if seen.contains(series) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(seen.contains(series), "while running:\n{seen}");
+        shutdown.cancel();
+        let report = run.await.unwrap().unwrap();
+        assert!(report.imbalances.iter().any(|i| i.contains("`leaky`")), "{:?}", report.imbalances);
     }
 }

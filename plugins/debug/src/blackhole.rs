@@ -31,7 +31,7 @@ struct Blackhole;
 impl Sink for Blackhole {
     async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
         while let Some(batch) = input.recv().await {
-            cx.ledger.delivered(batch.rows() as u64);
+            cx.events.delivered(batch.rows() as u64);
             batch.acks.settle(AckStatus::Delivered);
         }
         Ok(())

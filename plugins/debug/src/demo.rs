@@ -150,7 +150,7 @@ struct Demo {
 #[async_trait]
 impl Source for Demo {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, shutdown, ledger, .. } = cx;
+        let SourceContext { name, mut out, shutdown, .. } = cx;
         let start_ns = self.start_ns.unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
         let mut generator =
             FlowGenerator::new(self.cfg.seed, self.cfg.exporters, start_ns, self.cfg.time_step.0);
@@ -188,7 +188,6 @@ impl Source for Demo {
                 None => data,
             };
             let (lo, hi) = generator.last_batch_range();
-            ledger.received(n as u64);
             produced += n as u64;
             let (_, ack) = tracker.ack();
             let batch = Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::one(ack));

@@ -117,18 +117,21 @@ impl Sink for TextSink {
                 .and_then(|_| sync.as_ref().map_or(Ok(()), |f| f.sync_data()));
             match written {
                 Ok(()) => {
-                    cx.ledger.delivered(rows);
+                    cx.events.delivered(rows);
                     batch.acks.settle(AckStatus::Delivered);
                 }
                 Err(e) => {
-                    tracing::error!(component = %cx.name, error = %e, rows, "write failed; the batch is dropped");
-                    cx.ledger.dropped(DropReason::SinkError, rows);
+                    cx.events.dropped(DropReason::SinkError, rows, &format_args!("write failed: {e}"));
                     batch.acks.settle(AckStatus::Rejected);
                     if e.kind() == std::io::ErrorKind::BrokenPipe {
                         // Nobody reads our output any more: count the rest as
                         // dropped rather than spin on a closed pipe.
                         while let Some(rest) = input.recv().await {
-                            cx.ledger.dropped(DropReason::SinkError, rest.rows() as u64);
+                            cx.events.dropped(
+                                DropReason::SinkError,
+                                rest.rows() as u64,
+                                &"nobody reads the output any more",
+                            );
                             rest.acks.settle(AckStatus::Rejected);
                         }
                     }

@@ -13,8 +13,9 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use serde::Deserialize;
 use spillway_core::ack::{AckStatus, Acks};
 use spillway_core::component::{ComponentError, Sink, SinkContext, SinkInput};
-use spillway_core::ledger::{ComponentLedger, DropReason};
-use spillway_core::metrics::{self, Counter, Gauge};
+use spillway_core::events::Events;
+use spillway_core::ledger::DropReason;
+use spillway_core::metrics::Gauge;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SinkConfig};
 
 use crate::codec::{Encoder, protobuf_compatible, write_key};
@@ -150,11 +151,8 @@ struct Pending {
 
 /// Producer callbacks: delivery reports settle batches; errors are logged.
 struct Delivery {
-    ledger: Option<Arc<ComponentLedger>>,
+    events: Option<Events>,
     name: Arc<str>,
-    failures_logged: AtomicU64,
-    delivered: Option<Counter>,
-    failed: Option<Counter>,
     down: AtomicBool,
 }
 
@@ -180,34 +178,22 @@ impl ProducerContext for Delivery {
     type DeliveryOpaque = Arc<Pending>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Arc<Pending>) {
-        let ledger = self.ledger.as_ref().expect("a sink's producer");
+        let events = self.events.as_ref().expect("a sink's producer");
         match result {
             Ok(_) => {
                 if self.down.swap(false, Ordering::Relaxed) {
                     tracing::info!(component = %self.name, "Kafka brokers reachable again; delivering");
                 }
-                ledger.delivered(1);
-                if let Some(c) = &self.delivered {
-                    c.add(1);
-                }
+                events.delivered(1);
             }
             Err((e, msg)) => {
                 use rdkafka::message::Message;
-                ledger.dropped(DropReason::SinkError, 1);
-                if let Some(c) = &self.failed {
-                    c.add(1);
-                }
+                events.dropped(
+                    DropReason::SinkError,
+                    1,
+                    &format_args!("Kafka refused a record for good (topic {}): {e}", msg.topic()),
+                );
                 pending.failed.fetch_add(1, Ordering::Relaxed);
-                let n = self.failures_logged.fetch_add(1, Ordering::Relaxed);
-                if n < 10 || n.is_power_of_two() {
-                    tracing::error!(
-                        component = %self.name,
-                        topic = msg.topic(),
-                        error = %e,
-                        failures_so_far = n + 1,
-                        "Kafka refused a record for good; it is dropped and counted (sink_error)"
-                    );
-                }
             }
         }
         if pending.remaining.fetch_sub(1, Ordering::AcqRel) == 1
@@ -231,34 +217,17 @@ struct KafkaSink {
 impl Sink for KafkaSink {
     async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
         let name = cx.name.clone();
-        let labels = [("component", &*name)];
-        let context = Delivery {
-            ledger: Some(cx.ledger.clone()),
-            name: name.clone(),
-            failures_logged: AtomicU64::new(0),
-            delivered: Some(metrics::counter(
-                "spillway_kafka_delivered_total",
-                "Records the broker acknowledged.",
-                &labels,
-            )),
-            failed: Some(metrics::counter(
-                "spillway_kafka_failed_total",
-                "Records the broker refused for good.",
-                &labels,
-            )),
-            down: AtomicBool::new(false),
-        };
+        let context =
+            Delivery { events: Some(cx.events.clone()), name: name.clone(), down: AtomicBool::new(false) };
         let producer: ThreadedProducer<Delivery> = self
             .cfg
             .client_config()
             .create_with_context(context)
             .map_err(|e| ComponentError::new(format!("cannot create the Kafka producer: {e}")))?;
         let producer = Arc::new(producer);
-        let queued: Gauge = metrics::gauge(
-            "spillway_kafka_queued_records",
-            "Records handed to the producer, not yet acknowledged.",
-            &labels,
-        );
+        let queued: Gauge = cx
+            .metrics
+            .gauge("spillway_kafka_queued_records", "Records handed to the producer, not yet acknowledged.");
         let options = crate::printable(&self.cfg.options);
         tracing::info!(component = %name, brokers = %self.cfg.brokers, topic = %self.cfg.topic, encoding = ?self.cfg.encoding, options = ?options, "Kafka sink starting");
         check_topic(&producer, &self.cfg.topic, &name).await;
@@ -375,11 +344,8 @@ impl Sink for KafkaSink {
 impl Delivery {
     /// Accounts a record the producer refused before queueing it.
     fn delivery_failed_early(&self, pending: &Arc<Pending>) {
-        if let Some(l) = &self.ledger {
-            l.dropped(DropReason::SinkError, 1);
-        }
-        if let Some(c) = &self.failed {
-            c.add(1);
+        if let Some(ev) = &self.events {
+            ev.dropped(DropReason::SinkError, 1, &"the producer refused the record before queueing it");
         }
         pending.failed.fetch_add(1, Ordering::Relaxed);
         if pending.remaining.fetch_sub(1, Ordering::AcqRel) == 1

@@ -25,8 +25,8 @@ use serde::Deserialize;
 use spillway_core::ack::{AckStatus, AckTracker, Acks};
 use spillway_core::component::{ComponentError, Source, SourceContext};
 use spillway_core::config::HumanDuration;
-use spillway_core::ledger::{ComponentLedger, DropReason};
-use spillway_core::metrics::{self, Gauge};
+use spillway_core::ledger::DropReason;
+use spillway_core::metrics::{Counter, Gauge};
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
 use spillway_core::schema::flow_schema;
 use spillway_core::{Batch, BatchMeta};
@@ -244,7 +244,7 @@ struct KafkaSource {
 #[async_trait]
 impl Source for KafkaSource {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, shutdown, ledger, .. } = cx;
+        let SourceContext { name, mut out, shutdown, events, metrics, .. } = cx;
         let offsets = Arc::new(Mutex::new(Offsets::default()));
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &self.cfg.brokers)
@@ -264,18 +264,13 @@ impl Source for KafkaSource {
             .map_err(|e| ComponentError::new(format!("cannot subscribe to {topics:?}: {e}")))?;
         let options = crate::printable(&self.cfg.options);
         tracing::info!(component = %name, brokers = %self.cfg.brokers, topics = ?self.cfg.topics, group = %self.cfg.group, options = ?options, "Kafka source consuming");
-        let labels = [("component", &*name)];
-        let uncommitted: Gauge = metrics::gauge(
+        let uncommitted: Gauge = metrics.gauge(
             "spillway_kafka_uncommitted_records",
             "Records emitted whose offsets are not committed yet: what a crash now would read again.",
-            &labels,
         );
-        let malformed_c =
-            metrics::counter("spillway_kafka_malformed_total", "Messages that did not decode.", &labels);
-        let rejected = metrics::counter(
+        let rejected = metrics.counter(
             "spillway_kafka_rejected_batches_total",
             "Batches a sink failed to make durable; their partitions are not committed past them.",
-            &labels,
         );
 
         let mut pending = Pending {
@@ -283,8 +278,7 @@ impl Source for KafkaSource {
             ends: Vec::new(),
             positions: Vec::new(),
             first_ns: None,
-            warned: 0,
-            malformed: malformed_c,
+            events,
         };
         let (mut tracker, mut settled) = AckTracker::new();
         let mut flush = tokio::time::interval(self.cfg.flush_interval.get());
@@ -299,16 +293,15 @@ impl Source for KafkaSource {
                             continue;
                         }
                     };
-                    ledger.received(1);
-                    pending.push(&name, &ledger, m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default());
+                    pending.push(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default());
                     if pending.decoder.len() >= self.cfg.batch_size
-                        && !pending.emit(&name, &mut tracker, &offsets, &mut out, &ledger).await?
+                        && !pending.emit(&name, &mut tracker, &offsets, &mut out).await?
                     {
                         break;
                     }
                 }
                 _ = flush.tick() => {
-                    if !pending.ends.is_empty() && !pending.emit(&name, &mut tracker, &offsets, &mut out, &ledger).await? {
+                    if !pending.ends.is_empty() && !pending.emit(&name, &mut tracker, &offsets, &mut out).await? {
                         break;
                     }
                 }
@@ -322,7 +315,7 @@ impl Source for KafkaSource {
         }
         // Send what was read, wait for every batch to settle, commit.
         if !pending.ends.is_empty() {
-            pending.emit(&name, &mut tracker, &offsets, &mut out, &ledger).await?;
+            pending.emit(&name, &mut tracker, &offsets, &mut out).await?;
         }
         drop(out);
         drop(tracker);
@@ -340,7 +333,7 @@ impl Source for KafkaSource {
 /// Records a settlement; a rejected batch holds its partitions' commit
 /// points where they are (logged, counted): after a restart they are read
 /// again, at least once.
-fn settle(offsets: &Mutex<Offsets>, s: spillway_core::ack::Settled, name: &str, rejected: &metrics::Counter) {
+fn settle(offsets: &Mutex<Offsets>, s: spillway_core::ack::Settled, name: &str, rejected: &Counter) {
     let held = match offsets.lock() {
         Ok(mut o) => o.settle(s.id, s.status),
         Err(_) => return,
@@ -403,20 +396,11 @@ struct Pending {
     /// and offset, to name a message found malformed when the batch decodes.
     positions: Vec<(usize, i64)>,
     first_ns: Option<i64>,
-    warned: u32,
-    malformed: spillway_core::metrics::Counter,
+    events: spillway_core::events::Events,
 }
 
 impl Pending {
-    fn push(
-        &mut self,
-        name: &str,
-        ledger: &ComponentLedger,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        payload: &[u8],
-    ) {
+    fn push(&mut self, topic: &str, partition: i32, offset: i64, payload: &[u8]) {
         let i = match self.ends.iter().position(|((t, p), _)| *p == partition && t == topic) {
             Some(i) => i,
             None => {
@@ -428,32 +412,16 @@ impl Pending {
         self.first_ns.get_or_insert_with(now_ns);
         match self.decoder.push(payload) {
             Ok(()) => self.positions.push((i, offset)),
-            Err(e) => self.malformed(name, ledger, topic, partition, offset, &e),
+            Err(e) => self.malformed(topic, partition, offset, &e),
         }
     }
 
-    fn malformed(
-        &mut self,
-        name: &str,
-        ledger: &ComponentLedger,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-        e: &str,
-    ) {
-        ledger.dropped(DropReason::Malformed, 1);
-        self.malformed.add(1);
-        if self.warned < 10 {
-            self.warned += 1;
-            tracing::warn!(
-                component = name,
-                topic,
-                partition,
-                offset,
-                error = e,
-                "undecodable message dropped and counted (malformed)"
-            );
-        }
+    fn malformed(&mut self, topic: &str, partition: i32, offset: i64, e: &str) {
+        self.events.dropped(
+            DropReason::Malformed,
+            1,
+            &format_args!("undecodable message at {topic}/{partition} offset {offset}: {e}"),
+        );
     }
 
     /// Sends the batch; its offsets are committed once it settles. False
@@ -464,7 +432,6 @@ impl Pending {
         tracker: &mut AckTracker,
         offsets: &Arc<Mutex<Offsets>>,
         out: &mut spillway_core::component::Output,
-        ledger: &ComponentLedger,
     ) -> Result<bool, ComponentError> {
         let decoded = self
             .decoder
@@ -474,7 +441,7 @@ impl Pending {
         for (i, e) in &decoded.malformed {
             let (p, offset) = positions[*i];
             let ((topic, partition), _) = self.ends[p].clone();
-            self.malformed(name, ledger, &topic, partition, offset, e);
+            self.malformed(&topic, partition, offset, e);
         }
         let data = decoded.batch;
         let parts = std::mem::take(&mut self.ends);

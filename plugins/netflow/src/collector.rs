@@ -7,8 +7,9 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use serde::Deserialize;
 use spillway_core::config::{ByteSize, HumanDuration};
-use spillway_core::ledger::{ComponentLedger, DropReason};
-use spillway_core::metrics::{self, Counter, Gauge};
+use spillway_core::events::Events;
+use spillway_core::ledger::DropReason;
+use spillway_core::metrics::{Counter, Gauge, Metrics};
 use spillway_core::registry::FieldIssue;
 
 use crate::decode::{Decoder, DecoderConfig, SamplingConfig};
@@ -193,12 +194,11 @@ pub fn decoder_config(
     }
 }
 
-/// Metric handles of one source (shared by its workers).
+/// Metric handles of one source (shared by its workers). What the ledger
+/// already says (records dropped by reason) is not repeated here.
 #[derive(Clone)]
 pub struct SourceMetrics {
     pub packets: Counter,
-    pub malformed: Counter,
-    pub not_allowed: Counter,
     pub templates_evicted: Counter,
     pub domains_evicted: Counter,
     pub domains_refused: Counter,
@@ -210,82 +210,52 @@ pub struct SourceMetrics {
     pub pending_bytes: Gauge,
     pub state_bytes: Gauge,
     pub state_domains: Gauge,
-    pub expired_sets: Counter,
-    pub evicted_sets: Counter,
     pub sampling_unknown: Counter,
     pub time_unknown: Counter,
 }
 
 impl SourceMetrics {
-    /// Registers the handles for component `name`.
-    pub fn new(name: &str) -> Self {
-        let l = [("component", name)];
-        let counter = |n, h| metrics::counter(n, h, &l);
-        let gauge = |n, h| metrics::gauge(n, h, &l);
+    /// Registers the handles of a source.
+    pub fn new(m: &Metrics) -> Self {
         Self {
-            packets: counter("spillway_netflow_packets_total", "NetFlow/IPFIX messages received."),
-            malformed: counter(
-                "spillway_netflow_malformed_packets_total",
-                "Messages, sets or parked sets that could not be decoded.",
-            ),
-            not_allowed: counter(
-                "spillway_netflow_not_allowed_packets_total",
-                "Messages from exporters outside the allowlist.",
-            ),
-            templates_evicted: counter(
+            packets: m.counter("spillway_netflow_packets_total", "NetFlow/IPFIX messages received."),
+            templates_evicted: m.counter(
                 "spillway_netflow_templates_evicted_total",
                 "Templates evicted to respect the state's bounds (templates.max_state, max_per_exporter).",
             ),
-            domains_evicted: counter(
+            domains_evicted: m.counter(
                 "spillway_netflow_exporters_evicted_total",
                 "(exporter, observation domain) states evicted to respect templates.max_state.",
             ),
-            domains_refused: counter(
+            domains_refused: m.counter(
                 "spillway_netflow_domains_refused_total",
                 "Messages of a new observation domain refused: the exporter holds templates.max_domains_per_exporter.",
             ),
-            options_refused: counter(
+            options_refused: m.counter(
                 "spillway_netflow_options_refused_total",
                 "Options records (sampler rates, boot times) not kept: a full sampler table or a refused domain.",
             ),
-            missing: counter(
+            missing: m.counter(
                 "spillway_netflow_sequence_missing_total",
                 "Records (packets for v9) missing according to sequence numbers.",
             ),
-            reordered: counter(
-                "spillway_netflow_sequence_reordered_total",
-                "Messages that arrived late or twice.",
-            ),
-            resets: counter(
-                "spillway_netflow_sequence_resets_total",
-                "Sequence restarts (exporter reboots).",
-            ),
-            pending_sets: gauge("spillway_netflow_pending_sets", "Data sets waiting for their template."),
-            pending_bytes: gauge(
+            reordered: m.counter("spillway_netflow_sequence_reordered_total", "Messages that arrived late or twice."),
+            resets: m.counter("spillway_netflow_sequence_resets_total", "Sequence restarts (exporter reboots)."),
+            pending_sets: m.gauge("spillway_netflow_pending_sets", "Data sets waiting for their template."),
+            pending_bytes: m.gauge(
                 "spillway_netflow_pending_bytes",
                 "Memory of data sets waiting for their template (bytes plus a fixed overhead per set).",
             ),
-            state_bytes: gauge(
+            state_bytes: m.gauge(
                 "spillway_netflow_state_bytes",
                 "Memory charged to per-exporter state (templates, samplers, sequence positions).",
             ),
-            state_domains: gauge(
-                "spillway_netflow_exporters",
-                "(exporter, observation domain) pairs with state.",
-            ),
-            expired_sets: counter(
-                "spillway_netflow_template_timeout_sets_total",
-                "Data sets dropped because their template never came.",
-            ),
-            evicted_sets: counter(
-                "spillway_netflow_pending_evicted_sets_total",
-                "Data sets waiting for a template dropped to respect templates.max_pending.",
-            ),
-            sampling_unknown: counter(
+            state_domains: m.gauge("spillway_netflow_exporters", "(exporter, observation domain) pairs with state."),
+            sampling_unknown: m.counter(
                 "spillway_netflow_sampling_unknown_records_total",
                 "Records naming a sampler that was never described (sampling_source unknown, rate null).",
             ),
-            time_unknown: counter(
+            time_unknown: m.counter(
                 "spillway_netflow_time_unknown_records_total",
                 "Records with uptime-relative times from an exporter that never announced its boot time.",
             ),
@@ -300,10 +270,9 @@ pub struct Collector {
     /// Sequence gaps for the `loss` output (which counts them as it takes
     /// them in); `None` when nobody reads it.
     loss: Option<LossRecords>,
-    ledger: Arc<ComponentLedger>,
+    events: Events,
     metrics: SourceMetrics,
     seen: Seen,
-    malformed_logs: spillway_core::metrics::LogLimit,
     name: Arc<str>,
 }
 
@@ -326,7 +295,7 @@ impl Collector {
         cfg: DecoderConfig,
         batch_size: usize,
         extras: &[ExtraField],
-        ledger: Arc<ComponentLedger>,
+        events: Events,
         metrics: SourceMetrics,
         name: Arc<str>,
     ) -> Self {
@@ -334,10 +303,9 @@ impl Collector {
             decoder: Decoder::new(cfg),
             builders: FlowBuilders::with_extras(batch_size, extras),
             loss: None,
-            ledger,
+            events,
             metrics,
             seen: Seen::default(),
-            malformed_logs: spillway_core::metrics::LogLimit::default(),
             name,
         }
     }
@@ -348,11 +316,11 @@ impl Collector {
         decoder: Decoder,
         batch_size: usize,
         extras: &[ExtraField],
-        ledger: Arc<ComponentLedger>,
+        events: Events,
         metrics: SourceMetrics,
         name: Arc<str>,
     ) -> Self {
-        let mut c = Self::new(DecoderConfig::default(), batch_size, extras, ledger, metrics, name);
+        let mut c = Self::new(DecoderConfig::default(), batch_size, extras, events, metrics, name);
         c.decoder = decoder;
         c.seen.stats = c.decoder.stats;
         c.seen.seq = c.decoder.sequence_stats();
@@ -375,37 +343,34 @@ impl Collector {
         self.decoder
     }
 
-    /// Decodes one message. Records count as received; each part that
-    /// cannot be decoded (the message, a set, a parked set that fails on
-    /// release) counts as one record received and dropped as `malformed`,
-    /// and each parked set pushed out by the parking budget as one record
-    /// dropped as `evicted`: their record counts are unknown.
+    /// Decodes one message. Each part that cannot be decoded (the message,
+    /// a set, a parked set that fails on release) counts as one record
+    /// dropped as `malformed`, and each parked set pushed out by the parking
+    /// budget as one record dropped as `evicted`: their record counts are
+    /// unknown. Decoded records count when they are emitted.
     #[inline]
     pub fn ingest(&mut self, msg: &[u8], exporter: [u8; 16], now_ns: i64) {
         self.metrics.packets.add(1);
         let o = self.decoder.decode(msg, exporter, now_ns, &mut self.builders);
-        self.ledger.received(o.records + o.dropped + o.evicted);
         if let (Some(l), Some(records)) = (o.loss, &mut self.loss) {
             records.push(l);
         }
         if o.evicted > 0 {
-            self.ledger.dropped(DropReason::Evicted, o.evicted);
-            self.metrics.evicted_sets.add(o.evicted);
+            self.events.dropped(
+                DropReason::Evicted,
+                o.evicted,
+                &"data sets waiting for their template were pushed out by templates.max_pending",
+            );
         }
         if o.dropped > 0 {
-            self.ledger.dropped(DropReason::Malformed, o.dropped);
-            self.metrics.malformed.add(o.dropped);
-            if let Some(e) = o.error
-                && let Some(suppressed) = self.malformed_logs.allow()
-            {
-                tracing::warn!(
-                    component = %self.name,
-                    exporter = %spillway_core::schema::addr_from_bytes(exporter),
-                    error = %e,
-                    kind = e.kind(),
-                    suppressed,
-                    "malformed NetFlow data dropped"
-                );
+            let exporter = spillway_core::schema::addr_from_bytes(exporter);
+            match &o.error {
+                Some(e) => self.events.dropped(
+                    DropReason::Malformed,
+                    o.dropped,
+                    &format_args!("malformed NetFlow data from {exporter}: {e}"),
+                ),
+                None => self.events.dropped(DropReason::Malformed, o.dropped, &"malformed NetFlow data"),
             }
         }
         if self.decoder.has_notices() {
@@ -448,24 +413,22 @@ impl Collector {
     }
 
     /// Counts a message rejected by the allowlist.
-    pub fn reject(&mut self) {
+    pub fn reject(&mut self, exporter: [u8; 16]) {
         self.metrics.packets.add(1);
-        self.metrics.not_allowed.add(1);
-        self.ledger.received(1);
-        self.ledger.dropped(DropReason::NotAllowed, 1);
+        let ip = spillway_core::schema::addr_from_bytes(exporter);
+        self.events.dropped(DropReason::NotAllowed, 1, &format_args!("exporter {ip} is not in `allow`"));
     }
 
     /// Expires parked data and mirrors the decoder's counters into the
     /// ledger and metrics. Call about once a second.
     pub fn housekeeping(&mut self, now_ns: i64) {
         let gone = self.decoder.expire(now_ns);
-        if gone.expired > 0 {
-            // A parked set's record count is unknown: each counts as one.
-            self.ledger.received(gone.expired);
-            self.ledger.dropped(DropReason::TemplateTimeout, gone.expired);
-            self.metrics.expired_sets.add(gone.expired);
-            tracing::warn!(component = %self.name, sets = gone.expired, "data sets dropped: their template never arrived");
-        }
+        // A parked set's record count is unknown: each counts as one.
+        self.events.dropped(
+            DropReason::TemplateTimeout,
+            gone.expired,
+            &"data sets dropped: their template never arrived within templates.timeout",
+        );
         self.mirror();
     }
 
@@ -473,15 +436,11 @@ impl Collector {
     /// (`template_missing`): at a stop, nothing will release them.
     pub fn abandon_parked(&mut self) {
         let sets = self.decoder.drain_parked().len() as u64;
-        if sets > 0 {
-            self.ledger.received(sets);
-            self.ledger.dropped(DropReason::TemplateMissing, sets);
-            tracing::warn!(
-                component = %self.name,
-                sets,
-                "data sets still waiting for their template at the stop are dropped (counted as template_missing)"
-            );
-        }
+        self.events.dropped(
+            DropReason::TemplateMissing,
+            sets,
+            &"data sets still waiting for their template when the source stopped",
+        );
         self.mirror();
     }
 

@@ -113,7 +113,7 @@ struct Pcap {
 #[async_trait]
 impl Source for Pcap {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, ledger, .. } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, events, metrics, .. } = cx;
         let mut loss_out = named.take("loss");
         let path = self.path.clone();
         let (datagrams, skipped) = tokio::task::spawn_blocking(move || crate::capture::read_file(&path))
@@ -130,15 +130,17 @@ impl Source for Pcap {
         if skipped.lost() > 0 {
             // Each damaged record may have held a datagram of unknown size:
             // one record each, like any undecodable message.
-            ledger.received(skipped.lost());
-            ledger.dropped(DropReason::Malformed, skipped.lost());
-            tracing::warn!(
-                component = %name,
-                file = %self.path.display(),
-                fragments = skipped.fragments,
-                truncated = skipped.truncated,
-                damaged = skipped.damaged,
-                "parts of the capture could not be read; the rest is replayed (each counted as one malformed record)"
+            events.dropped(
+                DropReason::Malformed,
+                skipped.lost(),
+                &format_args!(
+                    "parts of the capture {} could not be read ({} fragments, {} truncated, {} damaged); the rest is \
+                     replayed",
+                    self.path.display(),
+                    skipped.fragments,
+                    skipped.truncated,
+                    skipped.damaged
+                ),
             );
         }
         let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
@@ -147,8 +149,8 @@ impl Source for Pcap {
             cfg,
             self.cfg.batch_size,
             &extras,
-            ledger,
-            SourceMetrics::new(&name),
+            events,
+            SourceMetrics::new(&metrics),
             name.clone(),
         );
         if loss_out.is_some() {
@@ -174,7 +176,7 @@ impl Source for Pcap {
                 }
             }
             if !self.allow.is_empty() && !self.allow.iter().any(|n| n.contains(&d.src)) {
-                c.reject();
+                c.reject(addr_to_bytes(d.src));
                 continue;
             }
             // The capture's timestamp is the receive time: replays are

@@ -21,9 +21,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use spillway_core::ack::Acks;
 use spillway_core::component::{ComponentError, Source, SourceContext};
 use spillway_core::config::{ByteSize, HumanDuration};
+use spillway_core::events::Events;
 use spillway_core::exporters::{SeenCache, SeenExporters};
-use spillway_core::ledger::{ComponentLedger, DropReason};
-use spillway_core::metrics;
+use spillway_core::ledger::DropReason;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
 use spillway_core::schema::v4_mapped;
 use spillway_core::{Batch, BatchMeta};
@@ -193,7 +193,7 @@ const HAND_OVER: u8 = 2;
 #[async_trait]
 impl Source for Netflow {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, ledger, handover, predecessor } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, events, metrics, handover, predecessor } = cx;
         let mut loss_out = named.take("loss");
         // A reload replacing the source before us leaves its sockets, when
         // they are what we need: the same address, as many workers.
@@ -204,7 +204,7 @@ impl Source for Netflow {
         let inherited = match inherited {
             Some(i) if i.listen == self.cfg.listen && i.workers.len() == self.cfg.workers => Some(i),
             Some(i) => {
-                discard_inherited(i, &ledger, &name);
+                discard_inherited(i, &events);
                 None
             }
             None => None,
@@ -247,18 +247,15 @@ impl Source for Netflow {
                 (claim, workers, 0)
             }
         };
-        let rcvbuf = metrics::gauge(
-            "spillway_netflow_receive_buffer_bytes",
-            "Kernel receive buffer granted per socket.",
-            &[("component", &name)],
-        );
+        let rcvbuf = metrics
+            .gauge("spillway_netflow_receive_buffer_bytes", "Kernel receive buffer granted per socket.");
         rcvbuf.set(workers[0].0.recv_buffer_size().unwrap_or(0) as u64 / 2);
         tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for NetFlow/IPFIX");
         let mode = Arc::new(AtomicU8::new(RUNNING));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
-        let source_metrics = SourceMetrics::new(&name);
+        let source_metrics = SourceMetrics::new(&metrics);
         let sockets: Vec<&Socket> = workers.iter().map(|(s, _)| s).collect();
-        let drops = KernelDrops::new(&sockets, ledger.clone(), &name, drops_seen);
+        let drops = KernelDrops::new(&sockets, events.clone(), drops_seen);
         let mut threads = Vec::new();
         for (i, (socket, decoder)) in workers.into_iter().enumerate() {
             let mut collector = match decoder {
@@ -266,7 +263,7 @@ impl Source for Netflow {
                     d,
                     self.cfg.batch_size,
                     &extras,
-                    ledger.clone(),
+                    events.clone(),
                     source_metrics.clone(),
                     name.clone(),
                 ),
@@ -274,7 +271,7 @@ impl Source for Netflow {
                     decoder_cfg.clone(),
                     self.cfg.batch_size,
                     &extras,
-                    ledger.clone(),
+                    events.clone(),
                     source_metrics.clone(),
                     name.clone(),
                 ),
@@ -290,7 +287,7 @@ impl Source for Netflow {
                 allow: self.allow.clone(),
                 flush: self.cfg.flush_interval.get(),
                 drain_timeout: self.cfg.drain_timeout.get(),
-                ledger: ledger.clone(),
+                events: events.clone(),
                 seen: SeenCache::new(self.seen.clone()),
             };
             let t = std::thread::Builder::new()
@@ -354,7 +351,7 @@ impl Source for Netflow {
 /// Inherited sockets this source cannot use (another address or number of
 /// workers): what they hold is read and counted as `stopping`, then they
 /// close.
-fn discard_inherited(i: Inherited, ledger: &ComponentLedger, name: &str) {
+fn discard_inherited(i: Inherited, events: &Events) {
     let mut bufs = MmsgBufs::new();
     let mut n = 0u64;
     for (s, mut d) in i.workers {
@@ -367,15 +364,11 @@ fn discard_inherited(i: Inherited, ledger: &ComponentLedger, name: &str) {
         }
         n += d.drain_parked().len() as u64;
     }
-    if n > 0 {
-        ledger.received(n);
-        ledger.dropped(DropReason::Stopping, n);
-        tracing::warn!(
-            component = name,
-            datagrams = n,
-            "reload changed the address or the number of workers: what the old sockets held is dropped (counted as stopping)"
-        );
-    }
+    events.dropped(
+        DropReason::Stopping,
+        n,
+        &"a reload changed the address or the number of workers: what the old sockets held is dropped",
+    );
 }
 
 struct Worker {
@@ -386,7 +379,7 @@ struct Worker {
     allow: Vec<ipnet::IpNet>,
     flush: Duration,
     drain_timeout: Duration,
-    ledger: Arc<ComponentLedger>,
+    events: Events,
     seen: SeenCache,
 }
 
@@ -511,7 +504,7 @@ impl Worker {
                         let (data, src) = bufs.datagram(i);
                         let Some(src) = src else { continue };
                         if !self.allowed(src) {
-                            self.collector.reject();
+                            self.collector.reject(src);
                             continue;
                         }
                         self.seen.note(src);
@@ -563,14 +556,11 @@ impl Worker {
             }
             discarded += n as u64;
         }
-        if discarded > 0 {
-            self.ledger.received(discarded);
-            self.ledger.dropped(DropReason::Stopping, discarded);
-            tracing::warn!(
-                datagrams = discarded,
-                "the drain deadline passed with datagrams still queued; they are dropped (counted as stopping)"
-            );
-        }
+        self.events.dropped(
+            DropReason::Stopping,
+            discarded,
+            &"datagrams still queued when the drain deadline passed",
+        );
     }
 
     fn allowed(&self, src: [u8; 16]) -> bool {
@@ -645,34 +635,55 @@ pub fn is_listening(listen: SocketAddr) -> bool {
     already_bound(listen).is_some()
 }
 
-/// A UDP socket already bound to `listen` (same port, same or wildcard
-/// address), from `/proc/net/udp{,6}`.
+/// One socket of `/proc/net/udp{,6}`: the one parser of that format.
+struct ProcSocket {
+    /// Local address in the file's hex form (8 digits for IPv4, 32 for IPv6).
+    addr: String,
+    port: u16,
+    inode: u64,
+    drops: u64,
+}
+
+/// Every UDP socket of the host, IPv4 and IPv6.
+fn proc_net_udp() -> impl Iterator<Item = ProcSocket> {
+    ["/proc/net/udp", "/proc/net/udp6"].into_iter().flat_map(|file| {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        text.lines()
+            .skip(1)
+            .filter_map(|line| {
+                let cols: Vec<&str> = line.split_whitespace().collect();
+                let (addr, port) = cols.get(1)?.split_once(':')?;
+                Some(ProcSocket {
+                    addr: addr.to_string(),
+                    port: u16::from_str_radix(port, 16).ok()?,
+                    inode: cols.get(9)?.parse().ok()?,
+                    drops: cols.get(12).and_then(|d| d.parse().ok()).unwrap_or(0),
+                })
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+/// A UDP socket already bound to `listen` (same port, and the same address,
+/// a wildcard on either side, or any IPv6 one), from `/proc/net/udp{,6}`.
 fn already_bound(listen: SocketAddr) -> Option<u64> {
-    let port = format!("{:04X}", listen.port());
-    for file in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(file) else { continue };
-        for line in text.lines().skip(1) {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let (Some(local), Some(inode)) = (cols.get(1), cols.get(9)) else { continue };
-            let Some((addr, p)) = local.split_once(':') else { continue };
-            if p != port {
-                continue;
+    proc_net_udp()
+        .find(|s| {
+            if s.port != listen.port() {
+                return false;
             }
-            let wildcard = addr.bytes().all(|b| b == b'0');
-            let ours = match listen.ip() {
+            let wildcard = s.addr.bytes().all(|b| b == b'0');
+            let same = match listen.ip() {
+                // The kernel prints an IPv4 address as a little-endian word.
                 std::net::IpAddr::V4(v4) => {
-                    addr.len() == 8
-                        && u32::from_str_radix(addr, 16).is_ok_and(|a| a.to_le_bytes() == v4.octets())
-                        || addr.len() == 8 && addr.bytes().all(|b| b == b'0')
+                    s.addr.len() == 8
+                        && u32::from_str_radix(&s.addr, 16).is_ok_and(|a| a.to_le_bytes() == v4.octets())
                 }
                 std::net::IpAddr::V6(_) => true,
             };
-            if wildcard || ours || listen.ip().is_unspecified() {
-                return inode.parse().ok();
-            }
-        }
-    }
-    None
+            wildcard || same || listen.ip().is_unspecified()
+        })
+        .map(|s| s.inode)
 }
 
 /// The kernel's drop counter of our sockets (from `/proc/net/udp{,6}`).
@@ -681,18 +692,15 @@ struct KernelDrops {
     /// Duplicates keep the sockets (and their /proc entries) alive until the
     /// final count, after the workers have closed theirs.
     _keep: Vec<Socket>,
-    ledger: Arc<ComponentLedger>,
-    counter: metrics::Counter,
-    refused: metrics::Counter,
+    events: Events,
     seen: std::sync::Mutex<u64>,
-    name: String,
     /// The source is stopping: its sockets refuse datagrams, and what the
     /// kernel drops now is that refusal.
     refusing: AtomicBool,
 }
 
 impl KernelDrops {
-    fn new(sockets: &[&Socket], ledger: Arc<ComponentLedger>, name: &str, seen: u64) -> Self {
+    fn new(sockets: &[&Socket], events: Events, seen: u64) -> Self {
         use std::os::unix::fs::MetadataExt;
         let inodes = sockets
             .iter()
@@ -703,19 +711,8 @@ impl KernelDrops {
         Self {
             inodes,
             _keep: sockets.iter().filter_map(|s| s.try_clone().ok()).collect(),
-            ledger,
-            counter: metrics::counter(
-                "spillway_netflow_kernel_drops_total",
-                "Datagrams the kernel dropped because a socket buffer was full.",
-                &[("component", name)],
-            ),
-            refused: metrics::counter(
-                "spillway_netflow_refused_at_stop_total",
-                "Datagrams refused because they arrived while the source was stopping.",
-                &[("component", name)],
-            ),
+            events,
             seen: std::sync::Mutex::new(seen),
-            name: name.to_string(),
             refusing: AtomicBool::new(false),
         }
     }
@@ -726,34 +723,23 @@ impl KernelDrops {
     }
 
     fn poll(&self) {
-        let mut total = 0u64;
-        for file in ["/proc/net/udp", "/proc/net/udp6"] {
-            let Ok(text) = std::fs::read_to_string(file) else { continue };
-            for line in text.lines().skip(1) {
-                let cols: Vec<&str> = line.split_whitespace().collect();
-                if cols.len() < 13 {
-                    continue;
-                }
-                if let Ok(inode) = cols[9].parse::<u64>()
-                    && self.inodes.contains(&inode)
-                {
-                    total += cols[12].parse::<u64>().unwrap_or(0);
-                }
-            }
-        }
+        let total: u64 = proc_net_udp().filter(|s| self.inodes.contains(&s.inode)).map(|s| s.drops).sum();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if total > *seen {
-            let new = total - *seen;
             // Each lost datagram held at least one record.
-            self.ledger.received(new);
+            let new = total - *seen;
             if self.refusing.load(Ordering::Relaxed) {
-                self.ledger.dropped(DropReason::Stopping, new);
-                self.refused.add(new);
-                tracing::warn!(component = %self.name, datagrams = new, "datagrams arrived while the source was stopping and were refused");
+                self.events.dropped(
+                    DropReason::Stopping,
+                    new,
+                    &"datagrams arrived while the source was stopping and were refused",
+                );
             } else {
-                self.ledger.dropped(DropReason::BufferFull, new);
-                self.counter.add(new);
-                tracing::warn!(component = %self.name, datagrams = new, "the kernel dropped datagrams: the receive buffer was full");
+                self.events.dropped(
+                    DropReason::BufferFull,
+                    new,
+                    &"the kernel dropped datagrams: the receive buffer was full",
+                );
             }
             *seen = total;
         }

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use spillway_core::ack::{AckStatus, Acks};
 use spillway_core::component::{ComponentError, Sink, SinkContext, SinkInput};
 use spillway_core::config::{ByteSize, HumanDuration};
-use spillway_core::ledger::{ComponentLedger, DropReason};
+use spillway_core::events::Events;
+use spillway_core::ledger::DropReason;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SinkConfig};
 use spillway_core::schema::address_type;
 
@@ -246,7 +247,7 @@ impl SinkConfig for ParquetConfig {
                 open: HashMap::new(),
                 instance: instance_id(),
                 seq: 0,
-                ledger: None,
+                events: None,
                 name: cx.name.clone(),
             },
         }))
@@ -292,7 +293,7 @@ struct Writer {
     open: HashMap<String, OpenFile>,
     instance: u32,
     seq: u64,
-    ledger: Option<Arc<ComponentLedger>>,
+    events: Option<Events>,
     name: String,
 }
 
@@ -300,7 +301,7 @@ struct Writer {
 impl Sink for ParquetSink {
     async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
         let mut w = self.writer;
-        w.ledger = Some(cx.ledger.clone());
+        w.events = Some(cx.events.clone());
         std::fs::create_dir_all(&w.root)
             .map_err(|e| ComponentError::new(format!("cannot create {}: {e}", w.root.display())))?;
         match recover(&w.root) {
@@ -359,8 +360,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl Writer {
-    fn ledger(&self) -> &ComponentLedger {
-        self.ledger.as_ref().expect("set before the first write")
+    fn events(&self) -> &Events {
+        self.events.as_ref().expect("set before the first write")
     }
 
     fn write(&mut self, batch: spillway_core::Batch) {
@@ -400,8 +401,7 @@ impl Writer {
     }
 
     fn fail_batch(&self, batch: &spillway_core::Batch, why: &str) {
-        tracing::error!(component = %self.name, rows = batch.rows(), error = why, "batch dropped");
-        self.ledger().dropped(DropReason::SinkError, batch.rows() as u64);
+        self.events().dropped(DropReason::SinkError, batch.rows() as u64, &why);
         batch.acks.settle(AckStatus::Rejected);
     }
 
@@ -436,8 +436,11 @@ impl Writer {
                     }
                     Err(e) => {
                         let rows = data.num_rows() as u64;
-                        tracing::error!(component = %self.name, partition = dir, error = %e, rows, "cannot create a Parquet file; records dropped");
-                        self.ledger().dropped(DropReason::SinkError, rows);
+                        self.events().dropped(
+                            DropReason::SinkError,
+                            rows,
+                            &format_args!("cannot create a Parquet file in partition `{dir}`: {e}"),
+                        );
                         acks.settle(AckStatus::Rejected);
                         return;
                     }
@@ -499,13 +502,16 @@ impl Writer {
         match result {
             Ok(()) => {
                 tracing::debug!(component = %self.name, file = %dest.display(), rows, "Parquet file is durable");
-                self.ledger().delivered(rows);
+                self.events().delivered(rows);
                 acks.settle(AckStatus::Delivered);
             }
             Err(e) => {
-                tracing::error!(component = %self.name, file = %tmp.display(), rows, error = %e, "Parquet file lost; its records are dropped");
                 let _ = std::fs::remove_file(&tmp);
-                self.ledger().dropped(DropReason::SinkError, rows);
+                self.events().dropped(
+                    DropReason::SinkError,
+                    rows,
+                    &format_args!("Parquet file {} lost: {e}", tmp.display()),
+                );
                 acks.settle(AckStatus::Rejected);
             }
         }
@@ -514,9 +520,12 @@ impl Writer {
     /// Gives up on an open file after a write error.
     fn abandon(&mut self, dir: &str, why: &str) {
         let Some(f) = self.open.remove(dir) else { return };
-        tracing::error!(component = %self.name, file = %f.tmp.display(), rows = f.rows, error = why, "Parquet file abandoned; its records are dropped");
         let _ = std::fs::remove_file(&f.tmp);
-        self.ledger().dropped(DropReason::SinkError, f.rows);
+        self.events().dropped(
+            DropReason::SinkError,
+            f.rows,
+            &format_args!("Parquet file {} abandoned: {why}", f.tmp.display()),
+        );
         f.acks.settle(AckStatus::Rejected);
     }
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use snmp2::Oid;
 use spillway_core::component::{ComponentError, Output, Source, SourceContext};
 use spillway_core::exporters::SeenExporters;
-use spillway_core::metrics::{self, Counter, Gauge};
+use spillway_core::metrics::{Counter, Gauge};
 use spillway_core::registry::{BuildContext, BuildError, SourceConfig};
 use spillway_core::schema::addr_to_bytes;
 use spillway_core::{Batch, BatchMeta, ack::Acks};
@@ -138,6 +138,7 @@ pub(crate) fn build(cfg: &SnmpConfig, cx: &BuildContext) -> Result<Box<dyn Sourc
         columns: Arc::new(columns),
         extras,
         schema: cfg.output_schema(),
+        metrics: cx.metrics.clone(),
     }))
 }
 
@@ -150,6 +151,7 @@ struct Snmp {
     columns: Arc<Vec<Oid<'static>>>,
     extras: Vec<ExtraKind>,
     schema: SchemaRef,
+    metrics: spillway_core::metrics::Metrics,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +182,7 @@ struct TargetState {
     session: Option<walk::AsyncSession>,
 }
 
-struct Metrics {
+struct PollMetrics {
     ok: Counter,
     timeout: Counter,
     auth: Counter,
@@ -192,13 +194,13 @@ struct Metrics {
     reload_errors: Counter,
 }
 
-impl Metrics {
-    fn new(name: &str) -> Self {
+impl PollMetrics {
+    fn new(m: &spillway_core::metrics::Metrics) -> Self {
         let c = |result: &str| {
-            metrics::counter(
+            m.counter_with(
                 "spillway_snmp_polls_total",
-                "Polls by result (ok, timeout, auth, unreachable, protocol).",
-                &[("component", name), ("result", result)],
+                "Polls by result (ok, timeout, auth, unreachable, protocol, limit).",
+                &[("result", result)],
             )
         };
         Self {
@@ -208,16 +210,11 @@ impl Metrics {
             unreachable: c("unreachable"),
             protocol: c("protocol"),
             limit: c("limit"),
-            requests: metrics::counter(
-                "spillway_snmp_requests_total",
-                "SNMP requests sent, retries included.",
-                &[("component", name)],
-            ),
-            targets: metrics::gauge("spillway_snmp_targets", "Targets being polled.", &[("component", name)]),
-            reload_errors: metrics::counter(
+            requests: m.counter("spillway_snmp_requests_total", "SNMP requests sent, retries included."),
+            targets: m.gauge("spillway_snmp_targets", "Targets being polled."),
+            reload_errors: m.counter(
                 "spillway_snmp_targets_file_errors_total",
                 "Reloads of the targets file that failed (the previous targets stay).",
-                &[("component", name)],
             ),
         }
     }
@@ -276,7 +273,6 @@ fn now_ns() -> i64 {
 impl Snmp {
     fn new_state(
         &self,
-        component: &str,
         target: Target,
         origin: Origin,
         rng: &mut spillway_core::rand::SplitMix64,
@@ -287,14 +283,16 @@ impl Snmp {
         } else {
             Duration::from_nanos(rng.next_u64() % spread.as_nanos().max(1) as u64)
         };
-        let labels = [("component", component), ("target", target.name.as_str())];
+        // Per-target series go with the target: dropping its state (a
+        // target removed from the file) removes them from /metrics.
+        let labels = [("target", target.name.as_str())];
         TargetState {
-            m_failures: metrics::gauge(
+            m_failures: self.metrics.gauge_with(
                 "spillway_snmp_target_consecutive_failures",
                 "Polls of the target that failed in a row.",
                 &labels,
             ),
-            m_last_success: metrics::gauge(
+            m_last_success: self.metrics.gauge_with(
                 "spillway_snmp_target_last_success_seconds",
                 "Unix time of the target's last successful poll.",
                 &labels,
@@ -333,7 +331,7 @@ impl Snmp {
                     tracing::warn!(component, target = %t.name, "a target of this name is already defined elsewhere; keeping the first");
                 }
                 _ => {
-                    let s = self.new_state(component, t.clone(), origin, rng);
+                    let s = self.new_state(t.clone(), origin, rng);
                     states.insert(t.name.clone(), s);
                 }
             }
@@ -369,9 +367,9 @@ impl Snmp {
 #[async_trait]
 impl Source for Snmp {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, ledger, .. } = cx;
+        let SourceContext { name, mut out, mut named, shutdown, .. } = cx;
         let mut health_out = named.take("health");
-        let m = Metrics::new(&name);
+        let m = PollMetrics::new(&self.metrics);
         let mut rng = spillway_core::rand::SplitMix64::new(now_ns() as u64);
         let mut states: HashMap<String, TargetState> = HashMap::new();
         self.replace(&name, &mut states, Origin::Inline, self.inline.clone(), &mut rng);
@@ -468,7 +466,6 @@ impl Source for Snmp {
                     let Ok(done) = done else { continue }; // aborted at shutdown
                     let Some(s) = states.get_mut(&done.name) else { continue }; // removed meanwhile
                     let n = self.finish(&name, s, done, &m, &mut rows, &mut health, &mut sessions);
-                    ledger.received(n as u64);
                     if first_unsent.is_none() && (n > 0 || health.len() > 0) {
                         first_unsent = Some(Instant::now());
                     }
@@ -559,7 +556,7 @@ impl Snmp {
         component: &str,
         s: &mut TargetState,
         done: Done,
-        m: &Metrics,
+        m: &PollMetrics,
         rows: &mut Rows,
         health: &mut HealthRows,
         sessions: &mut Sessions,

@@ -523,8 +523,8 @@ impl Transform for Aggregate {
         for w in self.touched.drain(..) {
             self.window_acks.entry(w).or_default().extend(&batch.acks);
         }
-        out.dropped(DropReason::Late, late);
-        out.dropped(DropReason::Malformed, no_time);
+        out.dropped(DropReason::Late, late, &"arrived after its window closed (the watermark passed it)");
+        out.dropped(DropReason::Malformed, no_time, &"the time column is null");
         // Close what the watermark has passed, then enforce the bound.
         let watermark = self.max_time.saturating_sub(self.lateness);
         let closable =

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use spillway_core::component::{Emitter, Transform, TransformError};
 use spillway_core::config::HumanDuration;
 use spillway_core::ledger::DropReason;
-use spillway_core::metrics::{self, Counter};
+use spillway_core::metrics::Counter;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, TransformConfig};
 use spillway_core::schema::{addr_from_bytes, address_type};
 
@@ -155,27 +155,21 @@ impl TransformConfig for EnrichCidrConfig {
         let path = cx.resolve(&self.file);
         let table = load(&path).map_err(BuildError)?;
         let index = input.index_of(&self.field).map_err(|e| BuildError(e.to_string()))?;
-        let l = [("component", cx.name.as_str())];
         Ok(Box::new(EnrichCidr {
             schema: self.schema(input, &table),
             table,
             path,
             index,
             interval: self.reload_interval.get(),
-            misses: metrics::counter(
-                "spillway_enrich_cidr_misses_total",
-                "Addresses no prefix of the table contains.",
-                &l,
-            ),
-            reloads: metrics::counter(
-                "spillway_enrich_cidr_reloads_total",
-                "Times the prefix file was reloaded.",
-                &l,
-            ),
-            rejected: metrics::counter(
+            misses: cx
+                .metrics
+                .counter("spillway_enrich_cidr_misses_total", "Addresses no prefix of the table contains."),
+            reloads: cx
+                .metrics
+                .counter("spillway_enrich_cidr_reloads_total", "Times the prefix file was reloaded."),
+            rejected: cx.metrics.counter(
                 "spillway_enrich_cidr_rejected_reloads_total",
                 "New versions of the prefix file that were rejected (the old one stays).",
-                &l,
             ),
             rows: Vec::new(),
         }))

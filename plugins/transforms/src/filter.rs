@@ -502,7 +502,7 @@ impl Transform for Filter {
         };
         let keep = eval(&self.plan, &batch.data).map_err(fail)?;
         let kept = arrow::compute::filter_record_batch(&batch.data, &keep).map_err(fail)?;
-        out.dropped(DropReason::Filtered, (batch.rows() - kept.num_rows()) as u64);
+        out.dropped(DropReason::Filtered, (batch.rows() - kept.num_rows()) as u64, &"the condition is false");
         if kept.num_rows() > 0 {
             out.push(batch.with_data(kept));
         }

@@ -253,7 +253,11 @@ impl Transform for Sample {
                 };
                 let kept = arrow::compute::filter_record_batch(&batch.data, &keep)
                     .map_err(|e| fail(e.to_string()))?;
-                out.dropped(DropReason::SampledOut, (n - kept.num_rows()) as u64);
+                out.dropped(
+                    DropReason::SampledOut,
+                    (n - kept.num_rows()) as u64,
+                    &"not selected by sampling",
+                );
                 self.scale_rates(&kept).map_err(fail)?
             }
         };

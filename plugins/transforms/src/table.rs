@@ -35,7 +35,7 @@ use spillway_core::component::{
 };
 use spillway_core::config::HumanDuration;
 use spillway_core::ledger::DropReason;
-use spillway_core::metrics::{self, Counter};
+use spillway_core::metrics::Counter;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SinkConfig, TransformConfig};
 
 /// Config of the `table` sink.
@@ -112,11 +112,9 @@ impl SinkConfig for TableConfig {
             ttl: self.ttl.get(),
         });
         cx.publish(state.clone());
-        let evicted = metrics::counter(
-            "spillway_table_evicted_rows_total",
-            "Rows evicted from a table to respect max_rows.",
-            &[("component", &cx.name)],
-        );
+        let evicted = cx
+            .metrics
+            .counter("spillway_table_evicted_rows_total", "Rows evicted from a table to respect max_rows.");
         Ok(Box::new(Table { state, key_idx, value_idx, max_rows: self.max_rows, evicted }))
     }
 }
@@ -151,9 +149,12 @@ impl Sink for Table {
             let (k, v) = match rows {
                 Ok(r) => r,
                 Err(e) => {
-                    cx.ledger.dropped(DropReason::SinkError, batch.rows() as u64);
+                    cx.events.dropped(
+                        DropReason::SinkError,
+                        batch.rows() as u64,
+                        &format_args!("rows could not be stored in the table: {e}"),
+                    );
                     batch.acks.settle(AckStatus::Rejected);
-                    tracing::error!(component = %cx.name, error = %e, "rows could not be stored in the table");
                     continue;
                 }
             };
@@ -175,7 +176,7 @@ impl Sink for Table {
                 self.evicted.add(excess as u64);
             }
             drop(map);
-            cx.ledger.delivered(batch.rows() as u64);
+            cx.events.delivered(batch.rows() as u64);
             batch.acks.settle(AckStatus::Delivered);
         }
         Ok(())
@@ -315,18 +316,15 @@ impl TransformConfig for EnrichConfig {
             state.value_fields.iter().map(|f| new_null_array(f.data_type(), 1)).collect();
         let null_row =
             state.value_conv.convert_columns(&nulls).map_err(|e| BuildError(e.to_string()))?.row(0).owned();
-        let l = [("component", cx.name.as_str())];
         Ok(Box::new(Enrich {
             state,
             flow_keys,
             picks,
             null_row,
             schema: Arc::new(schema),
-            misses: metrics::counter(
-                "spillway_enrich_misses_total",
-                "Records whose key is not in the table.",
-                &l,
-            ),
+            misses: cx
+                .metrics
+                .counter("spillway_enrich_misses_total", "Records whose key is not in the table."),
         }))
     }
 }

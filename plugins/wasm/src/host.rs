@@ -2,6 +2,8 @@
 //! and the few host functions a plugin may import.
 
 use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -150,32 +152,83 @@ pub fn load(path: &Path, limits: Limits) -> Result<Arc<Plugin>, Failure> {
 }
 
 /// Compiles, or reads the compiled form from the on-disk cache.
+///
+/// A compiled module is native code: `Module::deserialize` on bytes an
+/// attacker chose runs their code. The cache is therefore used only in a
+/// directory this process's user owns and nobody else may enter (mode
+/// 0700, created so), and each file carries the SHA-256 of what we wrote,
+/// checked before deserializing: a file we did not write (or a corrupt one)
+/// is refused, logged, and the module compiled afresh.
 fn compile(engine: &Engine, bytes: &[u8], key: u64) -> wasmtime::Result<Module> {
-    let dir = cache_dir();
+    compile_in(engine, bytes, key, cache_dir())
+}
+
+fn compile_in(engine: &Engine, bytes: &[u8], key: u64, dir: Option<PathBuf>) -> wasmtime::Result<Module> {
+    let dir = dir.and_then(|d| private_dir(&d));
     let file = dir.as_ref().map(|d| d.join(format!("{key:016x}.cwasm")));
     if let Some(f) = &file
-        && f.exists()
+        && let Ok(stored) = std::fs::read(f)
     {
-        // SAFETY: the file is one this code wrote with `Module::serialize`
-        // for an engine with the same compatibility hash (it is in the
-        // name); a corrupt or foreign file fails deserialization's checks
-        // and we compile afresh.
-        if let Ok(m) = unsafe { Module::deserialize_file(engine, f) } {
-            return Ok(m);
+        match verified(&stored) {
+            Some(payload) => {
+                // SAFETY: these bytes are what this code wrote with
+                // `Module::serialize` for an engine with the same
+                // compatibility hash (in the file name): their SHA-256 was
+                // checked, in a directory only our user can write.
+                if let Ok(m) = unsafe { Module::deserialize(engine, payload) } {
+                    return Ok(m);
+                }
+            }
+            None => {
+                tracing::warn!(file = %f.display(), "refusing a compiled-module cache file this process did not write; compiling afresh")
+            }
         }
     }
     let m = Module::new(engine, bytes)?;
-    if let (Some(d), Some(f)) = (dir, file)
-        && std::fs::create_dir_all(&d).is_ok()
-        && let Ok(b) = m.serialize()
-    {
+    if let (Some(f), Ok(b)) = (file, m.serialize()) {
+        let mut stored = Sha256::digest(&b).to_vec();
+        stored.extend_from_slice(&b);
         // Write then rename: a concurrent reader never sees half a file.
         let tmp = f.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, b).is_ok() {
+        if std::fs::write(&tmp, stored).is_ok() {
             let _ = std::fs::rename(&tmp, &f);
         }
     }
     Ok(m)
+}
+
+/// The payload of a cache file whose SHA-256 header matches it.
+fn verified(stored: &[u8]) -> Option<&[u8]> {
+    let (digest, payload) = stored.split_at_checked(32)?;
+    (Sha256::digest(payload).as_slice() == digest).then_some(payload)
+}
+
+/// `dir`, created with mode 0700 if missing, if it is a directory owned by
+/// this process's user that nobody else may enter; else `None` (logged
+/// once): the cache is then not used.
+fn private_dir(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(dir);
+    // /proc/self belongs to the process's effective user.
+    let me = std::fs::metadata("/proc/self").ok()?.uid();
+    let m = std::fs::symlink_metadata(dir).ok()?;
+    let private = m.is_dir() && m.uid() == me && m.mode() & 0o077 == 0;
+    if !private {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the compiled-module cache directory is not private to this user (owner {}, mode {:o}); not using it",
+                m.uid(),
+                m.mode() & 0o777
+            )
+        });
+        return None;
+    }
+    Some(dir.to_path_buf())
 }
 
 /// `$SPILLWAY_WASM_CACHE`, else `$XDG_CACHE_HOME/spillway/wasm`, else
@@ -645,5 +698,44 @@ pub fn blocking<T>(f: impl FnOnce() -> T) -> T {
             tokio::task::block_in_place(f)
         }
         _ => f(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    const A: &str = r#"(module (func (export "a") (result i32) i32.const 1))"#;
+    const B: &str = r#"(module (func (export "b") (result i32) i32.const 2))"#;
+
+    fn exports(m: &Module) -> Vec<String> {
+        m.exports().map(|e| e.name().to_string()).collect()
+    }
+
+    #[test]
+    fn the_cache_refuses_a_file_it_did_not_write_and_a_directory_others_may_enter() {
+        let engine = engine();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("wasm");
+        let file = dir.join(format!("{:016x}.cwasm", 7u64));
+        // Written by us: private directory, a verified file, read back.
+        let m = compile_in(engine, A.as_bytes(), 7, Some(dir.clone())).unwrap();
+        assert_eq!(exports(&m), ["a"]);
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(verified(&std::fs::read(&file).unwrap()).is_some());
+        assert_eq!(exports(&compile_in(engine, A.as_bytes(), 7, Some(dir.clone())).unwrap()), ["a"]);
+        // Someone else's file under that name — a real compiled module, of
+        // other code — is refused: the module is compiled from its bytes.
+        std::fs::write(&file, Module::new(engine, B).unwrap().serialize().unwrap()).unwrap();
+        assert_eq!(exports(&compile_in(engine, A.as_bytes(), 7, Some(dir.clone())).unwrap()), ["a"]);
+        assert!(verified(&std::fs::read(&file).unwrap()).is_some(), "replaced by ours");
+        // A directory others may write is not used at all.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(private_dir(&dir).is_none());
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(exports(&compile_in(engine, A.as_bytes(), 7, Some(dir.clone())).unwrap()), ["a"]);
+        assert!(!file.exists(), "nothing is written to a directory that is not private");
     }
 }

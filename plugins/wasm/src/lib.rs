@@ -36,7 +36,7 @@ use spillway_core::component::{Emitter, Transform, TransformError};
 use spillway_core::config::HumanDuration;
 use spillway_core::config::units::ByteSize;
 use spillway_core::ledger::DropReason;
-use spillway_core::metrics::{self, Counter};
+use spillway_core::metrics::Counter;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, TransformConfig};
 
 pub use host::{Failure, Limits, Plugin, PluginInstance, load};
@@ -146,7 +146,6 @@ impl TransformConfig for WasmConfig {
 
     fn build(&self, cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Transform>, BuildError> {
         let (plugin, output) = self.probe(input).map_err(BuildError)?;
-        let labels = [("component", cx.name.as_str())];
         Ok(Box::new(Wasm {
             name: cx.name.clone(),
             plugin,
@@ -159,18 +158,9 @@ impl TransformConfig for WasmConfig {
             paused_until: None,
             backoff: self.backoff.get(),
             cfg: self.clone(),
-            m_failures: metrics::counter(
-                "spillway_wasm_failures_total",
-                "Batches a plugin failed on.",
-                &labels,
-            ),
-            m_restarts: metrics::counter(
-                "spillway_wasm_restarts_total",
-                "Plugin instances recreated.",
-                &labels,
-            ),
-            m_paused: metrics::counter("spillway_wasm_pauses_total", "Times a plugin was paused.", &labels),
-            logged: 0,
+            m_failures: cx.metrics.counter("spillway_wasm_failures_total", "Batches a plugin failed on."),
+            m_restarts: cx.metrics.counter("spillway_wasm_restarts_total", "Plugin instances recreated."),
+            m_paused: cx.metrics.counter("spillway_wasm_pauses_total", "Times a plugin was paused."),
         }))
     }
 }
@@ -197,7 +187,6 @@ struct Wasm {
     m_failures: Counter,
     m_restarts: Counter,
     m_paused: Counter,
-    logged: u64,
 }
 
 impl Wasm {
@@ -225,7 +214,14 @@ impl Wasm {
     fn fail(&mut self, batch: spillway_core::Batch, message: String, out: &mut Emitter) {
         let rows = batch.rows() as u64;
         self.m_failures.add(1);
-        out.dropped(DropReason::PluginError, rows);
+        out.dropped(
+            DropReason::PluginError,
+            rows,
+            &format_args!(
+                "the plugin failed on a batch ({message}); to the errors output: {}",
+                out.has_output("errors")
+            ),
+        );
         if out.has_output("errors") {
             let msg: ArrayRef = Arc::new(StringArray::from(vec![message.as_str(); batch.rows()]));
             let mut cols = batch.data.columns().to_vec();
@@ -237,10 +233,6 @@ impl Wasm {
                 }
             }
         }
-        if self.logged < 20 || self.logged.is_power_of_two() {
-            tracing::warn!(component = %self.name, rows, error = %message, to_errors_output = out.has_output("errors"), "plugin failed on a batch; its records are counted (plugin_error)");
-        }
-        self.logged += 1;
     }
 }
 
@@ -274,7 +266,7 @@ impl Transform for Wasm {
                 // A plugin that drops records counts them as filtered; one
                 // that adds records makes them.
                 if n_out < n_in {
-                    out.dropped(DropReason::Filtered, n_in - n_out);
+                    out.dropped(DropReason::Filtered, n_in - n_out, &"the plugin filtered them out");
                 } else if n_out > n_in {
                     out.created(n_out - n_in);
                 }
