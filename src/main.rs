@@ -649,7 +649,7 @@ fn graph(p: &config::Pipeline, format: GraphFormat) -> String {
     }
     for c in &p.components {
         for input in &c.inputs {
-            let (from, output) = config::split_input(input);
+            let (from, output) = (input.component.as_str(), input.port.as_deref());
             match (format, output) {
                 (GraphFormat::Mermaid, None) => {
                     out.push_str(&format!("  {} --> {}\n", id(from), id(&c.name)))

@@ -122,6 +122,26 @@ impl BuildContext {
     }
 }
 
+/// A component another one reads the published state of: validated to
+/// exist and to be of a type that publishes what is read, ordered before
+/// its reader, and restarted with it by a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// The config field that names it (dotted: `discover.from`).
+    pub field: &'static str,
+    /// The component's name.
+    pub target: String,
+    /// The component types that can be referenced there (empty: any).
+    pub types: &'static [&'static str],
+}
+
+impl Reference {
+    /// `target`, named in `field`, which must be one of `types`.
+    pub fn to(field: &'static str, target: impl Into<String>, types: &'static [&'static str]) -> Self {
+        Self { field, target: target.into(), types }
+    }
+}
+
 /// A source's typed config.
 pub trait SourceConfig: Send + Sync + std::fmt::Debug {
     /// Checks values that the type system cannot (ranges, combinations).
@@ -136,10 +156,9 @@ pub trait SourceConfig: Send + Sync + std::fmt::Debug {
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
         Vec::new()
     }
-    /// Components whose published state this source reads, with the config
-    /// field that names each (an `snmp` source discovering targets from a
-    /// `netflow` source).
-    fn references(&self) -> Vec<(&'static str, String)> {
+    /// Components whose published state this source reads (an `snmp`
+    /// source discovering targets from a `netflow` source).
+    fn references(&self) -> Vec<Reference> {
         Vec::new()
     }
     /// Builds the running source. Does no I/O that outlives the call.
@@ -165,9 +184,9 @@ pub trait TransformConfig: Send + Sync + std::fmt::Debug {
     fn named_output_schema(&self, _name: &str, input: &SchemaRef) -> SchemaRef {
         input.clone()
     }
-    /// Components whose state this transform reads (not as an input), with
-    /// the config field that names each, e.g. `("table", "if_table")`.
-    fn references(&self) -> Vec<(&'static str, String)> {
+    /// Components whose state this transform reads (not as an input), e.g.
+    /// `enrich` reading the `table` named in its `table` field.
+    fn references(&self) -> Vec<Reference> {
         Vec::new()
     }
     /// Like [`TransformConfig::output_schema`], also given the input schema

@@ -34,7 +34,7 @@ use crate::component::{
     Emitter, Events, Handover, NamedOutputs, Output, Role, Shutdown, SinkContext, SinkInput, SourceContext,
     Target, Targets,
 };
-use crate::config::{AdminConfig, Component, Pipeline};
+use crate::config::{AdminConfig, Component, OutputId, Pipeline};
 use crate::ledger::{ComponentKind, ComponentLedger, Ledger, LedgerEntry};
 use crate::metrics::Registry;
 use crate::registry::{AnyConfig, BuildContext, Shared};
@@ -272,8 +272,8 @@ struct Live {
     /// producers a reload starts, without keeping the input open itself:
     /// the input ends when its producers are done.
     input: Option<WeakRowSender>,
-    /// Output id (`a`, `a.loss`) → its downstreams.
-    ports: HashMap<String, Arc<Targets>>,
+    /// Output → its downstreams.
+    ports: HashMap<OutputId, Arc<Targets>>,
     /// Stops a source.
     stop: Option<Shutdown>,
     handover: Option<Arc<Handover>>,
@@ -313,12 +313,12 @@ struct Runner {
 }
 
 /// The named outputs some component reads, by producer: `a` → [`a.loss`].
-fn read_ports(specs: &[&Component]) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+fn read_ports(specs: &[&Component]) -> HashMap<String, Vec<OutputId>> {
+    let mut out: HashMap<String, Vec<OutputId>> = HashMap::new();
     for s in specs {
         for i in &s.inputs {
-            if let (c, Some(_)) = crate::config::split_input(i) {
-                let v = out.entry(c.to_string()).or_default();
+            if i.port.is_some() {
+                let v = out.entry(i.component.clone()).or_default();
                 if !v.contains(i) {
                     v.push(i.clone());
                 }
@@ -333,8 +333,8 @@ fn read_ports(specs: &[&Component]) -> HashMap<String, Vec<String>> {
 
 fn references_of(spec: &Component) -> Vec<String> {
     match &spec.config {
-        AnyConfig::Source(c) => c.references().into_iter().map(|(_, r)| r).collect(),
-        AnyConfig::Transform(c) => c.references().into_iter().map(|(_, r)| r).collect(),
+        AnyConfig::Source(c) => c.references().into_iter().map(|r| r.target).collect(),
+        AnyConfig::Transform(c) => c.references().into_iter().map(|r| r.target).collect(),
         AnyConfig::Sink(_) => Vec::new(),
     }
 }
@@ -344,7 +344,7 @@ impl Runner {
         let specs: Vec<&Component> = planned.iter().map(|p| &p.spec).collect();
         for ports in read_ports(&specs).values() {
             for p in ports {
-                self.ledger.register(p, ComponentKind::Source);
+                self.ledger.register(&p.to_string(), ComponentKind::Source);
             }
         }
     }
@@ -363,7 +363,7 @@ impl Runner {
         let reads = read_ports(&specs);
         let identity = |s: &Component| format!("{} reads={:?}", s.fingerprint, reads.get(&s.name));
         // Consumers of each output, in the new pipeline.
-        let mut consumers: HashMap<String, Vec<String>> = HashMap::new();
+        let mut consumers: HashMap<OutputId, Vec<String>> = HashMap::new();
         for s in &specs {
             for i in &s.inputs {
                 consumers.entry(i.clone()).or_default().push(s.name.clone());
@@ -405,7 +405,7 @@ impl Runner {
         // Every output of the new pipeline gets its downstreams: a fresh
         // producer a new list, a producer that stays its list replaced.
         for s in &specs {
-            let mut ports = vec![s.name.clone()];
+            let mut ports = vec![OutputId::main(&s.name)];
             ports.extend(reads.get(&s.name).cloned().unwrap_or_default());
             for port in ports {
                 let targets: Vec<Target> = consumers
@@ -417,7 +417,7 @@ impl Runner {
                         Some(Target {
                             tx: l.input.as_ref()?.upgrade()?,
                             downstream: l.ledger.clone(),
-                            edge: self.ledger.edge(&port, c),
+                            edge: self.ledger.edge(&port.to_string(), c),
                         })
                     })
                     .collect();
@@ -442,15 +442,14 @@ impl Runner {
             let live = self.live.get_mut(&name).expect("registered above");
             let entry = live.ledger.clone();
             let role = if spec.kind == ComponentKind::Source { Role::Source } else { Role::Transform };
-            let main = Output::new(live.ports[&name].clone(), entry.clone(), role);
+            let main = Output::new(live.ports[&OutputId::main(&name)].clone(), entry.clone(), role);
             let named: Vec<(String, Output)> = live
                 .ports
                 .iter()
-                .filter(|(port, _)| **port != name)
-                .map(|(port, t)| {
-                    let short = crate::config::split_input(port).1.unwrap_or_default().to_string();
-                    let l = self.ledger.register(port, ComponentKind::Source);
-                    (short, Output::new(t.clone(), l, Role::Named))
+                .filter_map(|(port, t)| {
+                    let short = port.port.clone()?;
+                    let l = self.ledger.register(&port.to_string(), ComponentKind::Source);
+                    Some((short, Output::new(t.clone(), l, Role::Named)))
                 })
                 .collect();
             let n: Arc<str> = name.as_str().into();

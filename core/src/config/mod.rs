@@ -69,8 +69,8 @@ pub struct Component {
     pub type_name: &'static str,
     /// Its typed config.
     pub config: AnyConfig,
-    /// The names of its inputs (empty for sources).
-    pub inputs: Vec<String>,
+    /// The outputs it reads (empty for sources).
+    pub inputs: Vec<OutputId>,
     /// The schema of its input (transforms and sinks).
     pub input_schema: Option<SchemaRef>,
     /// The schema of its output (sources and transforms).
@@ -157,7 +157,7 @@ pub fn load_str(
             .map(|e| ConfigError { pos: e.pos, path: "file".into(), message: e.message })
             .collect::<Vec<_>>()
     })?;
-    let mut v = Validator { errors: Vec::new() };
+    let mut v = Validator { errors: Vec::new(), broken: HashSet::new() };
     let pipeline = v.pipeline(&root, base_dir);
     if v.errors.is_empty() {
         Ok(pipeline)
@@ -180,6 +180,9 @@ struct Entry<'a> {
 
 struct Validator {
     errors: Vec<ConfigError>,
+    /// Components with a reference that did not resolve to the right kind:
+    /// their schemas are not checked (the errors would only be noise).
+    broken: HashSet<String>,
 }
 
 impl Validator {
@@ -266,7 +269,7 @@ impl Validator {
             let Some(e) = by_name.remove(&name) else { continue };
             let Some((config, type_name)) = e.config else { continue };
             let (input_schema, output_schema) = schemas.get(&name).cloned().unwrap_or_default();
-            let inputs: Vec<String> = e.inputs.into_iter().map(|(n, _)| n).collect();
+            let inputs: Vec<OutputId> = e.inputs.into_iter().map(|(n, _)| OutputId::parse(&n)).collect();
             let fingerprint = format!(
                 "{type_name} {} inputs={inputs:?} schema={:?}",
                 e.raw,
@@ -532,15 +535,36 @@ impl Validator {
                 Some((AnyConfig::Source(c), _)) => c.references(),
                 _ => continue,
             };
-            for (field, target) in references {
-                let path = format!("{}.{}.{field}", section_of(e.kind), e.name);
-                let pos = e.body.get(field).map_or(e.name_node.pos, |n| n.pos);
-                if !kinds.contains_key(target.as_str()) {
+            for r in references {
+                let path = format!("{}.{}.{}", section_of(e.kind), e.name, r.field);
+                let segs: Vec<PathSegment> =
+                    r.field.split('.').map(|k| PathSegment::Key(k.to_string())).collect();
+                let pos = e.body.locate(&segs);
+                let target = r.target.as_str();
+                let Some(found) = entries.iter().find(|x| x.name == target) else {
                     let all = entries.iter().map(|x| x.name.as_str());
                     self.err(
                         pos,
                         path,
-                        format!("there is no component `{target}`{}", did_you_mean(&target, all)),
+                        format!("there is no component `{target}`{}", did_you_mean(target, all)),
+                    );
+                    self.broken.insert(e.name.clone());
+                    continue;
+                };
+                if let Some((_, ty)) = &found.config
+                    && !r.types.is_empty()
+                    && !r.types.contains(ty)
+                {
+                    self.broken.insert(e.name.clone());
+                    let want: Vec<String> = r.types.iter().map(|t| format!("`{t}`")).collect();
+                    self.err(
+                        pos,
+                        path,
+                        format!(
+                            "must name a {} component; `{target}` is a `{ty}` {}",
+                            want.join(" or "),
+                            found.kind.as_str()
+                        ),
                     );
                 }
             }
@@ -584,8 +608,8 @@ impl Validator {
             state[i] = 1;
             stack.push(i);
             let references: Vec<String> = match &entries[i].config {
-                Some((AnyConfig::Transform(c), _)) => c.references().into_iter().map(|(_, r)| r).collect(),
-                Some((AnyConfig::Source(c), _)) => c.references().into_iter().map(|(_, r)| r).collect(),
+                Some((AnyConfig::Transform(c), _)) => c.references().into_iter().map(|r| r.target).collect(),
+                Some((AnyConfig::Source(c), _)) => c.references().into_iter().map(|r| r.target).collect(),
                 _ => Vec::new(),
             };
             let deps = entries[i]
@@ -652,6 +676,9 @@ impl Validator {
             let e = by_name[name.as_str()];
             let path = format!("{}.{}", section_of(e.kind), e.name);
             let Some((config, _)) = &e.config else { continue };
+            if self.broken.contains(&e.name) {
+                continue;
+            }
             let input = if e.kind == ComponentKind::Source {
                 None
             } else {
@@ -696,7 +723,8 @@ impl Validator {
                     let wanted = c.references();
                     let referenced: HashMap<String, SchemaRef> = wanted
                         .iter()
-                        .filter_map(|(_, r)| {
+                        .filter_map(|r| {
+                            let r = &r.target;
                             let (input, output) = out.get(r)?;
                             Some((r.clone(), input.clone().or_else(|| output.clone())?))
                         })
@@ -731,8 +759,39 @@ impl Validator {
     }
 }
 
+/// An output of a component: its main one (`flows`) or a named one
+/// (`flows.loss`). Parsed once, here; nothing else splits the text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutputId {
+    /// The producing component.
+    pub component: String,
+    /// The named output, `None` for the main one.
+    pub port: Option<String>,
+}
+
+impl OutputId {
+    fn parse(text: &str) -> Self {
+        let (c, p) = split_input(text);
+        Self { component: c.to_string(), port: p.map(str::to_string) }
+    }
+
+    /// The main output of `component`.
+    pub fn main(component: &str) -> Self {
+        Self { component: component.to_string(), port: None }
+    }
+}
+
+impl fmt::Display for OutputId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.port {
+            Some(p) => write!(f, "{}.{p}", self.component),
+            None => f.write_str(&self.component),
+        }
+    }
+}
+
 /// `flows.loss` → (`flows`, Some(`loss`)); `flows` → (`flows`, None).
-pub fn split_input(input: &str) -> (&str, Option<&str>) {
+fn split_input(input: &str) -> (&str, Option<&str>) {
     match input.split_once('.') {
         Some((c, o)) => (c, Some(o)),
         None => (input, None),

@@ -348,8 +348,12 @@ impl SourceConfig for SnmpConfig {
         vec![("health", health_schema())]
     }
 
-    fn references(&self) -> Vec<(&'static str, String)> {
-        self.discover.iter().map(|d| ("discover", d.from.clone())).collect()
+    fn references(&self) -> Vec<spillway_core::registry::Reference> {
+        // Only the `netflow` (UDP) source publishes the exporters it hears.
+        self.discover
+            .iter()
+            .map(|d| spillway_core::registry::Reference::to("discover.from", &d.from, &["netflow"]))
+            .collect()
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn spillway_core::component::Source>, BuildError> {

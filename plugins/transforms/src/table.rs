@@ -252,8 +252,8 @@ impl TransformConfig for EnrichConfig {
         Ok(input.clone())
     }
 
-    fn references(&self) -> Vec<(&'static str, String)> {
-        vec![("table", self.table.clone())]
+    fn references(&self) -> Vec<spillway_core::registry::Reference> {
+        vec![spillway_core::registry::Reference::to("table", &self.table, &["table"])]
     }
 
     fn output_schema_with(
