@@ -58,6 +58,8 @@ fn run(rate: Option<u64>, seconds: u64, sink: &str, port: u16) -> (u64, u64, u64
 }
 
 fn main() {
+    // The generator holds a socket per exporter.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     if std::env::args().any(|a| a == "--list") {
         return;
     }

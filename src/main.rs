@@ -191,6 +191,7 @@ enum Generate {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, cli.log_level.as_deref());
+    raise_open_files_limit();
     match cli.command {
         Command::Run { file, ledger_json, channel_rows, strict } => {
             run(&file, ledger_json, channel_rows, strict)
@@ -228,6 +229,15 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// Raises the open-files limit to the hard limit, once for the process:
+/// collectors, kept SNMP sessions and generators with many exporters each
+/// hold a socket per peer.
+fn raise_open_files_limit() {
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "cannot raise the open-files limit");
     }
 }
 

@@ -91,7 +91,6 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         return Err(std::io::Error::other(format!("version {} is not 5, 9 or 10", opts.version)));
     }
     let rpp = opts.records_per_packet.clamp(1, if opts.version == 5 { 30 } else { 400 });
-    raise_fd_limit(opts.exporters as u64 + 64);
     let mut exporters = Vec::with_capacity(opts.exporters as usize);
     let mut sockets = Vec::with_capacity(opts.exporters as usize);
     for i in 0..opts.exporters.max(1) {
@@ -180,18 +179,6 @@ pub fn messages(
         out.push((i as u32, buf));
     }
     out
-}
-
-fn raise_fd_limit(want: u64) {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    #[allow(unsafe_code)]
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < want {
-            lim.rlim_cur = want.min(lim.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-        }
-    }
 }
 
 struct Flow {

@@ -245,25 +245,14 @@ struct Sessions {
     budget: usize,
 }
 
-/// Raises the open-files soft limit to the hard limit (kept SNMPv3
-/// sessions hold a socket each) and returns how many sessions to keep at
-/// most: half of it, leaving the rest to everything else.
-#[allow(unsafe_code)]
+/// How many SNMPv3 sessions to keep at most (each holds a socket): half
+/// the open-files limit (the binary raises it to the hard limit at start),
+/// leaving the rest to everything else.
 fn session_budget() -> usize {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 256;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                lim = want;
-            }
-        }
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, _)) => (soft / 2).min(1 << 20) as usize,
+        Err(_) => 256,
     }
-    (lim.rlim_cur / 2).min(1 << 20) as usize
 }
 
 fn now_ns() -> i64 {

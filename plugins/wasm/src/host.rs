@@ -163,6 +163,8 @@ fn compile(engine: &Engine, bytes: &[u8], key: u64) -> wasmtime::Result<Module> 
     compile_in(engine, bytes, key, cache_dir())
 }
 
+// The one `unsafe` block of the crate: deserializing compiled code.
+#[allow(unsafe_code)]
 fn compile_in(engine: &Engine, bytes: &[u8], key: u64, dir: Option<PathBuf>) -> wasmtime::Result<Module> {
     let dir = dir.and_then(|d| private_dir(&d));
     let file = dir.as_ref().map(|d| d.join(format!("{key:016x}.cwasm")));
