@@ -209,7 +209,7 @@ pub fn test(module: &Path, config: Option<String>, input: &Path, limits: spillwa
             }
         }
     };
-    let mut decoder = spillway_kafka::Decoder::new(spillway_kafka::Encoding::Json);
+    let mut decoder = spillway_core::human::JsonDecoder::default();
     let mut line_of = Vec::new(); // line number of each accepted record
     for (i, line) in reader.lines().enumerate() {
         let Ok(line) = line else { break };
@@ -223,12 +223,12 @@ pub fn test(module: &Path, config: Option<String>, input: &Path, limits: spillwa
         line_of.push(i + 1);
     }
     let batch = match decoder.take() {
-        Ok(d) => match d.malformed.first() {
+        Ok((batch, malformed)) => match malformed.first() {
             Some((i, e)) => {
                 eprintln!("error: {}:{}: not a flow record: {e}", input.display(), line_of[*i]);
                 return ExitCode::from(2);
             }
-            None => d.batch,
+            None => batch,
         },
         Err(e) => {
             eprintln!("error: {e}");

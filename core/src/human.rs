@@ -1,6 +1,7 @@
 //! Records in human form: JSON lines with addresses as strings and
 //! timestamps as RFC 3339, the shape every text sink (and the Kafka `json`
-//! encoding) shares.
+//! encoding) shares — written by [`JsonLines`], read back into the flow
+//! schema by [`JsonDecoder`]; the one codec of that form.
 //!
 //! ```
 //! # use std::sync::Arc;
@@ -18,10 +19,13 @@
 
 use std::io::Write;
 use std::net::Ipv6Addr;
+use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, RecordBatch};
 use arrow::datatypes::*;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::schema::flow_schema;
 
 /// A JSON-lines encoder for one schema; keys are escaped once, up front.
 pub struct JsonLines {
@@ -221,4 +225,123 @@ mod tests {
         write_addr(crate::schema::v4_mapped(0xc0a8_0001), &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "2001:db8::7 192.168.0.1");
     }
+}
+
+/// Reads flow records in the human form (one JSON object a line, what
+/// [`JsonLines`] writes) back into flow-schema batches.
+///
+/// Lines are framed as they come and parsed together at [`JsonDecoder::take`];
+/// only if that fails is each parsed alone, so a bad line is dropped alone.
+#[derive(Default)]
+pub struct JsonDecoder {
+    text: Vec<u8>,
+    /// End offset in `text` of each line pushed since the last take.
+    ends: Vec<usize>,
+}
+
+impl JsonDecoder {
+    /// Adds one record (a JSON object on one line).
+    pub fn push(&mut self, line: &[u8]) -> Result<(), String> {
+        let t = line.trim_ascii();
+        if !(t.starts_with(b"{") && t.ends_with(b"}")) || t.contains(&b'\n') {
+            return Err("not a JSON object on one line".into());
+        }
+        self.text.extend_from_slice(t);
+        self.text.push(b'\n');
+        self.ends.push(self.text.len());
+        Ok(())
+    }
+
+    /// Records pushed since the last take.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when nothing was pushed since the last take.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The records pushed since the last call as a batch, and the ones that
+    /// did not decode (index among them, reason).
+    pub fn take(&mut self) -> Result<(RecordBatch, Vec<(usize, String)>), String> {
+        let text = std::mem::take(&mut self.text);
+        let ends = std::mem::take(&mut self.ends);
+        if let Ok(batch) = json_batch(&text)
+            && batch.num_rows() == ends.len()
+        {
+            return Ok((batch, Vec::new()));
+        }
+        let (mut good, mut malformed, mut start) = (Vec::new(), Vec::new(), 0);
+        for (i, &end) in ends.iter().enumerate() {
+            match json_batch(&text[start..end]) {
+                Ok(b) if b.num_rows() == 1 => good.push(b),
+                Ok(_) => malformed.push((i, "not one JSON object".to_string())),
+                Err(e) => malformed.push((i, e)),
+            }
+            start = end;
+        }
+        let batch = arrow::compute::concat_batches(&flow_schema(), &good).map_err(|e| e.to_string())?;
+        Ok((batch, malformed))
+    }
+}
+
+/// JSON lines in the human form → a flow batch. Addresses are read as text
+/// and converted; other columns by arrow-json.
+fn json_batch(text: &[u8]) -> Result<RecordBatch, String> {
+    let flow = flow_schema();
+    let addr = ["exporter", "src_addr", "dst_addr", "next_hop"];
+    let read_schema: SchemaRef = Arc::new(Schema::new(
+        flow.fields()
+            .iter()
+            .map(|f| {
+                if addr.contains(&f.name().as_str()) {
+                    Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
+                } else if matches!(f.data_type(), DataType::Timestamp(..)) {
+                    // Read zone-less (RFC 3339 text carries its offset),
+                    // then label as UTC: named zones need chrono-tz.
+                    Arc::new(Field::new(
+                        f.name(),
+                        DataType::Timestamp(TimeUnit::Nanosecond, None),
+                        f.is_nullable(),
+                    ))
+                } else {
+                    f.clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let mut reader = arrow::json::ReaderBuilder::new(read_schema)
+        .with_batch_size(1 << 20)
+        .build(text)
+        .map_err(|e| e.to_string())?;
+    let Some(b) = reader.next().transpose().map_err(|e| e.to_string())? else {
+        return Ok(RecordBatch::new_empty(flow));
+    };
+    let mut cols: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
+    for (f, c) in flow.fields().iter().zip(b.columns()) {
+        if addr.contains(&f.name().as_str()) {
+            let s = c.as_string::<i32>();
+            let mut out = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
+            for v in s.iter() {
+                match v {
+                    Some(t) => {
+                        let ip = t
+                            .parse::<std::net::IpAddr>()
+                            .map_err(|_| format!("`{}` is not an address: {t:?}", f.name()))?;
+                        out.append_value(crate::schema::addr_to_bytes(ip)).map_err(|e| e.to_string())?
+                    }
+                    None => out.append_null(),
+                }
+            }
+            cols.push(Arc::new(out.finish()));
+        } else if matches!(f.data_type(), DataType::Timestamp(..)) {
+            let t =
+                c.as_primitive::<arrow::datatypes::TimestampNanosecondType>().clone().with_timezone("UTC");
+            cols.push(Arc::new(t));
+        } else {
+            cols.push(c.clone());
+        }
+    }
+    RecordBatch::try_new(flow, cols).map_err(|e| e.to_string())
 }

@@ -7,9 +7,9 @@ use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, RecordBatch, StringArray, TimestampNanosecondArray,
     UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Schema};
 use prost::Message;
-use spillway_core::human::{JsonLines, write_addr};
+use spillway_core::human::{JsonDecoder, JsonLines, write_addr};
 use spillway_core::schema::flow_schema;
 
 use crate::proto::*;
@@ -267,9 +267,7 @@ pub type DecodeError = String;
 pub struct Decoder {
     encoding: Encoding,
     rows: Rows,
-    json: Vec<u8>,
-    /// End offset in `json` of each message pushed since the last take.
-    json_ends: Vec<usize>,
+    json: JsonDecoder,
 }
 
 /// What `take` decoded: the batch, and the messages that turned out
@@ -282,7 +280,7 @@ pub struct Decoded {
 
 impl Decoder {
     pub fn new(encoding: Encoding) -> Self {
-        Self { encoding, rows: Rows::default(), json: Vec::new(), json_ends: Vec::new() }
+        Self { encoding, rows: Rows::default(), json: JsonDecoder::default() }
     }
 
     /// Adds one message. A protobuf message is decoded here; a JSON one is
@@ -298,16 +296,7 @@ impl Decoder {
                 .map_err(|e| format!("not a FlowMessage: {e}"))?;
                 self.rows.push(&m)
             }
-            Encoding::Json => {
-                let t = payload.trim_ascii();
-                if !(t.starts_with(b"{") && t.ends_with(b"}")) || t.contains(&b'\n') {
-                    return Err("not a JSON object on one line".into());
-                }
-                self.json.extend_from_slice(t);
-                self.json.push(b'\n');
-                self.json_ends.push(self.json.len());
-                Ok(())
-            }
+            Encoding::Json => self.json.push(payload),
         }
     }
 
@@ -317,7 +306,7 @@ impl Decoder {
 
     pub fn len(&self) -> usize {
         match self.encoding {
-            Encoding::Json => self.json_ends.len(),
+            Encoding::Json => self.json.len(),
             Encoding::Protobuf { .. } => self.rows.len,
         }
     }
@@ -332,89 +321,11 @@ impl Decoder {
                 Ok(Decoded { batch: std::mem::take(&mut self.rows).finish()?, malformed: Vec::new() })
             }
             Encoding::Json => {
-                let text = std::mem::take(&mut self.json);
-                let ends = std::mem::take(&mut self.json_ends);
-                if let Ok(batch) = json_batch(&text)
-                    && batch.num_rows() == ends.len()
-                {
-                    return Ok(Decoded { batch, malformed: Vec::new() });
-                }
-                let (mut good, mut malformed, mut start) = (Vec::new(), Vec::new(), 0);
-                for (i, &end) in ends.iter().enumerate() {
-                    match json_batch(&text[start..end]) {
-                        Ok(b) if b.num_rows() == 1 => good.push(b),
-                        Ok(_) => malformed.push((i, "not one JSON object".to_string())),
-                        Err(e) => malformed.push((i, e)),
-                    }
-                    start = end;
-                }
-                let batch =
-                    arrow::compute::concat_batches(&flow_schema(), &good).map_err(|e| e.to_string())?;
+                let (batch, malformed) = self.json.take()?;
                 Ok(Decoded { batch, malformed })
             }
         }
     }
-}
-
-/// JSON lines in the human form → a flow batch. Addresses are read as text
-/// and converted; other columns by arrow-json.
-fn json_batch(text: &[u8]) -> Result<RecordBatch, String> {
-    let flow = flow_schema();
-    let addr = ["exporter", "src_addr", "dst_addr", "next_hop"];
-    let read_schema: SchemaRef = Arc::new(Schema::new(
-        flow.fields()
-            .iter()
-            .map(|f| {
-                if addr.contains(&f.name().as_str()) {
-                    Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
-                } else if matches!(f.data_type(), DataType::Timestamp(..)) {
-                    // Read zone-less (RFC 3339 text carries its offset),
-                    // then label as UTC: named zones need chrono-tz.
-                    Arc::new(Field::new(
-                        f.name(),
-                        DataType::Timestamp(TimeUnit::Nanosecond, None),
-                        f.is_nullable(),
-                    ))
-                } else {
-                    f.clone()
-                }
-            })
-            .collect::<Vec<_>>(),
-    ));
-    let mut reader = arrow::json::ReaderBuilder::new(read_schema)
-        .with_batch_size(1 << 20)
-        .build(text)
-        .map_err(|e| e.to_string())?;
-    let Some(b) = reader.next().transpose().map_err(|e| e.to_string())? else {
-        return Ok(RecordBatch::new_empty(flow));
-    };
-    let mut cols: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
-    for (f, c) in flow.fields().iter().zip(b.columns()) {
-        if addr.contains(&f.name().as_str()) {
-            let s = c.as_string::<i32>();
-            let mut out = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
-            for v in s.iter() {
-                match v {
-                    Some(t) => {
-                        let ip = t
-                            .parse::<std::net::IpAddr>()
-                            .map_err(|_| format!("`{}` is not an address: {t:?}", f.name()))?;
-                        out.append_value(spillway_core::schema::addr_to_bytes(ip))
-                            .map_err(|e| e.to_string())?
-                    }
-                    None => out.append_null(),
-                }
-            }
-            cols.push(Arc::new(out.finish()));
-        } else if matches!(f.data_type(), DataType::Timestamp(..)) {
-            let t =
-                c.as_primitive::<arrow::datatypes::TimestampNanosecondType>().clone().with_timezone("UTC");
-            cols.push(Arc::new(t));
-        } else {
-            cols.push(c.clone());
-        }
-    }
-    RecordBatch::try_new(flow, cols).map_err(|e| e.to_string())
 }
 
 /// Protobuf records column by column.
@@ -595,7 +506,11 @@ mod tests {
 {"time_received":"2026-11-27T10:00:00.123456789Z","flow_start":"2026-11-27T09:59:59Z","flow_end":"2026-11-27T10:00:00Z","exporter":"10.0.0.1","observation_domain":7,"sequence":42,"flow_version":10,"src_addr":"192.0.2.1","dst_addr":"198.51.100.2","next_hop":"10.0.0.254","src_port":51000,"dst_port":443,"protocol":6,"tcp_flags":27,"tos":0,"in_if":3,"out_if":4,"bytes":1500,"packets":3,"src_as":64500,"dst_as":64501,"src_mask":24,"dst_mask":16,"vlan":100,"direction":0,"sampling_rate":100,"sampling_source":"options"}
 {"time_received":"2026-11-27T10:00:01Z","exporter":"2001:db8::1","observation_domain":0,"flow_version":5,"src_addr":"2001:db8::2","dst_addr":"2001:db8::3","protocol":58,"src_port":0,"dst_port":33024,"bytes":64,"packets":1,"sampling_rate":1,"sampling_source":"none"}
 "#;
-            vec![json_batch(flows.trim().as_bytes()).unwrap()]
+            let mut d = JsonDecoder::default();
+            for l in flows.trim().lines() {
+                d.push(l.as_bytes()).unwrap();
+            }
+            vec![d.take().unwrap().0]
         }
     }
 
