@@ -255,6 +255,40 @@ fn the_admin_endpoint_serves_the_live_ledger_and_health() {
     assert!(out.status.success(), "{}", common::text(&out));
 }
 
+/// `/ready` answers 200 only once the collector's socket is bound: a load
+/// balancer's health check sends no traffic to a collector before then.
+#[test]
+fn ready_means_the_collector_socket_is_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (admin, udp) = (format!("127.0.0.1:{}", free()), format!("127.0.0.1:{}", free()));
+    let p = common::write_pipeline(
+        dir.path(),
+        &format!(
+            "sources:\n  flows: {{ type: netflow, listen: \"{udp}\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [flows] }}\nadmin:\n  listen: \"{admin}\"\n"
+        ),
+    );
+    let child = common::Guard::run(dir.path(), &p, &[]);
+    let t = Instant::now();
+    loop {
+        if std::net::TcpStream::connect(&admin).is_ok() {
+            let (code, body) = http_get(&admin, "/ready");
+            if code == 200 {
+                assert!(body.ends_with("\r\n\r\nready\n"), "{body}");
+                break;
+            }
+            assert_eq!(code, 503, "{body}");
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let taken = std::net::UdpSocket::bind(&udp).expect_err("ready, so the collector holds the port");
+    assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse);
+    common::signal(child.id(), "TERM");
+    let out = child.wait();
+    assert!(out.status.success(), "{}", common::text(&out));
+}
+
 #[test]
 fn strict_runs_fail_only_on_loss_not_on_filtering() {
     let dir = tempfile::tempdir().unwrap();

@@ -17,14 +17,16 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
+use crate::health::{ComponentState, Health, Readiness};
 use crate::ledger::Ledger;
-use crate::topology::{ComponentState, Health};
 
+/// What the endpoint serves.
 #[derive(Clone)]
-struct AdminState {
-    ledger: Ledger,
-    health: Health,
-    metrics: crate::metrics::Registry,
+pub(crate) struct AdminState {
+    pub ledger: Ledger,
+    pub health: Health,
+    pub metrics: crate::metrics::Registry,
+    pub readiness: Arc<Readiness>,
 }
 
 /// How long a client may take to send a request's headers, and how long an
@@ -36,18 +38,15 @@ pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 pub const MAX_CONNECTIONS: usize = 64;
 
 /// Binds `addr` and serves the endpoint until the returned task is aborted.
-pub async fn serve(
-    addr: SocketAddr,
-    ledger: Ledger,
-    health: Health,
-    metrics: crate::metrics::Registry,
-) -> std::io::Result<JoinHandle<()>> {
+pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<JoinHandle<()>> {
+    let metrics = state.metrics.clone();
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(listen = %listener.local_addr()?, "admin endpoint is serving /metrics and /health");
+    tracing::info!(listen = %listener.local_addr()?, "admin endpoint is serving /metrics, /health and /ready");
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
-        .with_state(AdminState { ledger, health, metrics: metrics.clone() });
+        .route("/ready", get(ready_handler))
+        .with_state(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let refused = metrics.counter(
         "spillway_admin_connections_refused_total",
@@ -95,6 +94,16 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
     s.ledger.prometheus(&mut body);
     s.metrics.render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// 200 once every source takes traffic (sockets bound), 503 before and
+/// while stopping: what a load balancer's health check should probe.
+async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    if s.readiness.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
 }
 
 async fn health_handler(State(s): State<AdminState>) -> impl IntoResponse {

@@ -255,6 +255,9 @@ pub struct SourceContext {
     pub events: Events,
     /// The source's own metric series.
     pub metrics: Metrics,
+    /// Tells the pipeline the source takes traffic (for sources whose
+    /// config [`crate::registry::SourceConfig::reports_ready`]).
+    pub ready: crate::health::Ready,
     /// What this source may leave to a successor when a reload replaces it.
     pub handover: Arc<Handover>,
     /// The instance this one replaces (a reload), to receive what it left.

@@ -32,6 +32,7 @@ pub mod component;
 pub mod config;
 pub mod events;
 pub mod exporters;
+pub mod health;
 pub mod human;
 pub mod ledger;
 pub mod metrics;

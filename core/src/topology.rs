@@ -35,6 +35,7 @@ use crate::component::{
     Target, Targets,
 };
 use crate::config::{AdminConfig, Component, OutputId, Pipeline};
+use crate::health::{Readiness, Ready};
 use crate::ledger::{ComponentKind, ComponentLedger, Ledger, LedgerEntry};
 use crate::metrics::Registry;
 use crate::registry::{AnyConfig, BuildContext, Shared};
@@ -55,20 +56,7 @@ impl Default for RunOptions {
     }
 }
 
-/// The lifecycle state of one component, as `/health` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ComponentState {
-    /// Running.
-    Running,
-    /// Returned normally.
-    Finished,
-    /// Returned an error or panicked.
-    Failed,
-}
-
-/// Component states shared with the admin endpoint.
-pub type Health = Arc<Mutex<Vec<(String, ComponentState)>>>;
+pub use crate::health::{ComponentState, Health};
 
 /// How a run ended.
 #[derive(Debug)]
@@ -133,6 +121,7 @@ fn build_all(
 /// [`Topology::run`].
 pub struct Topology {
     planned: Vec<Planned>,
+    readiness: Arc<Readiness>,
     ledger: Ledger,
     metrics: Registry,
     shared: Shared,
@@ -153,6 +142,7 @@ impl Topology {
         let planned = build_all(pipeline.components, &shared, &pipeline.base_dir, &metrics)?;
         Ok(Self {
             planned,
+            readiness: Readiness::new(),
             ledger,
             metrics,
             shared,
@@ -165,6 +155,13 @@ impl Topology {
     /// The pipeline's ledger (live: counters update as the pipeline runs).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Follows whether the pipeline takes traffic: `true` once it has
+    /// started and every source that reports readiness is ready (a `netflow`
+    /// source once its sockets are bound).
+    pub fn readiness(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.readiness.subscribe()
     }
 
     /// Runs until every component has finished. `shutdown` starts a graceful
@@ -181,9 +178,10 @@ impl Topology {
         shutdown: Shutdown,
         mut reloads: Option<mpsc::UnboundedReceiver<Pipeline>>,
     ) -> Result<RunReport, StartError> {
-        let Topology { planned, ledger, metrics, shared, admin, base_dir, options } = self;
+        let Topology { planned, readiness, ledger, metrics, shared, admin, base_dir, options } = self;
         let health: Health = Arc::new(Mutex::new(Vec::new()));
         let mut runner = Runner {
+            readiness: readiness.clone(),
             ledger: ledger.clone(),
             metrics: metrics.clone(),
             shared,
@@ -208,14 +206,15 @@ impl Topology {
         runner.admin = match admin {
             Some(a) => Some((
                 a.listen,
-                admin::serve(a.listen, ledger.clone(), health.clone(), metrics.clone()).await.map_err(
-                    |e| StartError(vec![format!("admin endpoint cannot listen on {}: {e}", a.listen)]),
-                )?,
+                admin::serve(a.listen, runner.admin_state()).await.map_err(|e| {
+                    StartError(vec![format!("admin endpoint cannot listen on {}: {e}", a.listen)])
+                })?,
             )),
             None => None,
         };
         let all: HashSet<String> = planned.iter().map(|p| p.spec.name.clone()).collect();
         runner.start(planned, &all, &HashMap::new());
+        readiness.started();
 
         let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -229,6 +228,7 @@ impl Topology {
                 }
                 _ = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
+                    runner.readiness.stopping();
                     info!("stopping sources; draining in-flight records to the sinks");
                     runner.sources_stop.cancel();
                 }
@@ -289,6 +289,7 @@ struct Instance {
 type Joined = (u64, Result<(), String>);
 
 struct Runner {
+    readiness: Arc<Readiness>,
     ledger: Ledger,
     metrics: Registry,
     shared: Shared,
@@ -456,6 +457,9 @@ impl Runner {
             let mut handover = None;
             let task = match built {
                 Built::Source(src) => {
+                    if matches!(&spec.config, AnyConfig::Source(c) if c.reports_ready()) {
+                        self.readiness.expect(&name);
+                    }
                     let stop = self.sources_stop.child_token();
                     let h = Arc::new(Handover::default());
                     live.stop = Some(stop.clone());
@@ -468,6 +472,7 @@ impl Runner {
                         shutdown: stop,
                         events: Events::new(entry),
                         metrics: self.metrics.component(&name),
+                        ready: Ready::new(&name, self.readiness.clone()),
                         handover: h,
                         predecessor: predecessors.get(&name).cloned(),
                     };
@@ -524,6 +529,9 @@ impl Runner {
             h.finish();
         }
         let is_current = self.current.get(&inst.name) == Some(&iid);
+        if is_current && inst.kind == ComponentKind::Source {
+            self.readiness.forget(&inst.name);
+        }
         if let Err(e) = &result {
             error!(component = %inst.name, kind = inst.kind.as_str(), error = %e, "component failed; stopping the pipeline");
             self.failures.push((inst.name.clone(), e.clone()));
@@ -631,6 +639,7 @@ impl Runner {
             if let Some(stop) = &old.stop {
                 stop.cancel();
             }
+            self.readiness.forget(name);
             // Dropping `old` drops our sender to its input and its ports'
             // handles: once its upstreams are rewired below (or stop), its
             // input ends and it drains.
@@ -671,6 +680,15 @@ impl Runner {
         self.admin_unchanged_addr(p.admin.as_ref())
     }
 
+    fn admin_state(&self) -> admin::AdminState {
+        admin::AdminState {
+            ledger: self.ledger.clone(),
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            readiness: self.readiness.clone(),
+        }
+    }
+
     fn admin_unchanged_addr(&self, a: Option<&AdminConfig>) -> bool {
         self.admin.as_ref().map(|(addr, _)| *addr) == a.map(|a| a.listen)
     }
@@ -680,8 +698,7 @@ impl Runner {
             task.abort();
         }
         if let Some(a) = admin {
-            match admin::serve(a.listen, self.ledger.clone(), self.health.clone(), self.metrics.clone()).await
-            {
+            match admin::serve(a.listen, self.admin_state()).await {
                 Ok(task) => self.admin = Some((a.listen, task)),
                 Err(e) => {
                     error!(listen = %a.listen, error = %e, "reload: the admin endpoint cannot listen there")

@@ -8,6 +8,7 @@
 //! assert_eq!(errors[0].pos.line, 2);
 //! ```
 
+pub mod graph;
 pub mod paths;
 pub mod units;
 pub mod yaml;

@@ -18,6 +18,7 @@ pub mod generate;
 pub mod iana;
 pub mod packet;
 pub mod pcap_source;
+pub mod quickstart;
 pub mod recv;
 pub mod row;
 pub mod sequence;

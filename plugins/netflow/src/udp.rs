@@ -117,6 +117,10 @@ impl SourceConfig for NetflowConfig {
         collector::named_outputs()
     }
 
+    fn reports_ready(&self) -> bool {
+        true
+    }
+
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let allow = collector::parse_allow(&self.allow)?;
         // Other components (an `snmp` source with `discover`) read which
@@ -193,7 +197,17 @@ const HAND_OVER: u8 = 2;
 #[async_trait]
 impl Source for Netflow {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, events, metrics, handover, predecessor } = cx;
+        let SourceContext {
+            name,
+            mut out,
+            mut named,
+            shutdown,
+            events,
+            metrics,
+            ready,
+            handover,
+            predecessor,
+        } = cx;
         let mut loss_out = named.take("loss");
         // A reload replacing the source before us leaves its sockets, when
         // they are what we need: the same address, as many workers.
@@ -251,6 +265,7 @@ impl Source for Netflow {
             .gauge("spillway_netflow_receive_buffer_bytes", "Kernel receive buffer granted per socket.");
         rcvbuf.set(workers[0].0.recv_buffer_size().unwrap_or(0) as u64 / 2);
         tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for NetFlow/IPFIX");
+        ready.ready();
         let mode = Arc::new(AtomicU8::new(RUNNING));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
         let source_metrics = SourceMetrics::new(&metrics);

@@ -24,6 +24,7 @@
 //! doubling up to `max_backoff`, and the log says so.
 
 mod host;
+pub mod scaffold;
 
 use std::path::PathBuf;
 use std::sync::Arc;
