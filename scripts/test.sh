@@ -66,6 +66,10 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "the SDK (its own workspace): fmt, clippy, unit tests and doc-tests, natively"
+(cd sdk && cargo fmt --all -- --check && cargo clippy --workspace --all-targets --locked -- -D warnings \
+  && cargo test --workspace --locked --quiet)
+
 step "cargo test"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -2,7 +2,7 @@
 //!
 //! One plain function with one attribute is a plugin:
 //!
-//! ```ignore
+//! ```
 //! use spillway_sdk::{Flow, map};
 //!
 //! #[derive(serde::Deserialize)]
@@ -12,6 +12,17 @@
 //! fn app(flow: &Flow, cfg: &Config) -> Option<String> {
 //!     flow.dst_port().and_then(|p| cfg.ports.get(&p).cloned())
 //! }
+//! # fn main() {
+//! # use spillway_sdk::arrow_array::{RecordBatch, StringArray, UInt16Array};
+//! # let schema = std::sync::Arc::new(spillway_sdk::arrow_schema::Schema::new(vec![
+//! #     spillway_sdk::arrow_schema::Field::new("dst_port", spillway_sdk::arrow_schema::DataType::UInt16, true),
+//! # ]));
+//! # let batch = RecordBatch::try_new(schema, vec![std::sync::Arc::new(UInt16Array::from(vec![443, 22]))]).unwrap();
+//! # let cfg = Config { ports: [(443, "web".to_string())].into() };
+//! # let out = spillway_sdk::testing::run(|b, c: &Config| b.with_column("app", |f| app(f, c)), batch, &cfg).unwrap();
+//! # let apps = out.column(1).as_any().downcast_ref::<StringArray>().unwrap();
+//! # assert_eq!(apps.iter().collect::<Vec<_>>(), [Some("web"), None]);
+//! # }
 //! ```
 //!
 //! - `#[transform] fn f(batch: FlowBatch, cfg: &Config) -> Result<FlowBatch>`
@@ -73,12 +84,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct FlowBatch {
     batch: RecordBatch,
+    /// The columns the plugin declared it reads (`#[map(reads = [...])]`);
+    /// `None`: all. An accessor for any other column panics with a message
+    /// naming it, which the host reports as the plugin's error.
+    reads: Option<&'static [&'static str]>,
 }
 
 impl FlowBatch {
     /// Wraps an Arrow batch.
     pub fn new(batch: RecordBatch) -> Self {
-        Self { batch }
+        Self { batch, reads: None }
+    }
+
+    /// Wraps a batch holding only the columns `reads` (empty: all).
+    fn reading(batch: RecordBatch, reads: &'static [&'static str]) -> Self {
+        Self { batch, reads: (!reads.is_empty()).then_some(reads) }
     }
 
     /// The Arrow batch, for authors who want it.
@@ -103,21 +123,21 @@ impl FlowBatch {
 
     /// The `i`th record.
     pub fn get(&self, i: usize) -> Flow<'_> {
-        Flow { cols: std::borrow::Cow::Owned(Cols::of(&self.batch)), row: i }
+        Flow { cols: std::borrow::Cow::Owned(Cols::of(&self.batch, self.reads)), row: i }
     }
 
     /// Every record, in order.
     pub fn iter(&self) -> impl Iterator<Item = Flow<'_>> {
-        let cols = Cols::of(&self.batch);
+        let cols = Cols::of(&self.batch, self.reads);
         (0..self.len()).map(move |row| Flow { cols: std::borrow::Cow::Owned(cols.clone()), row })
     }
 
     /// Keeps the records for which `keep` is true.
     pub fn retain(self, mut keep: impl FnMut(&Flow<'_>) -> bool) -> Result<FlowBatch> {
-        let cols = Cols::of(&self.batch);
+        let cols = Cols::of(&self.batch, self.reads);
         let mask: BooleanArray = (0..self.len()).map(|row| Some(keep(&Flow::at(&cols, row)))).collect();
         let batch = arrow_select::filter::filter_record_batch(&self.batch, &mask)?;
-        Ok(FlowBatch { batch })
+        Ok(FlowBatch { batch, reads: self.reads })
     }
 
     /// Adds (or replaces) column `name` with one value per record.
@@ -127,7 +147,7 @@ impl FlowBatch {
         mut value: impl FnMut(&Flow<'_>) -> T,
     ) -> Result<FlowBatch> {
         // The column table is looked up once and borrowed by every record.
-        let cols = Cols::of(&self.batch);
+        let cols = Cols::of(&self.batch, self.reads);
         let values: Vec<T> = (0..self.len()).map(|row| value(&Flow::at(&cols, row))).collect();
         let array = T::array(values);
         self.with_array(name, array)
@@ -150,7 +170,7 @@ impl FlowBatch {
             }
         }
         let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?;
-        Ok(FlowBatch { batch })
+        Ok(FlowBatch { batch, reads: self.reads })
     }
 }
 
@@ -186,6 +206,7 @@ column_value!(u32, UInt32Array);
 #[derive(Clone)]
 struct Cols<'a> {
     batch: &'a RecordBatch,
+    reads: Option<&'static [&'static str]>,
     time_received: Option<&'a TimestampNanosecondArray>,
     exporter: Option<&'a FixedSizeBinaryArray>,
     src_addr: Option<&'a FixedSizeBinaryArray>,
@@ -207,9 +228,10 @@ fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Option<&'a T> {
 }
 
 impl<'a> Cols<'a> {
-    fn of(b: &'a RecordBatch) -> Self {
+    fn of(b: &'a RecordBatch, reads: Option<&'static [&'static str]>) -> Self {
         Cols {
             batch: b,
+            reads,
             time_received: col(b, "time_received"),
             exporter: col(b, "exporter"),
             src_addr: col(b, "src_addr"),
@@ -229,7 +251,10 @@ impl<'a> Cols<'a> {
 }
 
 /// One flow record: typed accessors over the flow schema (docs/pipelines.md
-/// lists the columns). A column the batch lacks, or a null, reads as `None`.
+/// lists the columns). A column the batch lacks, or a null, reads as `None`;
+/// a column outside the function's declared `reads` is the plugin's bug and
+/// panics with a message naming it (the host reports it as the plugin's
+/// error), rather than reading as `None`.
 #[derive(Clone)]
 pub struct Flow<'a> {
     cols: std::borrow::Cow<'a, Cols<'a>>,
@@ -258,66 +283,82 @@ impl<'a> Flow<'a> {
         Flow { cols: std::borrow::Cow::Borrowed(cols), row }
     }
 
+    /// `col`, which is absent only because the batch lacks it, unless the
+    /// plugin declared its `reads` without it: a bug in the plugin, said so.
+    fn need<T>(&self, col: Option<T>, name: &str) -> Option<T> {
+        if col.is_none()
+            && let Some(reads) = self.cols.reads
+            && !reads.contains(&name)
+        {
+            panic!(
+                "the plugin reads column `{name}`, which is not in its `reads` ({}): add it there, \
+                 e.g. #[map(reads = [..., \"{name}\"])]",
+                reads.join(", ")
+            );
+        }
+        col
+    }
+
     /// Position in the batch.
     pub fn index(&self) -> usize {
         self.row
     }
     /// When the collector received it, ns since the epoch.
     pub fn time_received_ns(&self) -> Option<i64> {
-        prim(self.cols.time_received, self.row)
+        prim(self.need(self.cols.time_received, "time_received"), self.row)
     }
     pub fn exporter(&self) -> Option<IpAddr> {
-        addr(self.cols.exporter, self.row)
+        addr(self.need(self.cols.exporter, "exporter"), self.row)
     }
     pub fn src_addr(&self) -> Option<IpAddr> {
-        addr(self.cols.src_addr, self.row)
+        addr(self.need(self.cols.src_addr, "src_addr"), self.row)
     }
     pub fn dst_addr(&self) -> Option<IpAddr> {
-        addr(self.cols.dst_addr, self.row)
+        addr(self.need(self.cols.dst_addr, "dst_addr"), self.row)
     }
     pub fn src_port(&self) -> Option<u16> {
-        prim(self.cols.src_port, self.row)
+        prim(self.need(self.cols.src_port, "src_port"), self.row)
     }
     /// Destination port (for ICMP: type << 8 | code).
     pub fn dst_port(&self) -> Option<u16> {
-        prim(self.cols.dst_port, self.row)
+        prim(self.need(self.cols.dst_port, "dst_port"), self.row)
     }
     pub fn protocol(&self) -> Option<u8> {
-        prim(self.cols.protocol, self.row)
+        prim(self.need(self.cols.protocol, "protocol"), self.row)
     }
     pub fn in_if(&self) -> Option<u32> {
-        prim(self.cols.in_if, self.row)
+        prim(self.need(self.cols.in_if, "in_if"), self.row)
     }
     pub fn out_if(&self) -> Option<u32> {
-        prim(self.cols.out_if, self.row)
+        prim(self.need(self.cols.out_if, "out_if"), self.row)
     }
     /// Octets; `None` when the exporter sent no counter (a NAT event).
     pub fn bytes(&self) -> Option<u64> {
-        prim(self.cols.bytes, self.row)
+        prim(self.need(self.cols.bytes, "bytes"), self.row)
     }
     /// Packets; `None` when the exporter sent no counter.
     pub fn packets(&self) -> Option<u64> {
-        prim(self.cols.packets, self.row)
+        prim(self.need(self.cols.packets, "packets"), self.row)
     }
     pub fn src_as(&self) -> Option<u32> {
-        prim(self.cols.src_as, self.row)
+        prim(self.need(self.cols.src_as, "src_as"), self.row)
     }
     pub fn dst_as(&self) -> Option<u32> {
-        prim(self.cols.dst_as, self.row)
+        prim(self.need(self.cols.dst_as, "dst_as"), self.row)
     }
     /// 1-in-N sampling rate; `None` when it is unknown (`sampling_source`
     /// is `unknown`: the record names a sampler never described).
     pub fn sampling_rate(&self) -> Option<u32> {
-        prim(self.cols.sampling_rate, self.row)
+        prim(self.need(self.cols.sampling_rate, "sampling_rate"), self.row)
     }
     /// Any string column by name (an enrichment's output, say).
     pub fn str(&self, column: &str) -> Option<&str> {
-        let a = col::<StringArray>(self.cols.batch, column)?;
+        let a = self.need(col::<StringArray>(self.cols.batch, column), column)?;
         a.is_valid(self.row).then(|| a.value(self.row))
     }
     /// Any unsigned integer column by name, widened to u64.
     pub fn uint(&self, column: &str) -> Option<u64> {
-        let c = self.cols.batch.column_by_name(column)?;
+        let c = self.need(self.cols.batch.column_by_name(column), column)?;
         if c.is_null(self.row) {
             return None;
         }
@@ -488,7 +529,7 @@ pub mod __private {
             }
             // The reply schema: run on an empty batch.
             let empty = RecordBatch::new_empty(schema.clone());
-            let out = reduce(run(FlowBatch::new(empty), &cfg)?, shape.output)?;
+            let out = reduce(run(FlowBatch::reading(empty, shape.reads), &cfg)?, shape.output)?;
             let meta = serde_json::json!({
                 "reads": if shape.reads.is_empty() { serde_json::Value::Null } else { shape.reads.into() },
                 "output": match shape.output { Output::Full => "full", Output::Append(_) => "append", Output::Mask(_) => "mask" },
@@ -519,7 +560,7 @@ pub mod __private {
                     return Err(Error("the batch's schema is not the one given to init".into()));
                 }
                 let cfg = st.cfg.downcast_ref::<C>().ok_or("config type")?;
-                let out = reduce(run(FlowBatch::new(batch), cfg)?, st.shape.output)?;
+                let out = reduce(run(FlowBatch::reading(batch, st.shape.reads), cfg)?, st.shape.output)?;
                 let mut bytes = vec![0u8];
                 write_ipc_into(&out.schema(), Some(&out), &mut bytes)?;
                 Ok(bytes)
@@ -574,5 +615,68 @@ pub mod testing {
         cfg: &C,
     ) -> Result<RecordBatch> {
         run(FlowBatch::new(batch), cfg).map(FlowBatch::into_arrow)
+    }
+
+    /// As [`run`], for a function declared with `reads`: the batch is
+    /// projected on those columns first, as the host does, so an accessor
+    /// outside them fails here as it would in the host.
+    pub fn run_reading<C>(
+        run: fn(FlowBatch, &C) -> Result<FlowBatch>,
+        reads: &'static [&'static str],
+        batch: RecordBatch,
+        cfg: &C,
+    ) -> Result<RecordBatch> {
+        let idx = reads
+            .iter()
+            .map(|c| batch.schema().index_of(c).map_err(|_| Error(format!("the batch lacks column `{c}`"))))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = batch.project(&idx)?;
+        run(FlowBatch::reading(batch, reads), cfg).map(FlowBatch::into_arrow)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::UInt16Array;
+
+    fn ports() -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("src_port", DataType::UInt16, true),
+            Field::new("dst_port", DataType::UInt16, true),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(UInt16Array::from(vec![1000, 2000])),
+            Arc::new(UInt16Array::from(vec![Some(443), None])),
+        ];
+        RecordBatch::try_new(schema, cols).unwrap()
+    }
+
+    fn dst(b: FlowBatch, _: &()) -> Result<FlowBatch> {
+        b.with_column("d", |f| f.dst_port().map(u64::from))
+    }
+
+    fn src(b: FlowBatch, _: &()) -> Result<FlowBatch> {
+        b.with_column("s", |f| f.src_port().map(u64::from))
+    }
+
+    #[test]
+    fn a_column_the_batch_lacks_reads_as_none() {
+        let b = ports().project(&[1]).unwrap();
+        let out = testing::run(src, b, &()).unwrap();
+        assert_eq!(out.column(1).null_count(), 2);
+    }
+
+    #[test]
+    fn a_column_inside_reads_reads_its_values() {
+        let out = testing::run_reading(dst, &["dst_port"], ports(), &()).unwrap();
+        let d = out.column(1).as_any().downcast_ref::<UInt64Array>().unwrap();
+        assert_eq!(d.iter().collect::<Vec<_>>(), [Some(443), None]);
+    }
+
+    #[test]
+    #[should_panic(expected = "the plugin reads column `src_port`, which is not in its `reads` (dst_port)")]
+    fn a_column_outside_reads_is_a_clear_error() {
+        let _ = testing::run_reading(src, &["dst_port"], ports(), &());
     }
 }

@@ -11,6 +11,10 @@ const SAMPLE: &str = include_str!("../../../sdk/examples/service_name/sample.jso
 const README: &str = include_str!("../../../sdk/examples/service_name/README.md");
 const TEMPLATE_NAME: &str = "service_name";
 const TEMPLATE_SDK: &str = "spillway-sdk = { path = \"../..\" }";
+/// In the SDK's workspace the example inherits the workspace's profile; on
+/// its own the crate needs it.
+const RELEASE_PROFILE: &str =
+    "\n[profile.release]\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\n";
 
 /// Whether `name` can name a crate: letters, digits, `_`, `-`, starting
 /// with a letter.
@@ -29,7 +33,8 @@ pub fn files(name: &str, sdk_dependency: &str) -> Vec<(&'static str, String)> {
             "Cargo.toml",
             CARGO_TOML
                 .replace(&format!("name = \"{TEMPLATE_NAME}\""), &format!("name = \"{name}\""))
-                .replace(TEMPLATE_SDK, sdk_dependency),
+                .replace(TEMPLATE_SDK, sdk_dependency)
+                + RELEASE_PROFILE,
         ),
         ("src/lib.rs", LIB_RS.to_string()),
         ("build-offline.sh", BUILD_OFFLINE.to_string()),
@@ -79,7 +84,7 @@ mod tests {
             cargo.contains("name = \"my-plugin\"") && cargo.contains("spillway-sdk = \"0.1\""),
             "{cargo}"
         );
-        assert!(!cargo.contains("path = \"../..\""));
+        assert!(!cargo.contains("path = \"../..\"") && cargo.contains("lto = true"));
         let readme = &f.iter().find(|(p, _)| *p == "README.md").unwrap().1;
         assert!(readme.starts_with("# my-plugin") && readme.contains("my_plugin.wasm"), "{readme}");
         assert!(!valid_name("9lives") && !valid_name("a b") && valid_name("a-b_c"));

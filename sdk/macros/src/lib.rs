@@ -53,9 +53,14 @@ fn exports(
 ) -> proc_macro2::TokenStream {
     quote! {
         #[doc(hidden)]
+        #[allow(dead_code)]
         fn __spillway_run(batch: ::spillway_sdk::FlowBatch, cfg: &#cfg) -> ::spillway_sdk::Result<::spillway_sdk::FlowBatch> {
             #run
         }
+        // The ABI exports exist only in the wasm build: natively (the
+        // author's `cargo test`) unmangled `alloc`/`init` symbols could
+        // collide with the C library's.
+        #[cfg(target_family = "wasm")]
         #[doc(hidden)]
         #[allow(non_snake_case)]
         mod __spillway_abi {

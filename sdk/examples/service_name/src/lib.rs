@@ -38,9 +38,16 @@ mod tests {
     #[test]
     fn names_ports() {
         let schema = Arc::new(Schema::new(vec![Field::new("dst_port", DataType::UInt16, true)]));
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt16Array::from(vec![Some(443), Some(9), None]))]).unwrap();
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(UInt16Array::from(vec![Some(443), Some(9), None]))])
+                .unwrap();
         let cfg = Config::default();
-        let out = spillway_sdk::testing::run(|b, c: &Config| b.with_column("service", |f| service(f, c)), batch, &cfg).unwrap();
+        let out = spillway_sdk::testing::run(
+            |b, c: &Config| b.with_column("service", |f| service(f, c)),
+            batch,
+            &cfg,
+        )
+        .unwrap();
         let names = out.column(1).as_any().downcast_ref::<spillway_sdk::arrow_array::StringArray>().unwrap();
         assert_eq!(names.iter().collect::<Vec<_>>(), [Some("https"), None, None]);
     }
