@@ -428,7 +428,7 @@ fn sigterm_under_a_sender_that_never_stops_exits_within_the_drain_deadline() {
                 // errors; the sender does not care, like a router.
                 let _ = s.send_to(&v5_packet(seq), ("127.0.0.1", port));
                 seq = seq.wrapping_add(1);
-                if seq % 20 == 0 {
+                if seq.is_multiple_of(20) {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }

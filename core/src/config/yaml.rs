@@ -321,14 +321,16 @@ impl MarkedEventReceiver for Builder<'_> {
                 self.push_node(Node { kind: NodeKind::Scalar { value, quoted }, pos }, anchor, 1);
             }
             Event::SequenceStart(anchor, _) => {
-                if self.charge(1, pos) {
-                    self.stack.push(Frame::Seq(pos, Vec::new(), anchor, 1));
+                if !self.charge(1, pos) {
+                    return;
                 }
+                self.stack.push(Frame::Seq(pos, Vec::new(), anchor, 1));
             }
             Event::MappingStart(anchor, _) => {
-                if self.charge(1, pos) {
-                    self.stack.push(Frame::Map(pos, Vec::new(), None, anchor, 1));
+                if !self.charge(1, pos) {
+                    return;
                 }
+                self.stack.push(Frame::Map(pos, Vec::new(), None, anchor, 1));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor, size) = match self.stack.pop() {

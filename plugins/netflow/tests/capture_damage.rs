@@ -25,7 +25,8 @@ fn frames(path: &std::path::Path) -> Vec<(u32, u32, Vec<u8>)> {
 /// where each record starts.
 fn pcap(frames: &[(u32, u32, Vec<u8>)]) -> (Vec<u8>, Vec<usize>) {
     let mut b = Vec::new();
-    for v in [0xa1b2_c3d4u32] {
+    {
+        let v = 0xa1b2_c3d4u32;
         b.extend_from_slice(&v.to_le_bytes());
     }
     b.extend_from_slice(&2u16.to_le_bytes());

@@ -58,8 +58,8 @@ fn tshark(pcap: &std::path::Path) -> Option<Tshark> {
         let col = |i: usize| nums(cols.get(i).copied().unwrap_or(""));
         t.rates.extend(col(0).into_iter().chain(col(1)).filter(|r| *r > 0).map(|r| r as u32));
         for (i, sp) in col(2).into_iter().zip(col(3)) {
-            if i > 0 {
-                t.rates.push(((i + sp) / i) as u32);
+            if let Some(r) = (i + sp).checked_div(i) {
+                t.rates.push(r as u32);
             }
         }
         t.sampler_ids.extend(col(4));

@@ -78,7 +78,7 @@ impl Sections {
 }
 
 #[inline]
-fn span<'a>(rec: &'a [u8], s: Span) -> &'a [u8] {
+fn span(rec: &[u8], s: Span) -> &[u8] {
     rec.get(s.0 as usize..s.0 as usize + s.1 as usize).unwrap_or_default()
 }
 
