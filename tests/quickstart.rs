@@ -7,19 +7,19 @@ mod common;
 fn quickstart_writes_every_generated_record_to_parquet() {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_udp_port();
-    let out = common::spillway()
-        .current_dir(dir.path())
-        .args([
-            "quickstart",
-            "--records",
-            "40000",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--out",
-            "./data/flows",
-        ])
-        .output()
-        .unwrap();
+    let mut cmd = common::spillway();
+    cmd.current_dir(dir.path()).args([
+        "quickstart",
+        "--records",
+        "40000",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--out",
+        "./data/flows",
+    ]);
+    // Minutes in a debug build on a loaded machine; a stop that never
+    // completes (a deadlock) fails here instead of hanging the run.
+    let out = common::output_within(&mut cmd, std::time::Duration::from_secs(600));
     assert!(out.status.success(), "{}", common::text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("the generator sent 40000 records"), "{stdout}");

@@ -37,8 +37,10 @@ pub async fn run(
 ) -> Outcome {
     let mut ready = topology.readiness();
     let running = tokio::spawn(topology.run(shutdown.clone()));
-    let waited = tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await;
-    if !matches!(waited, Ok(Ok(_))) {
+    // The guard `wait_for` returns holds the channel's read lock: drop it
+    // at once (the topology writes the channel when it stops).
+    let became_ready = matches!(tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await, Ok(Ok(_)));
+    if !became_ready {
         shutdown.cancel();
         return Outcome {
             sent: Err(format!("the collector did not become ready to receive on {listen}")),
