@@ -2,6 +2,7 @@
 //! `netflow_parser` crate decoding the same buffers in the same run.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use spillway_core::addr::Addr;
 use spillway_netflow::decode::{Decoder, DecoderConfig};
 use spillway_netflow::generate;
 use spillway_netflow::row::FlowBuilders;
@@ -12,8 +13,8 @@ fn bench(c: &mut Criterion) {
     for (version, rpp) in [(5u16, 30usize), (9, 30), (10, 30)] {
         let msgs = generate::messages(version, 100, PACKETS, rpp, 7);
         let records = (PACKETS * rpp) as u64;
-        let exporters: Vec<[u8; 16]> = (0..100)
-            .map(|i| spillway_core::schema::addr_to_bytes(std::net::IpAddr::V4(generate::exporter_addr(i))))
+        let exporters: Vec<Addr> = (0..100)
+            .map(|i| spillway_core::schema::Addr::from(std::net::IpAddr::V4(generate::exporter_addr(i))))
             .collect();
         let mut g = c.benchmark_group(format!("decode_v{version}"));
         g.throughput(Throughput::Elements(records));

@@ -12,7 +12,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use spillway_core::config;
-use spillway_core::schema::{address_type, flow_schema};
+use spillway_core::schema::{Addr, address_type, flow_schema};
 use spillway_core::topology::{RunOptions, Topology};
 use spillway_debug::demo::FlowGenerator;
 
@@ -67,8 +67,7 @@ fn baseline(dir: &Path) -> u64 {
                     for v in bin.iter() {
                         match v {
                             Some(v) => {
-                                let a: [u8; 16] = v.try_into().unwrap();
-                                s.append_value(spillway_core::schema::addr_from_bytes(a).to_string());
+                                s.append_value(Addr::from_slice(v).unwrap().to_string());
                             }
                             None => s.append_null(),
                         }

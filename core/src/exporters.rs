@@ -5,6 +5,7 @@
 //! time; each receive thread keeps a [`SeenCache`] so that the shared set is
 //! locked only when an address is new to that thread.
 
+use crate::addr::Addr;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -49,7 +50,7 @@ impl SeenExporters {
 #[derive(Debug)]
 pub struct SeenCache {
     shared: std::sync::Arc<SeenExporters>,
-    local: HashSet<[u8; 16]>,
+    local: HashSet<Addr>,
 }
 
 const LOCAL_BOUND: usize = 1 << 16;
@@ -62,11 +63,11 @@ impl SeenCache {
 
     /// Notes an exporter given as a 16-byte (v4-mapped for IPv4) address.
     #[inline]
-    pub fn note(&mut self, addr: [u8; 16]) {
+    pub fn note(&mut self, addr: Addr) {
         if self.local.contains(&addr) {
             return;
         }
-        self.shared.note(crate::schema::addr_from_bytes(addr));
+        self.shared.note(std::net::IpAddr::from(addr));
         if self.local.len() < LOCAL_BOUND {
             self.local.insert(addr);
         }
@@ -81,8 +82,8 @@ mod tests {
     fn mapped_and_plain_ipv4_are_one_exporter() {
         let s = std::sync::Arc::new(SeenExporters::default());
         let mut c = SeenCache::new(s.clone());
-        c.note(crate::schema::v4_mapped(0x7f00_0001));
-        c.note(crate::schema::v4_mapped(0x7f00_0001));
+        c.note(crate::schema::Addr::v4(0x7f00_0001));
+        c.note(crate::schema::Addr::v4(0x7f00_0001));
         s.note("::ffff:127.0.0.1".parse().unwrap());
         s.note("127.0.0.2".parse().unwrap());
         assert_eq!(s.snapshot(), vec!["127.0.0.1".parse::<IpAddr>().unwrap(), "127.0.0.2".parse().unwrap()]);

@@ -8,7 +8,7 @@
 //! # use arrow::array::{FixedSizeBinaryArray, RecordBatch};
 //! # use arrow::datatypes::{Field, Schema};
 //! use spillway_core::{human::JsonLines, schema};
-//! let addr = schema::addr_to_bytes("10.0.0.1".parse().unwrap());
+//! let addr = schema::Addr::from("10.0.0.1".parse::<std::net::IpAddr>().unwrap());
 //! let col = FixedSizeBinaryArray::try_from_iter([addr].into_iter()).unwrap();
 //! let s = Arc::new(Schema::new(vec![Field::new("src_addr", schema::address_type(), false)]));
 //! let batch = RecordBatch::try_new(s.clone(), vec![Arc::new(col)]).unwrap();
@@ -25,6 +25,7 @@ use arrow::array::{Array, ArrayRef, AsArray, FixedSizeBinaryBuilder, RecordBatch
 use arrow::datatypes::*;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
+use crate::addr::Addr;
 use crate::schema::flow_schema;
 
 /// A JSON-lines encoder for one schema; keys are escaped once, up front.
@@ -130,9 +131,9 @@ pub fn write_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
             out.push(b'"');
         }
         DataType::FixedSizeBinary(16) => {
-            let bytes: [u8; 16] = col.as_fixed_size_binary().value(row).try_into().unwrap_or([0; 16]);
+            let addr = Addr::from_slice(col.as_fixed_size_binary().value(row)).unwrap_or_default();
             out.push(b'"');
-            write_addr(bytes, out);
+            write_addr(addr, out);
             out.push(b'"');
         }
         _ => {
@@ -149,21 +150,14 @@ pub fn write_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
 }
 
 /// Writes an address in its conventional form (dotted quad for v4-mapped).
-pub fn write_addr(bytes: [u8; 16], out: &mut Vec<u8>) {
-    if let Some(v4) = v4_octets(&bytes) {
+pub fn write_addr(addr: Addr, out: &mut Vec<u8>) {
+    if let Some(v4) = addr.v4_octets() {
         let mut buf = [0u8; 15];
         let n = ipv4_text(v4, &mut buf);
         out.extend_from_slice(&buf[..n]);
         return;
     }
-    let _ = write!(out, "{}", Ipv6Addr::from(bytes));
-}
-
-/// The IPv4 octets of a v4-mapped address.
-#[inline]
-pub fn v4_octets(bytes: &[u8; 16]) -> Option<[u8; 4]> {
-    (bytes[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])
-        .then(|| [bytes[12], bytes[13], bytes[14], bytes[15]])
+    let _ = write!(out, "{}", Ipv6Addr::from(addr.0));
 }
 
 /// Formats a dotted quad into `buf`, returning its length. Several times
@@ -220,9 +214,9 @@ mod tests {
     #[test]
     fn addresses_render_by_family() {
         let mut out = Vec::new();
-        write_addr(crate::schema::addr_to_bytes("2001:db8::7".parse().unwrap()), &mut out);
+        write_addr(crate::schema::Addr::from("2001:db8::7".parse::<std::net::IpAddr>().unwrap()), &mut out);
         out.push(b' ');
-        write_addr(crate::schema::v4_mapped(0xc0a8_0001), &mut out);
+        write_addr(crate::schema::Addr::v4(0xc0a8_0001), &mut out);
         assert_eq!(String::from_utf8(out).unwrap(), "2001:db8::7 192.168.0.1");
     }
 }
@@ -329,7 +323,7 @@ fn json_batch(text: &[u8]) -> Result<RecordBatch, String> {
                         let ip = t
                             .parse::<std::net::IpAddr>()
                             .map_err(|_| format!("`{}` is not an address: {t:?}", f.name()))?;
-                        out.append_value(crate::schema::addr_to_bytes(ip)).map_err(|e| e.to_string())?
+                        out.append_value(crate::schema::Addr::from(ip)).map_err(|e| e.to_string())?
                     }
                     None => out.append_null(),
                 }

@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod ack;
+pub mod addr;
 pub mod admin;
 pub mod batch;
 pub mod channel;

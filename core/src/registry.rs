@@ -42,7 +42,6 @@ use arrow::datatypes::SchemaRef;
 use serde::de::DeserializeOwned;
 
 use crate::component::{Sink, Source, Transform};
-use crate::config::yaml::PathSegment;
 use crate::ledger::ComponentKind;
 
 /// A problem with one field of a component's config, found by validation.
@@ -354,6 +353,16 @@ macro_rules! register_sink {
             }
         }
     };
+}
+
+/// One step of a path into a config (where serde found an error; a
+/// document position is looked up from it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index.
+    Index(usize),
 }
 
 /// The component reference in docs/components.md, generated from the

@@ -5,7 +5,6 @@
 //! v4-mapped (`::ffff:a.b.c.d`) so a single column holds both families and a
 //! comparison is a 16-byte `memcmp`. Sinks render them in human form.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -107,40 +106,4 @@ pub fn flow_schema() -> SchemaRef {
         .clone()
 }
 
-/// Encodes an address as the engine's 16-byte form (IPv4 is v4-mapped).
-pub fn addr_to_bytes(addr: IpAddr) -> [u8; 16] {
-    match addr {
-        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
-        IpAddr::V6(v6) => v6.octets(),
-    }
-}
-
-/// Decodes the engine's 16-byte form; v4-mapped addresses come back as IPv4.
-pub fn addr_from_bytes(bytes: [u8; 16]) -> IpAddr {
-    let v6 = Ipv6Addr::from(bytes);
-    match v6.to_ipv4_mapped() {
-        Some(v4) => IpAddr::V4(v4),
-        None => IpAddr::V6(v6),
-    }
-}
-
-/// The v4-mapped form of an IPv4 address given as a big-endian `u32`.
-#[inline]
-pub fn v4_mapped(addr: u32) -> [u8; 16] {
-    let o = Ipv4Addr::from(addr).octets();
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, o[0], o[1], o[2], o[3]]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_round_trip_in_both_families() {
-        for s in ["10.1.2.3", "0.0.0.0", "2001:db8::1", "::1", "::"] {
-            let a: IpAddr = s.parse().unwrap();
-            assert_eq!(addr_from_bytes(addr_to_bytes(a)), a, "{s}");
-        }
-        assert_eq!(v4_mapped(0x0a01_0203), addr_to_bytes("10.1.2.3".parse().unwrap()));
-    }
-}
+pub use crate::addr::Addr;

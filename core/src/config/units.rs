@@ -149,6 +149,51 @@ impl Serialize for ByteSize {
     }
 }
 
+/// Rows per batch a source emits, 1 to 1,048,576: one type, checked once
+/// when the file is read, for every source's `batch_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BatchSize(usize);
+
+impl BatchSize {
+    /// The largest batch: beyond it a batch stops fitting a cache-friendly
+    /// working set and only delays the first records.
+    pub const MAX: usize = 1 << 20;
+
+    /// `rows` rows (a default); panics outside 1..=MAX, at compile time when
+    /// used in a constant.
+    pub const fn new(rows: usize) -> Self {
+        assert!(rows >= 1 && rows <= Self::MAX, "a batch size is 1 to 1048576 rows");
+        Self(rows)
+    }
+
+    /// Rows.
+    pub const fn get(self) -> usize {
+        self.0
+    }
+}
+
+impl fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} rows", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for BatchSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u64::deserialize(d)?;
+        if n == 0 || n > Self::MAX as u64 {
+            return Err(de::Error::custom(format!("a batch size is 1 to {} rows, not {n}", Self::MAX)));
+        }
+        Ok(Self(n as usize))
+    }
+}
+
+impl Serialize for BatchSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0 as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +214,16 @@ mod tests {
         let e = serde_json::from_value::<HumanDuration>(serde_json::json!("11y")).unwrap_err();
         assert!(e.to_string().contains("longer than ten years"), "{e}");
         assert!(serde_json::from_value::<HumanDuration>(serde_json::json!("9y")).is_ok());
+    }
+
+    #[test]
+    fn batch_sizes_are_one_to_a_million_rows() {
+        assert_eq!(serde_json::from_value::<BatchSize>(serde_json::json!(8192)).unwrap().get(), 8192);
+        for bad in [0u64, (BatchSize::MAX as u64) + 1] {
+            let e = serde_json::from_value::<BatchSize>(serde_json::json!(bad)).unwrap_err();
+            assert!(e.to_string().contains("a batch size is 1 to 1048576 rows"), "{e}");
+        }
+        assert!(serde_json::from_value::<BatchSize>(serde_json::json!(-1)).is_err());
     }
 
     #[test]

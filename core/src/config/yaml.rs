@@ -125,14 +125,7 @@ impl Node {
     }
 }
 
-/// One step of a path into a document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathSegment {
-    /// A mapping key.
-    Key(String),
-    /// A sequence index.
-    Index(usize),
-}
+pub use crate::registry::PathSegment;
 
 fn plain_scalar(s: &str) -> serde_json::Value {
     use serde_json::Value;

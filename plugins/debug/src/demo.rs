@@ -14,7 +14,7 @@ use spillway_core::ack::{AckStatus, AckTracker, Acks};
 use spillway_core::component::{ComponentError, Source, SourceContext};
 use spillway_core::config::HumanDuration;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
-use spillway_core::schema::{flow_schema, v4_mapped};
+use spillway_core::schema::{Addr, flow_schema};
 use spillway_core::{Batch, BatchMeta};
 
 /// Config of the `demo` source.
@@ -29,7 +29,7 @@ pub struct DemoConfig {
     pub rate: Option<u64>,
     /// Records per batch (at most; paced sources send smaller batches).
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub batch_size: spillway_core::config::BatchSize,
     /// Seed of the generator: the same seed gives the same records.
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -51,8 +51,8 @@ pub struct DemoConfig {
     pub start_delay: Option<HumanDuration>,
 }
 
-fn default_batch_size() -> usize {
-    4096
+fn default_batch_size() -> spillway_core::config::BatchSize {
+    spillway_core::config::BatchSize::new(4096)
 }
 fn default_seed() -> u64 {
     1
@@ -100,9 +100,6 @@ impl SourceConfig for DemoConfig {
         if self.rate == Some(0) {
             issues
                 .push(FieldIssue::new("rate", "must be at least 1 record per second (omit it for no limit)"));
-        }
-        if self.batch_size == 0 || self.batch_size > 1 << 20 {
-            issues.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
         }
         if self.exporters == 0 || self.exporters > 1 << 24 {
             issues.push(FieldIssue::new("exporters", "must be between 1 and 16777216"));
@@ -158,8 +155,8 @@ impl Source for Demo {
         // A paced source sends at least ten batches a second so that pacing
         // is smooth; an unpaced one sends full batches.
         let batch_size = match self.cfg.rate {
-            Some(r) => self.cfg.batch_size.min((r / 10).max(1) as usize),
-            None => self.cfg.batch_size,
+            Some(r) => self.cfg.batch_size.get().min((r / 10).max(1) as usize),
+            None => self.cfg.batch_size.get(),
         };
         if let Some(d) = self.cfg.start_delay {
             tokio::select! {
@@ -296,7 +293,7 @@ impl FlowGenerator {
             let duration_ns = ((r2 >> 40) % 60_000) as i64 * 1_000_000;
             flow_end.append_value(now - 1_000_000_000);
             flow_start.append_value(now - 1_000_000_000 - duration_ns);
-            exporter.append_value(v4_mapped(0x0a00_0001 + e)).expect("16 bytes");
+            exporter.append_value(Addr::v4(0x0a00_0001 + e)).expect("16 bytes");
             domain.append_value(0);
             sequence.append_value(seq);
             version.append_value(10);
@@ -308,9 +305,9 @@ impl FlowGenerator {
                 dst_addr.append_value(a).expect("16 bytes");
                 next_hop.append_null();
             } else {
-                src_addr.append_value(v4_mapped(0xc000_0200 | ((r >> 8) & 0xff) as u32)).expect("16 bytes");
-                dst_addr.append_value(v4_mapped(0xcb00_7100 | ((r >> 16) & 0xff) as u32)).expect("16 bytes");
-                next_hop.append_value(v4_mapped(0x0a00_ff01)).expect("16 bytes");
+                src_addr.append_value(Addr::v4(0xc000_0200 | ((r >> 8) & 0xff) as u32)).expect("16 bytes");
+                dst_addr.append_value(Addr::v4(0xcb00_7100 | ((r >> 16) & 0xff) as u32)).expect("16 bytes");
+                next_hop.append_value(Addr::v4(0x0a00_ff01)).expect("16 bytes");
             }
             src_port.append_value(1024 + ((r >> 24) % 64_000) as u16);
             dst_port.append_value(DST_PORTS[((r >> 32) % DST_PORTS.len() as u64) as usize]);

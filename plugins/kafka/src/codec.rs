@@ -1,6 +1,7 @@
 //! Records ⇄ Kafka messages: JSON (the human form of the file sink, one
 //! record per message) and protobuf (docs/flow.proto).
 
+use spillway_core::addr::Addr;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -101,7 +102,7 @@ fn get<'a, A: Array + 'static, T>(a: Option<&'a A>, row: usize, f: impl Fn(&'a A
 fn put_addr(v: &mut Vec<u8>, a: Option<&[u8]>) {
     v.clear();
     if let Some(a) = a {
-        match spillway_core::human::v4_octets(a.try_into().expect("16 bytes")) {
+        match Addr::from_slice(a).and_then(|a| a.v4_octets()) {
             Some(v4) => v.extend_from_slice(&v4),
             None => v.extend_from_slice(a),
         }
@@ -177,7 +178,7 @@ impl<'a> FlowColumns<'a> {
         put_addr(&mut m.dst_addr, get(self.dst_addr, r, |a, i| a.value(i)));
         put_addr(&mut m.next_hop, get(self.next_hop, r, |a, i| a.value(i)));
         m.etype = match src {
-            Some(a) if spillway_core::human::v4_octets(a.try_into().expect("16 bytes")).is_some() => 0x0800,
+            Some(a) if Addr::from_slice(a).and_then(|a| a.v4_octets()).is_some() => 0x0800,
             Some(_) => 0x86dd,
             None => 0,
         };
@@ -245,7 +246,7 @@ pub fn write_key(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
     match col.data_type() {
         DataType::FixedSizeBinary(16) => {
             let a = col.as_fixed_size_binary();
-            write_addr(a.value(row).try_into().expect("16 bytes"), out);
+            write_addr(Addr::from_slice(a.value(row)).expect("16 bytes"), out);
         }
         DataType::Utf8 => out.extend_from_slice(col.as_string::<i32>().value(row).as_bytes()),
         _ => {
@@ -335,13 +336,13 @@ struct Rows {
     time_received: Vec<i64>,
     flow_start: Vec<Option<i64>>,
     flow_end: Vec<Option<i64>>,
-    exporter: Vec<[u8; 16]>,
+    exporter: Vec<Addr>,
     observation_domain: Vec<u32>,
     sequence: Vec<Option<u32>>,
     flow_version: Vec<u16>,
-    src_addr: Vec<Option<[u8; 16]>>,
-    dst_addr: Vec<Option<[u8; 16]>>,
-    next_hop: Vec<Option<[u8; 16]>>,
+    src_addr: Vec<Option<Addr>>,
+    dst_addr: Vec<Option<Addr>>,
+    next_hop: Vec<Option<Addr>>,
     src_port: Vec<Option<u16>>,
     dst_port: Vec<Option<u16>>,
     protocol: Vec<Option<u8>>,
@@ -361,12 +362,10 @@ struct Rows {
     sampling_source: Vec<String>,
 }
 
-fn addr16(b: &[u8]) -> Result<Option<[u8; 16]>, DecodeError> {
+fn addr16(b: &[u8]) -> Result<Option<Addr>, DecodeError> {
     match b.len() {
         0 => Ok(None),
-        4 => Ok(Some(spillway_core::schema::v4_mapped(u32::from_be_bytes(b.try_into().expect("4"))))),
-        16 => Ok(Some(b.try_into().expect("16"))),
-        n => Err(format!("an address of {n} bytes")),
+        n => Addr::from_slice(b).map(Some).ok_or_else(|| format!("an address of {n} bytes")),
     }
 }
 
@@ -427,7 +426,7 @@ impl Rows {
         let ts = |v: Vec<Option<i64>>| {
             Arc::new(TimestampNanosecondArray::from(v).with_timezone("UTC")) as ArrayRef
         };
-        let addrs = |v: Vec<Option<[u8; 16]>>| -> Result<ArrayRef, String> {
+        let addrs = |v: Vec<Option<Addr>>| -> Result<ArrayRef, String> {
             let mut b = FixedSizeBinaryBuilder::with_capacity(v.len(), 16);
             for a in v {
                 match a {

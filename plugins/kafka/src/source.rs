@@ -51,7 +51,7 @@ pub struct KafkaSourceConfig {
     pub start: String,
     /// Records per batch at most.
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub batch_size: spillway_core::config::BatchSize,
     /// A partial batch is sent after this long.
     #[serde(default = "default_flush")]
     pub flush_interval: HumanDuration,
@@ -65,8 +65,8 @@ pub struct KafkaSourceConfig {
 fn default_start() -> String {
     "earliest".into()
 }
-fn default_batch_size() -> usize {
-    4096
+fn default_batch_size() -> spillway_core::config::BatchSize {
+    spillway_core::config::BatchSize::new(4096)
 }
 fn default_flush() -> HumanDuration {
     HumanDuration(Duration::from_millis(200))
@@ -89,9 +89,6 @@ impl SourceConfig for KafkaSourceConfig {
         }
         if !["earliest", "latest"].contains(&self.start.as_str()) {
             v.push(FieldIssue::new("start", "must be earliest or latest"));
-        }
-        if self.batch_size == 0 || self.batch_size > 1 << 20 {
-            v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
         }
         v
     }
@@ -294,7 +291,7 @@ impl Source for KafkaSource {
                         }
                     };
                     pending.push(m.topic(), m.partition(), m.offset(), m.payload().unwrap_or_default());
-                    if pending.decoder.len() >= self.cfg.batch_size
+                    if pending.decoder.len() >= self.cfg.batch_size.get()
                         && !pending.emit(&name, &mut tracker, &offsets, &mut out).await?
                     {
                         break;

@@ -2,10 +2,12 @@
 //! feeds messages to the decoder and keeps the ledger and metrics honest.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use serde::Deserialize;
+use spillway_core::addr::Addr;
 use spillway_core::config::{ByteSize, HumanDuration};
 use spillway_core::events::Events;
 use spillway_core::ledger::DropReason;
@@ -80,63 +82,53 @@ fn default_max_domains() -> usize {
 pub struct SamplingSettings {
     /// Rate for exporters that export none (`sampling_source: default`).
     #[serde(default)]
-    pub defaults: BTreeMap<String, u32>,
+    pub defaults: BTreeMap<Prefix, NonZeroU32>,
     /// Rate that wins over whatever the exporter says (`override`).
     #[serde(default)]
-    pub overrides: BTreeMap<String, u32>,
+    pub overrides: BTreeMap<Prefix, NonZeroU32>,
 }
 
-/// Parses a prefix (`10.0.0.0/8`) or a single address (`192.0.2.1`).
-pub fn parse_prefix(s: &str) -> Result<ipnet::IpNet, String> {
-    s.parse::<ipnet::IpNet>()
-        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| format!("`{s}` is not an address or prefix such as `10.0.0.0/8`"))
+/// An exporter prefix in the config: `10.0.0.0/8`, or one address
+/// (`192.0.2.1`, a /32 or /128). Parsed once, when the file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Prefix(pub ipnet::IpNet);
+
+impl std::str::FromStr for Prefix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<ipnet::IpNet>()
+            .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+            .map(Prefix)
+            .map_err(|_| format!("`{s}` is not an address or prefix such as `10.0.0.0/8`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 impl SamplingSettings {
-    fn issues(&self) -> Vec<FieldIssue> {
-        let mut v = Vec::new();
-        for (field, map) in [("sampling.defaults", &self.defaults), ("sampling.overrides", &self.overrides)] {
-            for (k, rate) in map {
-                if let Err(e) = parse_prefix(k) {
-                    v.push(FieldIssue::new(field, e));
-                }
-                if *rate == 0 {
-                    v.push(FieldIssue::new(field, format!("rate for `{k}` must be at least 1")));
-                }
-            }
-        }
-        v
-    }
-
     fn to_config(&self) -> SamplingConfig {
-        let conv = |m: &BTreeMap<String, u32>| {
-            m.iter().filter_map(|(k, r)| Some((parse_prefix(k).ok()?, *r))).collect()
-        };
+        let conv = |m: &BTreeMap<Prefix, NonZeroU32>| m.iter().map(|(k, r)| (k.0, r.get())).collect();
         SamplingConfig { defaults: conv(&self.defaults), overrides: conv(&self.overrides) }
     }
 }
 
-/// Checks what both NetFlow sources share: template and sampling settings,
-/// extra fields, batch size and the allowlist.
-pub fn validate(
-    t: &TemplateSettings,
-    s: &SamplingSettings,
-    extra_fields: &[String],
-    batch_size: usize,
-    allow: &[String],
-) -> Vec<FieldIssue> {
-    let mut v = s.issues();
+/// Checks what both NetFlow sources share: template settings and extra
+/// fields (prefixes and rates are typed, checked when the file is read).
+pub fn validate(t: &TemplateSettings, extra_fields: &[String]) -> Vec<FieldIssue> {
+    let mut v = Vec::new();
     if let Err(e) = crate::iana::resolve_all(extra_fields) {
         v.push(FieldIssue::new("extra_fields", e));
-    }
-    if batch_size == 0 || batch_size > 1 << 20 {
-        v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
-    }
-    for a in allow {
-        if let Err(e) = parse_prefix(a) {
-            v.push(FieldIssue::new("allow", e));
-        }
     }
     if t.max_state.get() < 1 << 20 {
         v.push(FieldIssue::new("templates.max_state", "must be at least 1MiB"));
@@ -153,13 +145,9 @@ pub fn validate(
     v
 }
 
-/// The allowlist as prefixes (validated before, so errors are build errors).
-pub fn parse_allow(allow: &[String]) -> Result<Vec<ipnet::IpNet>, spillway_core::registry::BuildError> {
-    allow
-        .iter()
-        .map(|a| parse_prefix(a))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(spillway_core::registry::BuildError)
+/// The allowlist as the prefixes the receive path matches.
+pub fn allowlist(allow: &[Prefix]) -> Vec<ipnet::IpNet> {
+    allow.iter().map(|p| p.0).collect()
 }
 
 /// The flow schema plus the configured extra columns.
@@ -349,7 +337,7 @@ impl Collector {
     /// budget as one record dropped as `evicted`: their record counts are
     /// unknown. Decoded records count when they are emitted.
     #[inline]
-    pub fn ingest(&mut self, msg: &[u8], exporter: [u8; 16], now_ns: i64) {
+    pub fn ingest(&mut self, msg: &[u8], exporter: Addr, now_ns: i64) {
         self.metrics.packets.add(1);
         let o = self.decoder.decode(msg, exporter, now_ns, &mut self.builders);
         if let (Some(l), Some(records)) = (o.loss, &mut self.loss) {
@@ -363,7 +351,7 @@ impl Collector {
             );
         }
         if o.dropped > 0 {
-            let exporter = spillway_core::schema::addr_from_bytes(exporter);
+            let exporter = std::net::IpAddr::from(exporter);
             match &o.error {
                 Some(e) => self.events.dropped(
                     DropReason::Malformed,
@@ -381,7 +369,7 @@ impl Collector {
     fn log_notices(&mut self) {
         use crate::decode::NoticeKind;
         for n in self.decoder.take_notices() {
-            let exporter = spillway_core::schema::addr_from_bytes(n.exporter);
+            let exporter = std::net::IpAddr::from(n.exporter);
             match n.kind {
                 NoticeKind::TimeUnknown => tracing::warn!(
                     component = %self.name,
@@ -413,9 +401,9 @@ impl Collector {
     }
 
     /// Counts a message rejected by the allowlist.
-    pub fn reject(&mut self, exporter: [u8; 16]) {
+    pub fn reject(&mut self, exporter: Addr) {
         self.metrics.packets.add(1);
-        let ip = spillway_core::schema::addr_from_bytes(exporter);
+        let ip = std::net::IpAddr::from(exporter);
         self.events.dropped(DropReason::NotAllowed, 1, &format_args!("exporter {ip} is not in `allow`"));
     }
 

@@ -365,7 +365,7 @@ mod tests {
                 5 => build_v5(&mut buf, &ex, 30, &mut rng),
                 v => build_v9_ipfix(&mut buf, &ex, 30, &mut rng, v == 10, true),
             };
-            let o = d.decode(&buf, [9; 16], 0, &mut out);
+            let o = d.decode(&buf, spillway_core::addr::Addr([9; 16]), 0, &mut out);
             assert_eq!((o.records, o.error), (30, None), "v{version}");
             let b = out.finish();
             let sum = |c: &str| {

@@ -21,7 +21,7 @@
 //! assert_eq!((h.protocol, h.src_port, h.dst_port, h.ip_length), (Some(17), Some(53), Some(40000), Some(60)));
 //! ```
 
-use spillway_core::schema::v4_mapped;
+use spillway_core::schema::Addr;
 
 /// What the headers of one packet said. `None` where the bytes ended before
 /// the field, or the packet has no such layer.
@@ -35,8 +35,8 @@ pub struct Headers {
     pub mpls_labels: u8,
     /// The top MPLS label.
     pub mpls_top_label: Option<u32>,
-    pub src_addr: Option<[u8; 16]>,
-    pub dst_addr: Option<[u8; 16]>,
+    pub src_addr: Option<Addr>,
+    pub dst_addr: Option<Addr>,
     /// IP protocol (IPv6: the upper-layer header after extension headers).
     pub protocol: Option<u8>,
     /// IPv4 type of service / IPv6 traffic class.
@@ -157,10 +157,10 @@ fn ipv4(b: &[u8], h: &mut Headers) {
     let frag = be16(b, 6);
     h.protocol = b.get(9).copied();
     if let Some(a) = b.get(12..16) {
-        h.src_addr = Some(v4_mapped(u32::from_be_bytes([a[0], a[1], a[2], a[3]])));
+        h.src_addr = Some(Addr::v4(u32::from_be_bytes([a[0], a[1], a[2], a[3]])));
     }
     if let Some(a) = b.get(16..20) {
-        h.dst_addr = Some(v4_mapped(u32::from_be_bytes([a[0], a[1], a[2], a[3]])));
+        h.dst_addr = Some(Addr::v4(u32::from_be_bytes([a[0], a[1], a[2], a[3]])));
     }
     if ihl < 20 {
         return;
@@ -179,13 +179,7 @@ fn ipv6(b: &[u8], h: &mut Headers) {
         h.tos = Some((x << 4) | (y >> 4));
     }
     h.ip_length = be16(b, 4).map(|l| l as u32 + 40);
-    let address = |at: usize| {
-        b.get(at..at + 16).map(|a| {
-            let mut v = [0u8; 16];
-            v.copy_from_slice(a);
-            v
-        })
-    };
+    let address = |at: usize| b.get(at..at + 16).and_then(Addr::from_slice);
     h.src_addr = address(8);
     h.dst_addr = address(24);
     let Some(&first) = b.get(6) else { return };
@@ -291,8 +285,8 @@ mod tests {
         let h =
             parse(|h| ethernet(&eth(ETH_IPV4, &[(ETH_QINQ, 100), (ETH_VLAN, 0x2000 | 7)], &ipv4_udp()), h));
         assert_eq!((h.vlan, h.inner_vlan), (Some(100), Some(7)));
-        assert_eq!(h.src_addr, Some(v4_mapped(0xc000_0201)));
-        assert_eq!(h.dst_addr, Some(v4_mapped(0xc633_6402)));
+        assert_eq!(h.src_addr, Some(Addr::v4(0xc000_0201)));
+        assert_eq!(h.dst_addr, Some(Addr::v4(0xc633_6402)));
         assert_eq!((h.protocol, h.tos, h.ip_length), (Some(17), Some(0x10), Some(48)));
         assert_eq!((h.src_port, h.dst_port, h.tcp_flags), (Some(5000), Some(53), None));
     }
@@ -302,7 +296,7 @@ mod tests {
         let h = parse(|h| ethernet(&eth(ETH_IPV6, &[], &ipv6_tcp()), h));
         assert_eq!((h.protocol, h.tos, h.ip_length), (Some(6), Some(0x0a), Some(60)));
         assert_eq!((h.src_port, h.dst_port, h.tcp_flags), (Some(443), Some(50000), Some(0x112)));
-        assert_eq!(h.src_addr.unwrap()[15], 1);
+        assert_eq!(h.src_addr.unwrap().octets()[15], 1);
     }
 
     #[test]

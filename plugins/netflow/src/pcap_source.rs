@@ -11,7 +11,7 @@ use spillway_core::ack::Acks;
 use spillway_core::component::{ComponentError, Output, Source, SourceContext};
 use spillway_core::ledger::DropReason;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
-use spillway_core::schema::addr_to_bytes;
+use spillway_core::schema::Addr;
 use spillway_core::{Batch, BatchMeta};
 
 use crate::collector::{self, Collector, SamplingSettings, SourceMetrics, TemplateSettings};
@@ -44,10 +44,10 @@ pub struct PcapConfig {
     pub ports: Vec<u16>,
     /// Only datagrams from exporters in these prefixes; all when empty.
     #[serde(default)]
-    pub allow: Vec<String>,
+    pub allow: Vec<collector::Prefix>,
     /// Rows per batch.
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub batch_size: spillway_core::config::BatchSize,
     /// Template state bounds and timeout.
     #[serde(default)]
     pub templates: TemplateSettings,
@@ -63,19 +63,13 @@ pub struct PcapConfig {
 fn one() -> f64 {
     1.0
 }
-fn default_batch_size() -> usize {
-    8192
+fn default_batch_size() -> spillway_core::config::BatchSize {
+    spillway_core::config::BatchSize::new(8192)
 }
 
 impl SourceConfig for PcapConfig {
     fn validate(&self) -> Vec<FieldIssue> {
-        let mut v = collector::validate(
-            &self.templates,
-            &self.sampling,
-            &self.extra_fields,
-            self.batch_size,
-            &self.allow,
-        );
+        let mut v = collector::validate(&self.templates, &self.extra_fields);
         if !(self.speed > 0.0 && self.speed.is_finite()) {
             v.push(FieldIssue::new("speed", "must be a positive number"));
         }
@@ -92,7 +86,7 @@ impl SourceConfig for PcapConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let allow = collector::parse_allow(&self.allow)?;
+        let allow = collector::allowlist(&self.allow);
         Ok(Box::new(Pcap { cfg: self.clone(), path: cx.resolve(&self.path), allow }))
     }
 }
@@ -147,7 +141,7 @@ impl Source for Pcap {
         let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, 1);
         let mut c = Collector::new(
             cfg,
-            self.cfg.batch_size,
+            self.cfg.batch_size.get(),
             &extras,
             events,
             SourceMetrics::new(&metrics),
@@ -176,7 +170,7 @@ impl Source for Pcap {
                 }
             }
             if !self.allow.is_empty() && !self.allow.iter().any(|n| n.contains(&d.src)) {
-                c.reject(addr_to_bytes(d.src));
+                c.reject(Addr::from(d.src));
                 continue;
             }
             // The capture's timestamp is the receive time: replays are
@@ -187,7 +181,7 @@ impl Source for Pcap {
                 c.housekeeping(latest);
                 last_house = latest;
             }
-            c.ingest(&d.payload, addr_to_bytes(d.src), d.time_ns);
+            c.ingest(&d.payload, Addr::from(d.src), d.time_ns);
             if c.is_full() {
                 send(&mut c, &mut out, &mut loss_out, &name).await?;
             }

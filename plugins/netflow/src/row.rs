@@ -7,6 +7,7 @@
 //! copy. Capacity is reserved for a whole batch, so nothing allocates per
 //! record.
 
+use spillway_core::addr::Addr;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -23,9 +24,9 @@ use crate::iana::{ExtraField, ExtraKind};
 pub struct Row {
     pub flow_start: Option<i64>,
     pub flow_end: Option<i64>,
-    pub src_addr: Option<[u8; 16]>,
-    pub dst_addr: Option<[u8; 16]>,
-    pub next_hop: Option<[u8; 16]>,
+    pub src_addr: Option<Addr>,
+    pub dst_addr: Option<Addr>,
+    pub next_hop: Option<Addr>,
     pub src_port: Option<u16>,
     pub dst_port: Option<u16>,
     pub protocol: Option<u8>,
@@ -50,7 +51,7 @@ pub struct Row {
 #[derive(Debug, Clone, Copy)]
 pub struct Header {
     pub time_received: i64,
-    pub exporter: [u8; 16],
+    pub exporter: Addr,
     pub domain: u32,
     pub sequence: u32,
     pub version: u16,
@@ -116,8 +117,8 @@ impl AddrCol {
     }
 
     #[inline]
-    fn push(&mut self, v: Option<[u8; 16]>) {
-        self.bytes.extend_from_slice(&v.unwrap_or([0; 16]));
+    fn push(&mut self, v: Option<Addr>) {
+        self.bytes.extend_from_slice(v.unwrap_or_default().octets());
         self.valid.push(v.is_some());
         self.nulls += v.is_none() as usize;
     }
@@ -186,11 +187,7 @@ impl ExtraCol {
                 8 => Some(f64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
                 _ => None,
             })),
-            Self::Address(c) => c.push(v.and_then(|b| match b.len() {
-                4 => Some(spillway_core::schema::v4_mapped(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
-                16 => b.try_into().ok(),
-                _ => None,
-            })),
+            Self::Address(c) => c.push(v.and_then(Addr::from_slice)),
             Self::Text(c) => match v {
                 Some(b) => match std::str::from_utf8(b) {
                     // Exporters pad fixed-length strings with NULs.

@@ -13,6 +13,8 @@
 //! A real exporter's convention never reads as loss, and a message lost
 //! after the convention is known reads as exactly its records.
 
+use crate::state::Version;
+
 /// What one message adds to its stream's counter, per convention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Units {
@@ -83,15 +85,14 @@ impl Stream {
     /// A stream first seen with sequence number `seq`. `units` is what the
     /// message adds to the counter; `None` when it cannot be known (an IPFIX
     /// message with data sets waiting for their template).
-    pub fn new(ipfix: bool, seq: u32, units: Option<Units>, now_ns: i64) -> Self {
+    pub fn new(version: Version, seq: u32, units: Option<Units>, now_ns: i64) -> Self {
         Self {
             last_seq: seq,
             last_units: units.unwrap_or_default(),
             last_ns: now_ns,
-            plausible: if ipfix {
-                BEFORE_ALL | BEFORE_FLOWS | INCLUDING_ALL | INCLUDING_FLOWS
-            } else {
-                BEFORE_ALL
+            plausible: match version {
+                Version::Ipfix => BEFORE_ALL | BEFORE_FLOWS | INCLUDING_ALL | INCLUDING_FLOWS,
+                Version::V5 | Version::V9 => BEFORE_ALL,
             },
             resync: units.is_none(),
         }
@@ -165,13 +166,13 @@ mod tests {
     /// Feeds `(seq, units)` messages to one stream.
     struct Feed {
         stream: Option<Stream>,
-        ipfix: bool,
+        version: Version,
         stats: SeqStats,
     }
 
     impl Feed {
-        fn new(ipfix: bool) -> Self {
-            Self { stream: None, ipfix, stats: SeqStats::default() }
+        fn new(version: Version) -> Self {
+            Self { stream: None, version, stats: SeqStats::default() }
         }
 
         fn observe(&mut self, seq: u32, units: Option<u32>) -> SeqEvent {
@@ -182,7 +183,7 @@ mod tests {
             match &mut self.stream {
                 Some(s) => s.observe(seq, units, 0, &mut self.stats),
                 None => {
-                    self.stream = Some(Stream::new(self.ipfix, seq, units, 0));
+                    self.stream = Some(Stream::new(self.version, seq, units, 0));
                     SeqEvent::default()
                 }
             }
@@ -191,7 +192,7 @@ mod tests {
 
     #[test]
     fn v9_counts_packets_and_reports_gaps_and_reordering() {
-        let mut t = Feed::new(false);
+        let mut t = Feed::new(Version::V9);
         for s in [10, 11, 12] {
             assert!(clean(t.observe(s, Some(1))));
         }
@@ -205,8 +206,8 @@ mod tests {
 
     #[test]
     fn ipfix_learns_either_counting_convention() {
-        let mut rfc = Feed::new(true);
-        let mut incl = Feed::new(true);
+        let mut rfc = Feed::new(Version::Ipfix);
+        let mut incl = Feed::new(Version::Ipfix);
         let records = [5u32, 3, 7, 2, 9];
         let (mut a, mut b) = (0u32, 0u32);
         for r in records {
@@ -234,9 +235,9 @@ mod tests {
         let msgs = [(5u32, 1u32), (3, 0), (7, 2), (2, 0), (9, 1), (4, 3)];
         let units = |(f, o): (u32, u32)| Some(Units { all: f + o, flows: f });
         // RFC 7011: before the message, options records included.
-        let mut rfc = Feed::new(true);
+        let mut rfc = Feed::new(Version::Ipfix);
         // softflowd: including the message, flow records only.
-        let mut soft = Feed::new(true);
+        let mut soft = Feed::new(Version::Ipfix);
         let (mut a, mut b) = (100u32, 100u32);
         for m in msgs {
             assert!(clean(rfc.observe_units(a, units(m))));
@@ -258,7 +259,7 @@ mod tests {
 
     #[test]
     fn an_uncountable_message_resyncs_instead_of_guessing() {
-        let mut t = Feed::new(true);
+        let mut t = Feed::new(Version::Ipfix);
         t.observe(0, Some(5));
         t.observe(5, None);
         assert!(clean(t.observe(17, Some(2))));

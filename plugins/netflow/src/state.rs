@@ -10,6 +10,7 @@
 //! templates and samplers of one domain, evicting its least recently used
 //! template. Every eviction is counted.
 
+use spillway_core::addr::Addr;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::template::Template;
 /// (the v9 source id, the IPFIX observation domain id, the v5 engine).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DomainKey {
-    pub exporter: [u8; 16],
+    pub exporter: Addr,
     pub domain: u32,
 }
 
@@ -172,7 +173,7 @@ pub struct Evictions {
 #[derive(Debug)]
 pub struct StateStore {
     domains: LruCache<DomainKey, DomainState>,
-    per_exporter: HashMap<[u8; 16], u32>,
+    per_exporter: HashMap<Addr, u32>,
     limits: StoreLimits,
     bytes: usize,
     /// Evictions so far.
@@ -301,11 +302,10 @@ impl StateStore {
         }
     }
 
-    /// Withdraws every template of one kind (data or options) of a domain.
-    pub fn remove_all_templates(&mut self, key: &DomainKey, options: bool) {
+    /// Withdraws every template of one kind of a domain.
+    pub fn remove_all_templates(&mut self, key: &DomainKey, kind: crate::template::TemplateKind) {
         let Some(d) = self.domains.peek_mut(key) else { return };
-        let ids: Vec<u16> =
-            d.templates.iter().filter(|(_, t)| t.is_options() == options).map(|(id, _)| *id).collect();
+        let ids: Vec<u16> = d.templates.iter().filter(|(_, t)| t.kind() == kind).map(|(id, _)| *id).collect();
         for id in ids {
             if let Some(old) = d.templates.pop(&id) {
                 let cost = template_cost(&old);
@@ -379,7 +379,7 @@ mod tests {
     }
 
     fn key(e: u8, domain: u32, id: u16) -> TemplateKey {
-        TemplateKey { domain: DomainKey { exporter: [e; 16], domain }, id }
+        TemplateKey { domain: DomainKey { exporter: Addr([e; 16]), domain }, id }
     }
 
     #[test]
@@ -437,7 +437,7 @@ mod tests {
         assert_eq!(s.bytes(), one + 10 * FIELD_COST);
         s.remove_template(&key(1, 0, 256));
         assert_eq!(s.bytes(), DOMAIN_COST);
-        assert!(s.set_sampler(DomainKey { exporter: [1; 16], domain: 0 }, 7, Some(512)));
+        assert!(s.set_sampler(DomainKey { exporter: Addr([1; 16]), domain: 0 }, 7, Some(512)));
         assert_eq!(s.bytes(), DOMAIN_COST + SAMPLER_COST);
     }
 }

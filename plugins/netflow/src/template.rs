@@ -229,6 +229,19 @@ impl Template {
     pub fn is_options(&self) -> bool {
         self.scope_fields > 0
     }
+
+    /// Data or options.
+    pub fn kind(&self) -> TemplateKind {
+        if self.is_options() { TemplateKind::Options } else { TemplateKind::Data }
+    }
+}
+
+/// What a template describes: flow records, or options (sampler tables,
+/// exporter settings, …). IPFIX withdraws all templates of one kind at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateKind {
+    Data,
+    Options,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! module, the only one with `unsafe` code) and decodes them straight into
 //! the flow schema's column buffers.
 
+use spillway_core::addr::Addr;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ pub struct NetflowConfig {
     pub receive_buffer: ByteSize,
     /// Rows per batch.
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub batch_size: spillway_core::config::BatchSize,
     /// Longest a decoded record waits for its batch to fill.
     #[serde(default = "default_flush_interval")]
     pub flush_interval: HumanDuration,
@@ -59,7 +60,7 @@ pub struct NetflowConfig {
     /// Exporter prefixes accepted; everything else is dropped and counted
     /// (`not_allowed`). All exporters when empty.
     #[serde(default)]
-    pub allow: Vec<String>,
+    pub allow: Vec<collector::Prefix>,
     /// Template state bounds and timeout.
     #[serde(default)]
     pub templates: TemplateSettings,
@@ -78,8 +79,8 @@ fn default_workers() -> usize {
 fn default_receive_buffer() -> ByteSize {
     ByteSize(64 << 20)
 }
-fn default_batch_size() -> usize {
-    8192
+fn default_batch_size() -> spillway_core::config::BatchSize {
+    spillway_core::config::BatchSize::new(8192)
 }
 fn default_flush_interval() -> HumanDuration {
     HumanDuration(Duration::from_millis(200))
@@ -90,13 +91,7 @@ fn default_drain_timeout() -> HumanDuration {
 
 impl SourceConfig for NetflowConfig {
     fn validate(&self) -> Vec<FieldIssue> {
-        let mut v = collector::validate(
-            &self.templates,
-            &self.sampling,
-            &self.extra_fields,
-            self.batch_size,
-            &self.allow,
-        );
+        let mut v = collector::validate(&self.templates, &self.extra_fields);
         if self.workers == 0 || self.workers > 64 {
             v.push(FieldIssue::new("workers", "must be between 1 and 64"));
         }
@@ -122,7 +117,7 @@ impl SourceConfig for NetflowConfig {
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
-        let allow = collector::parse_allow(&self.allow)?;
+        let allow = collector::allowlist(&self.allow);
         // Other components (an `snmp` source with `discover`) read which
         // exporters this source has heard from.
         let seen = Arc::new(SeenExporters::default());
@@ -276,7 +271,7 @@ impl Source for Netflow {
             let mut collector = match decoder {
                 Some(d) => Collector::with_decoder(
                     d,
-                    self.cfg.batch_size,
+                    self.cfg.batch_size.get(),
                     &extras,
                     events.clone(),
                     source_metrics.clone(),
@@ -284,7 +279,7 @@ impl Source for Netflow {
                 ),
                 None => Collector::new(
                     decoder_cfg.clone(),
-                    self.cfg.batch_size,
+                    self.cfg.batch_size.get(),
                     &extras,
                     events.clone(),
                     source_metrics.clone(),
@@ -504,11 +499,11 @@ impl Worker {
         );
     }
 
-    fn allowed(&self, src: [u8; 16]) -> bool {
+    fn allowed(&self, src: Addr) -> bool {
         if self.allow.is_empty() {
             return true;
         }
-        let ip = spillway_core::schema::addr_from_bytes(src);
+        let ip = std::net::IpAddr::from(src);
         self.allow.iter().any(|n| n.contains(&ip))
     }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{UInt8Type, UInt16Type, UInt64Type};
 use spillway_core::config::yaml;
-use spillway_core::schema::addr_from_bytes;
+use spillway_core::schema::Addr;
 
 type Flow = (Option<String>, Option<String>, Option<u64>, Option<u64>, Option<u64>, Option<u64>, Option<u64>);
 
@@ -39,7 +39,7 @@ fn golden_flows(events: &[serde_json::Value]) -> (Vec<Flow>, usize) {
 fn our_flows(b: &RecordBatch) -> Vec<Flow> {
     let addr = |name: &str, i: usize| {
         let c = b.column_by_name(name).unwrap().as_fixed_size_binary();
-        (!c.is_null(i)).then(|| addr_from_bytes(c.value(i).try_into().unwrap()).to_string())
+        (!c.is_null(i)).then(|| Addr::from_slice(c.value(i)).unwrap().ip().to_string())
     };
     let u16c = |name: &str, i: usize| {
         let c = b.column_by_name(name).unwrap().as_primitive::<UInt16Type>();

@@ -117,6 +117,6 @@ fn first_source(pcap: &std::path::Path) -> spillway_netflow::state::DomainKey {
     let m = &datagrams[0].payload;
     let at = if u16::from_be_bytes([m[0], m[1]]) == 10 { 12 } else { 16 };
     let domain = u32::from_be_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
-    let exporter = spillway_core::schema::addr_to_bytes(datagrams[0].src);
+    let exporter = spillway_core::schema::Addr::from(datagrams[0].src);
     spillway_netflow::state::DomainKey { exporter, domain }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{TimestampNanosecondType, UInt8Type, UInt16Type, UInt64Type};
-use spillway_core::schema::addr_from_bytes;
+use spillway_core::schema::Addr;
 
 struct Case {
     dir: &'static str,
@@ -120,7 +120,7 @@ fn softflowd_exports_match_the_reference_totals_and_nfdump_flow_by_flow() {
         let fe = b.column_by_name("flow_end").unwrap().as_primitive::<TimestampNanosecondType>();
         for i in 0..b.num_rows() {
             let a = |col: &arrow::array::FixedSizeBinaryArray| {
-                addr_from_bytes(col.value(i).try_into().unwrap()).to_string()
+                Addr::from_slice(col.value(i)).unwrap().ip().to_string()
             };
             // We carry ICMPv6 type/code (IE 139) in dst_port like ICMP's, in
             // every version; nfdump's v9 decoder ignores IE 139 and prints 0

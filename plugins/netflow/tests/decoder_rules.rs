@@ -6,12 +6,12 @@
 
 mod common;
 
-use spillway_core::schema::addr_to_bytes;
+use spillway_core::schema::Addr;
 use spillway_netflow::capture;
 use spillway_netflow::decode::{DecodeError, Decoder, DecoderConfig, SET_OVERHEAD};
 use spillway_netflow::row::FlowBuilders;
 
-const EXPORTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
+const EXPORTER: spillway_core::addr::Addr = spillway_core::addr::Addr::from_v4_octets([192, 0, 2, 1]);
 
 fn payloads(corpus: &std::path::Path) -> Vec<Vec<u8>> {
     let mut files: Vec<_> = std::fs::read_dir(corpus.join("logstash-codec-netflow/pcap_single"))
@@ -106,7 +106,7 @@ fn ipfix(sets: &[u8]) -> Vec<u8> {
 fn decode(m: &[u8]) -> (u64, Option<DecodeError>) {
     let mut d = Decoder::new(DecoderConfig::default());
     let mut out = FlowBuilders::new(16);
-    let o = d.decode(m, addr_to_bytes("192.0.2.1".parse().unwrap()), 0, &mut out);
+    let o = d.decode(m, Addr::from("192.0.2.1".parse::<std::net::IpAddr>().unwrap()), 0, &mut out);
     (o.records, o.error)
 }
 

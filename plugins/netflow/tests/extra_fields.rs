@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt64Type;
-use spillway_core::schema::{addr_from_bytes, addr_to_bytes};
+use spillway_core::schema::Addr;
 use spillway_netflow::capture;
 use spillway_netflow::decode::{Decoder, DecoderConfig};
 use spillway_netflow::iana;
@@ -25,7 +25,7 @@ fn cisco_asa_flow_ids_events_and_nat_addresses_match_the_golden_events() {
     let (datagrams, _) =
         capture::read_file(&corpus.join("beats/pcap_from_dat/Netflow-9-Cisco-ASA-2.pcap")).unwrap();
     for dg in &datagrams {
-        d.decode(&dg.payload, addr_to_bytes(dg.src), dg.time_ns, &mut out);
+        d.decode(&dg.payload, Addr::from(dg.src), dg.time_ns, &mut out);
     }
     let b = out.finish();
     let schema = b.schema();
@@ -39,9 +39,7 @@ fn cisco_asa_flow_ids_events_and_nat_addresses_match_the_golden_events() {
     let nat = b.column_by_name("post_nat_source_ipv4_address").unwrap().as_fixed_size_binary();
     let ours: BTreeSet<(u64, u64, String)> = (0..b.num_rows())
         .filter(|&i| !ids.is_null(i))
-        .map(|i| {
-            (ids.value(i), events.value(i), addr_from_bytes(nat.value(i).try_into().unwrap()).to_string())
-        })
+        .map(|i| (ids.value(i), events.value(i), Addr::from_slice(nat.value(i)).unwrap().ip().to_string()))
         .collect();
 
     let golden: serde_json::Value = serde_json::from_str(

@@ -10,7 +10,7 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use spillway_core::schema::addr_to_bytes;
+use spillway_core::schema::Addr;
 use spillway_netflow::capture;
 use spillway_netflow::decode::{Decoder, DecoderConfig};
 use spillway_netflow::row::FlowBuilders;
@@ -53,8 +53,8 @@ fn decoding_a_warmed_session_allocates_nothing() {
     let Some(corpus) = common::corpus() else { return };
     for v in ["v5/export_v5.pcap", "v9/export_v9.pcap", "v10/export_v10.pcap"] {
         let (datagrams, _) = capture::read_file(&corpus.join("softflowd").join(v)).unwrap();
-        let msgs: Vec<([u8; 16], i64, &[u8])> =
-            datagrams.iter().map(|d| (addr_to_bytes(d.src), d.time_ns, d.payload.as_slice())).collect();
+        let msgs: Vec<(Addr, i64, &[u8])> =
+            datagrams.iter().map(|d| (Addr::from(d.src), d.time_ns, d.payload.as_slice())).collect();
         let mut decoder = Decoder::new(DecoderConfig::default());
         let mut warm = FlowBuilders::new(8192);
         for (src, ts, m) in &msgs {
@@ -98,7 +98,7 @@ fn decoding_psamp_packet_sections_and_sampler_lookups_allocates_nothing() {
     let later = vec![data(256, &vec![rec; 20])];
     let mut decoder = Decoder::new(DecoderConfig::default());
     let mut out = FlowBuilders::new(4096);
-    let exporter = addr_to_bytes("192.0.2.1".parse().unwrap());
+    let exporter = Addr::from("192.0.2.1".parse::<std::net::IpAddr>().unwrap());
     decoder.decode(&message(V::Ipfix, 1, 0, 0, &first), exporter, 0, &mut out);
     let msgs: Vec<Vec<u8>> = (1..50).map(|i| message(V::Ipfix, 1, i * 20, 0, &later)).collect();
     ALLOCATIONS.with(|a| a.set(0));

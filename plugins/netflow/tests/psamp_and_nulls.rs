@@ -9,11 +9,11 @@ mod common;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{UInt8Type, UInt16Type, UInt64Type};
 use common::build::{V, data, message, options_template, record, template};
-use spillway_core::schema::{addr_from_bytes, v4_mapped};
+use spillway_core::schema::Addr;
 use spillway_netflow::decode::{Decoder, DecoderConfig, NoticeKind};
 use spillway_netflow::row::FlowBuilders;
 
-const EXPORTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 7];
+const EXPORTER: spillway_core::addr::Addr = spillway_core::addr::Addr::from_v4_octets([192, 0, 2, 7]);
 const VARLEN: u16 = 0xffff;
 
 fn eth(ty: u16, tags: &[(u16, u16)], payload: &[u8]) -> Vec<u8> {
@@ -111,7 +111,7 @@ struct Seen {
 fn seen(b: &RecordBatch) -> Vec<Seen> {
     let addr = |c: &str, i: usize| {
         let a = b.column_by_name(c).unwrap().as_fixed_size_binary();
-        a.is_valid(i).then(|| addr_from_bytes(a.value(i).try_into().unwrap()).to_string())
+        a.is_valid(i).then(|| Addr::from_slice(a.value(i)).unwrap().ip().to_string())
     };
     let u8c = |c: &str| b.column_by_name(c).unwrap().as_primitive::<UInt8Type>().clone();
     let u16c = |c: &str| b.column_by_name(c).unwrap().as_primitive::<UInt16Type>().clone();
@@ -278,5 +278,5 @@ fn uptime_relative_times_without_a_boot_time_are_null_counted_and_noted_once() {
     assert_eq!(d.stats.time_unknown, 3);
     let notices: Vec<_> = d.take_notices().collect();
     assert_eq!(notices.iter().map(|n| n.kind).collect::<Vec<_>>(), vec![NoticeKind::TimeUnknown]);
-    assert_eq!(notices[0].exporter, v4_mapped(0xc000_0207));
+    assert_eq!(notices[0].exporter, Addr::v4(0xc000_0207));
 }

@@ -13,7 +13,7 @@ use spillway_netflow::decode::{Decoder, DecoderConfig, NoticeKind};
 use spillway_netflow::row::FlowBuilders;
 use spillway_netflow::state::DomainKey;
 
-const EXPORTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1];
+const EXPORTER: spillway_core::addr::Addr = spillway_core::addr::Addr::from_v4_octets([192, 0, 2, 1]);
 
 /// IANA elements used below.
 const SRC4: u16 = 8;

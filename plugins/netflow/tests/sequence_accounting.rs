@@ -10,7 +10,7 @@ use common::build::{V, data, message, options_template, record, template};
 use spillway_netflow::decode::{Decoder, DecoderConfig, Loss};
 use spillway_netflow::row::FlowBuilders;
 
-const EXPORTER: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 9];
+const EXPORTER: spillway_core::addr::Addr = spillway_core::addr::Addr::from_v4_octets([192, 0, 2, 9]);
 
 const SRC4: u16 = 8;
 const DST4: u16 = 12;

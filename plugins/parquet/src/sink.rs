@@ -560,8 +560,8 @@ fn addresses_to_strings(col: &dyn Array) -> ArrayRef {
             out.append_null();
             continue;
         }
-        let bytes: [u8; 16] = bin.value(i).try_into().unwrap_or([0; 16]);
-        match spillway_core::human::v4_octets(&bytes) {
+        let bytes = spillway_core::addr::Addr::from_slice(bin.value(i)).unwrap_or_default();
+        match bytes.v4_octets() {
             Some(v4) => {
                 let mut buf = [0u8; 15];
                 let n = spillway_core::human::ipv4_text(v4, &mut buf);
@@ -569,7 +569,7 @@ fn addresses_to_strings(col: &dyn Array) -> ArrayRef {
             }
             None => {
                 // Writing through fmt::Write fills the builder's buffer in place.
-                let _ = write!(out, "{}", std::net::Ipv6Addr::from(bytes));
+                let _ = write!(out, "{}", std::net::Ipv6Addr::from(bytes.0));
                 out.append_value("");
             }
         }

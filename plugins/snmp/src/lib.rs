@@ -21,6 +21,7 @@
 //! authentication, DES/AES privacy), checked against net-snmp's `snmpd`.
 
 mod counters;
+mod schedule;
 mod source;
 mod targets;
 mod walk;
@@ -112,7 +113,7 @@ pub struct SnmpConfig {
     /// Records per batch at most; a batch is also sent a second after its
     /// first record.
     #[serde(default = "default_batch_size")]
-    pub batch_size: usize,
+    pub batch_size: spillway_core::config::BatchSize,
 }
 
 /// Discovery of targets from a flow source's exporters.
@@ -209,8 +210,8 @@ fn default_poll_timeout() -> HumanDuration {
 fn default_port() -> u16 {
     161
 }
-fn default_batch_size() -> usize {
-    4096
+fn default_batch_size() -> spillway_core::config::BatchSize {
+    spillway_core::config::BatchSize::new(4096)
 }
 fn default_column_type() -> String {
     "u64".into()
@@ -265,9 +266,6 @@ impl SourceConfig for SnmpConfig {
         }
         if self.max_repetitions == 0 || self.max_repetitions > 1000 {
             v.push(FieldIssue::new("max_repetitions", "must be between 1 and 1000"));
-        }
-        if self.batch_size == 0 || self.batch_size > 1 << 20 {
-            v.push(FieldIssue::new("batch_size", "must be between 1 and 1048576"));
         }
         if self.rounds == Some(0) {
             v.push(FieldIssue::new("rounds", "must be at least 1 (omit it to poll until stopped)"));

@@ -1,5 +1,7 @@
-//! The running `snmp` source: a scheduler over targets, polls on tokio
-//! tasks (bounded), deltas per interface, batches to the outputs.
+//! The running `snmp` source: targets on a due-time heap
+//! ([`crate::schedule`]), polls on tokio tasks (at most `concurrency`),
+//! deltas per interface, batches to the outputs. `Poller` holds the run
+//! loop's state.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -17,12 +19,13 @@ use spillway_core::component::{ComponentError, Output, Source, SourceContext};
 use spillway_core::exporters::SeenExporters;
 use spillway_core::metrics::{Counter, Gauge};
 use spillway_core::registry::{BuildContext, BuildError, SourceConfig};
-use spillway_core::schema::addr_to_bytes;
+use spillway_core::schema::Addr;
 use spillway_core::{Batch, BatchMeta, ack::Acks};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::counters::{Elapsed, delta, elapsed};
+use crate::schedule::Schedule;
 use crate::targets::{CredentialConfig, Target, read_file};
 use crate::walk::{self, PollError, PollResult, Read, RequestOptions};
 use crate::{SnmpConfig, health_schema, parse_oid};
@@ -168,7 +171,9 @@ struct TargetState {
     target: Target,
     origin: Origin,
     next_due: Instant,
-    busy: bool,
+    /// The schedule entry that is this target's, while it waits for its
+    /// next poll (`None` while polling, or once its rounds are done).
+    slot: Option<u64>,
     polls: u32,
     failures: u32,
     last_error: Option<&'static str>,
@@ -289,7 +294,7 @@ impl Snmp {
             target,
             origin,
             next_due: Instant::now() + offset,
-            busy: false,
+            slot: None,
             polls: 0,
             failures: 0,
             last_error: None,
@@ -298,32 +303,6 @@ impl Snmp {
             prev_uptime: None,
             prev: HashMap::new(),
             session: None,
-        }
-    }
-
-    /// Replaces the targets of one origin, keeping the state (counters,
-    /// schedule) of those that did not change.
-    fn replace(
-        &self,
-        component: &str,
-        states: &mut HashMap<String, TargetState>,
-        origin: Origin,
-        wanted: Vec<Target>,
-        rng: &mut spillway_core::rand::SplitMix64,
-    ) {
-        let names: BTreeSet<String> = wanted.iter().map(|t| t.name.clone()).collect();
-        states.retain(|n, s| s.origin != origin || names.contains(n));
-        for t in wanted {
-            match states.get_mut(&t.name) {
-                Some(s) if s.origin == origin && s.target == t => {}
-                Some(s) if s.origin != origin => {
-                    tracing::warn!(component, target = %t.name, "a target of this name is already defined elsewhere; keeping the first");
-                }
-                _ => {
-                    let s = self.new_state(t.clone(), origin, rng);
-                    states.insert(t.name.clone(), s);
-                }
-            }
         }
     }
 
@@ -353,208 +332,134 @@ impl Snmp {
     }
 }
 
-#[async_trait]
-impl Source for Snmp {
-    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
-        let SourceContext { name, mut out, mut named, shutdown, .. } = cx;
-        let mut health_out = named.take("health");
-        let m = PollMetrics::new(&self.metrics);
-        let mut rng = spillway_core::rand::SplitMix64::new(now_ns() as u64);
-        let mut states: HashMap<String, TargetState> = HashMap::new();
-        self.replace(&name, &mut states, Origin::Inline, self.inline.clone(), &mut rng);
-        let mut file_mtime = None;
-        if let Some(f) = &self.file {
-            file_mtime = std::fs::metadata(f).and_then(|m| m.modified()).ok();
-            let t = self.load_file(f).map_err(ComponentError::new)?;
-            self.replace(&name, &mut states, Origin::File, t, &mut rng);
-        }
-        let mut seen_count = 0;
-        if let Some(d) = &self.discovery {
-            seen_count = d.seen.len();
-            self.replace(&name, &mut states, Origin::Discovered, self.discovered(d), &mut rng);
-        }
-        m.targets.set(states.len() as u64);
-        tracing::info!(component = %name, targets = states.len(), interval = ?self.cfg.interval.get(), "SNMP polling starts");
-
-        let opts = RequestOptions {
-            timeout: self.cfg.timeout.get(),
-            retries: self.cfg.retries,
-            backoff: self.cfg.backoff.get(),
-            max_repetitions: self.cfg.max_repetitions,
-            max_interfaces: self.cfg.max_interfaces,
-            max_bytes: self.cfg.max_poll_bytes.get().min(usize::MAX as u64) as usize,
-            poll_timeout: self.cfg.poll_timeout.get(),
-        };
-        let mut rows = Rows::new(self.extras.clone());
-        let mut health = HealthRows::default();
-        let mut first_unsent: Option<Instant> = None;
-        let mut tasks: JoinSet<Done> = JoinSet::new();
-        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
-        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut req_id: i32 = (rng.next_u64() & 0x3fff_ffff) as i32;
-        let mut stopping = false;
-        // SNMPv3 sessions kept between polls, at most `session_budget`.
-        let mut sessions = Sessions { held: 0, budget: session_budget() };
-        loop {
-            if !stopping {
-                // Start what is due, oldest first, up to the concurrency.
-                let now = Instant::now();
-                let mut due: Vec<(&String, Instant)> = states
-                    .iter()
-                    .filter(|(_, s)| {
-                        !s.busy && s.next_due <= now && self.cfg.rounds.is_none_or(|r| s.polls < r)
-                    })
-                    .map(|(n, s)| (n, s.next_due))
-                    .collect();
-                due.sort_by_key(|(_, t)| *t);
-                let room = self.cfg.concurrency.saturating_sub(tasks.len());
-                let start: Vec<String> = due.into_iter().take(room).map(|(n, _)| n.clone()).collect();
-                for n in start {
-                    let s = states.get_mut(&n).expect("listed above");
-                    s.busy = true;
-                    let target = s.target.clone();
-                    let session = s.session.take();
-                    sessions.held -= session.is_some() as usize;
-                    let columns = self.columns.clone();
-                    req_id = req_id.wrapping_add(1000) & 0x3fff_ffff;
-                    let id = req_id;
-                    tasks.spawn(async move {
-                        let started = Instant::now();
-                        let started_ns = now_ns();
-                        // Boxed: the session's buffers make a large future.
-                        let (requests, session, result) = Box::pin(walk::poll(
-                            target.agent,
-                            &target.credentials,
-                            opts,
-                            &columns,
-                            id,
-                            session,
-                        ))
-                        .await;
-                        Done { name: target.name, started, started_ns, requests, session, result }
-                    });
-                }
-            }
-            let finished = self.cfg.rounds.is_some_and(|r| states.values().all(|s| s.polls >= r));
-            if (stopping || finished) && tasks.is_empty() {
-                break;
-            }
-            let next_due = states
-                .values()
-                .filter(|s| !s.busy && self.cfg.rounds.is_none_or(|r| s.polls < r))
-                .map(|s| s.next_due)
-                .min();
-            let wake = match (next_due, first_unsent) {
-                (Some(a), Some(b)) => a.min(b + Duration::from_secs(1)),
-                (Some(a), None) => a,
-                (None, Some(b)) => b + Duration::from_secs(1),
-                (None, None) => Instant::now() + Duration::from_secs(3600),
-            };
-            tokio::select! {
-                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                    let Ok(done) = done else { continue }; // aborted at shutdown
-                    let Some(s) = states.get_mut(&done.name) else { continue }; // removed meanwhile
-                    let n = self.finish(&name, s, done, &m, &mut rows, &mut health, &mut sessions);
-                    if first_unsent.is_none() && (n > 0 || health.len() > 0) {
-                        first_unsent = Some(Instant::now());
-                    }
-                }
-                _ = tokio::time::sleep_until(wake), if !stopping => {}
-                _ = housekeeping.tick(), if !stopping => {
-                    if let Some(f) = &self.file {
-                        let mtime = std::fs::metadata(f).and_then(|m| m.modified()).ok();
-                        if mtime != file_mtime {
-                            file_mtime = mtime;
-                            match self.load_file(f) {
-                                Ok(t) => {
-                                    tracing::info!(component = %name, file = %f.display(), targets = t.len(), "targets file reloaded");
-                                    self.replace(&name, &mut states, Origin::File, t, &mut rng);
-                                }
-                                Err(e) => {
-                                    m.reload_errors.add(1);
-                                    tracing::error!(component = %name, error = %e, "targets file not reloaded; the previous targets stay");
-                                }
-                            }
-                        }
-                    }
-                    if let Some(d) = &self.discovery {
-                        let n = d.seen.len();
-                        if n != seen_count {
-                            seen_count = n;
-                            let t = self.discovered(d);
-                            tracing::info!(component = %name, exporters = t.len(), "new flow exporters discovered");
-                            self.replace(&name, &mut states, Origin::Discovered, t, &mut rng);
-                        }
-                    }
-                    m.targets.set(states.len() as u64);
-                    // Removed targets took their sessions with them.
-                    sessions.held = states.values().filter(|s| s.session.is_some()).count();
-                }
-                _ = shutdown.cancelled(), if !stopping => {
-                    // Polls in flight have produced nothing yet: abandon them.
-                    stopping = true;
-                    tasks.abort_all();
-                }
-            }
-            let due_flush = first_unsent.is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
-            let done = (stopping || finished) && tasks.is_empty();
-            if rows.len() >= self.cfg.batch_size || health.len() >= self.cfg.batch_size || due_flush || done {
-                self.flush(&name, &mut out, health_out.as_mut(), &mut rows, &mut health).await?;
-                first_unsent = None;
-            }
-        }
-        self.flush(&name, &mut out, health_out.as_mut(), &mut rows, &mut health).await?;
-        tracing::info!(component = %name, polls_ok = m.ok.get(), "SNMP polling stopped");
-        Ok(())
-    }
+/// The run loop's state: the targets, their schedule, the polls in flight
+/// and the rows not yet sent.
+struct Poller<'a> {
+    snmp: &'a Snmp,
+    component: Arc<str>,
+    states: HashMap<String, TargetState>,
+    schedule: Schedule,
+    tasks: JoinSet<Done>,
+    opts: RequestOptions,
+    m: PollMetrics,
+    rows: Rows,
+    health: HealthRows,
+    /// SNMPv3 sessions kept between polls, at most `session_budget`.
+    sessions: Sessions,
+    rng: spillway_core::rand::SplitMix64,
+    req_id: i32,
 }
 
-impl Snmp {
-    async fn flush(
-        &self,
-        name: &Arc<str>,
-        out: &mut Output,
-        health_out: Option<&mut Output>,
-        rows: &mut Rows,
-        health: &mut HealthRows,
-    ) -> Result<(), ComponentError> {
-        if rows.len() > 0 {
-            let (lo, hi) =
-                (rows.time.iter().copied().min().unwrap_or(0), rows.time.iter().copied().max().unwrap_or(0));
-            let data = rows.take(&self.schema).map_err(|e| ComponentError::new(e.to_string()))?;
-            out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none()))
-                .await
-                .map_err(|_| ComponentError::new("every downstream component has failed"))?;
+impl<'a> Poller<'a> {
+    fn new(snmp: &'a Snmp, component: Arc<str>) -> Self {
+        let cfg = &snmp.cfg;
+        let mut rng = spillway_core::rand::SplitMix64::new(now_ns() as u64);
+        let req_id = (rng.next_u64() & 0x3fff_ffff) as i32;
+        Self {
+            snmp,
+            component,
+            states: HashMap::new(),
+            schedule: Schedule::default(),
+            tasks: JoinSet::new(),
+            opts: RequestOptions {
+                timeout: cfg.timeout.get(),
+                retries: cfg.retries,
+                backoff: cfg.backoff.get(),
+                max_repetitions: cfg.max_repetitions,
+                max_interfaces: cfg.max_interfaces,
+                max_bytes: cfg.max_poll_bytes.get().min(usize::MAX as u64) as usize,
+                poll_timeout: cfg.poll_timeout.get(),
+            },
+            m: PollMetrics::new(&snmp.metrics),
+            rows: Rows::new(snmp.extras.clone()),
+            health: HealthRows::default(),
+            sessions: Sessions { held: 0, budget: session_budget() },
+            rng,
+            req_id,
         }
-        if health.len() > 0 {
-            let data = health.take().map_err(|e| ComponentError::new(e.to_string()))?;
-            if let Some(o) = health_out {
-                o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none()))
-                    .await
-                    .map_err(|_| ComponentError::new("every reader of the health output has failed"))?;
+    }
+
+    /// Puts `name` in the schedule at its `next_due`, unless it has done
+    /// its rounds.
+    fn enqueue(&mut self, name: &str) {
+        let rounds = self.snmp.cfg.rounds;
+        let Some(s) = self.states.get_mut(name) else { return };
+        s.slot = rounds.is_none_or(|r| s.polls < r).then(|| self.schedule.add(name, s.next_due));
+    }
+
+    fn valid(states: &HashMap<String, TargetState>) -> impl Fn(&str, u64) -> bool + '_ {
+        |name, slot| states.get(name).is_some_and(|s| s.slot == Some(slot))
+    }
+
+    /// Replaces the targets of one origin, keeping the state (counters,
+    /// schedule) of those that did not change.
+    fn replace(&mut self, origin: Origin, wanted: Vec<Target>) {
+        let names: BTreeSet<String> = wanted.iter().map(|t| t.name.clone()).collect();
+        self.states.retain(|n, s| s.origin != origin || names.contains(n));
+        for t in wanted {
+            match self.states.get(&t.name) {
+                Some(s) if s.origin == origin && s.target == t => {}
+                Some(s) if s.origin != origin => {
+                    tracing::warn!(component = %self.component, target = %t.name, "a target of this name is already defined elsewhere; keeping the first");
+                }
+                _ => {
+                    let s = self.snmp.new_state(t.clone(), origin, &mut self.rng);
+                    self.states.insert(t.name.clone(), s);
+                    self.enqueue(&t.name);
+                }
             }
         }
-        Ok(())
+        // Removed targets took their sessions with them.
+        self.sessions.held = self.states.values().filter(|s| s.session.is_some()).count();
+        let live = self.states.values().filter(|s| s.slot.is_some()).count();
+        self.schedule.compact(live, Self::valid(&self.states));
+        self.m.targets.set(self.states.len() as u64);
+    }
+
+    /// Starts what is due, earliest first, up to the concurrency.
+    fn start_due(&mut self) {
+        let now = Instant::now();
+        while self.tasks.len() < self.snmp.cfg.concurrency {
+            let Some(name) = self.schedule.pop_due(now, Self::valid(&self.states)) else { break };
+            let s = self.states.get_mut(&name).expect("valid entries name a target");
+            s.slot = None;
+            let target = s.target.clone();
+            let session = s.session.take();
+            self.sessions.held -= session.is_some() as usize;
+            let columns = self.snmp.columns.clone();
+            self.req_id = self.req_id.wrapping_add(1000) & 0x3fff_ffff;
+            let (id, opts) = (self.req_id, self.opts);
+            self.tasks.spawn(async move {
+                let started = Instant::now();
+                let started_ns = now_ns();
+                // Boxed: the session's buffers make a large future.
+                let (requests, session, result) =
+                    Box::pin(walk::poll(target.agent, &target.credentials, opts, &columns, id, session))
+                        .await;
+                Done { name: target.name, started, started_ns, requests, session, result }
+            });
+        }
+    }
+
+    /// When the next poll is due.
+    fn next_due(&mut self) -> Option<Instant> {
+        self.schedule.next(Self::valid(&self.states))
+    }
+
+    /// Every target has done its `rounds`.
+    fn finished(&self) -> bool {
+        self.snmp.cfg.rounds.is_some_and(|r| self.states.values().all(|s| s.polls >= r))
     }
 
     /// Settles one poll: schedule, health, metrics, rows. Returns the rows
     /// added.
-    #[allow(clippy::too_many_arguments)] // the run loop's state, borrowed piecewise
-    fn finish(
-        &self,
-        component: &str,
-        s: &mut TargetState,
-        done: Done,
-        m: &PollMetrics,
-        rows: &mut Rows,
-        health: &mut HealthRows,
-        sessions: &mut Sessions,
-    ) -> usize {
-        s.busy = false;
+    fn finish(&mut self, done: Done) -> usize {
+        let Some(s) = self.states.get_mut(&done.name) else { return 0 }; // removed meanwhile
+        let (component, m, cfg) = (&*self.component, &self.m, &self.snmp.cfg);
         s.polls += 1;
-        s.session = done.session.filter(|_| sessions.held < sessions.budget);
-        sessions.held += s.session.is_some() as usize;
-        let interval = self.cfg.interval.get();
+        s.session = done.session.filter(|_| self.sessions.held < self.sessions.budget);
+        self.sessions.held += s.session.is_some() as usize;
+        let interval = cfg.interval.get();
         let duration = done.started.elapsed();
         m.requests.add(done.requests as u64);
         let requests = done.requests;
@@ -585,14 +490,14 @@ impl Snmp {
                 s.last_error = Some(e.kind());
                 // 1, 2, 4 … intervals apart, capped.
                 let factor = 1u32 << (s.failures - 1).min(16);
-                let wait = interval.saturating_mul(factor).min(self.cfg.max_backoff.get().max(interval));
+                let wait = interval.saturating_mul(factor).min(cfg.max_backoff.get().max(interval));
                 s.next_due = Instant::now() + wait;
                 (false, 0, Some(e))
             }
         };
         s.m_failures.set(s.failures as u64);
-        let exporter = addr_to_bytes(s.target.exporter);
-        health.push(HealthRow {
+        let exporter = Addr::from(s.target.exporter);
+        self.health.push(HealthRow {
             time: done.started_ns,
             exporter,
             target: s.target.name.clone(),
@@ -606,126 +511,250 @@ impl Snmp {
             consecutive_failures: s.failures,
             last_success: s.last_success_ns,
         });
-        let Ok(p) = done.result else { return 0 };
-        self.append(s, &p, done.started, done.started_ns, exporter, rows)
+        let added = match &done.result {
+            Ok(p) => append(s, p, done.started, done.started_ns, exporter, &mut self.rows),
+            Err(_) => 0,
+        };
+        self.enqueue(&done.name);
+        added
     }
 
-    fn append(
-        &self,
-        s: &mut TargetState,
-        p: &PollResult,
-        started: Instant,
-        started_ns: i64,
-        exporter: [u8; 16],
-        rows: &mut Rows,
-    ) -> usize {
-        let el = match s.prev_start {
-            None => None,
-            Some(prev) => {
-                let wall = started.duration_since(prev).as_secs_f64();
-                Some(match (s.prev_uptime, p.sys_uptime) {
-                    (Some(a), Some(b)) => elapsed(a, b, wall),
-                    _ => Elapsed::Seconds(wall),
-                })
+    /// Sends the rows and health rows gathered so far.
+    async fn flush(
+        &mut self,
+        out: &mut Output,
+        health_out: Option<&mut Output>,
+    ) -> Result<(), ComponentError> {
+        let name = &self.component;
+        if self.rows.len() > 0 {
+            let time = &self.rows.time;
+            let (lo, hi) = (time.iter().copied().min().unwrap_or(0), time.iter().copied().max().unwrap_or(0));
+            let data = self.rows.take(&self.snmp.schema).map_err(|e| ComponentError::new(e.to_string()))?;
+            out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none()))
+                .await
+                .map_err(|_| ComponentError::new("every downstream component has failed"))?;
+        }
+        if self.health.len() > 0 {
+            let data = self.health.take().map_err(|e| ComponentError::new(e.to_string()))?;
+            if let Some(o) = health_out {
+                o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none()))
+                    .await
+                    .map_err(|_| ComponentError::new("every reader of the health output has failed"))?;
             }
-        };
-        let indexes: BTreeSet<u32> = p.columns.iter().flat_map(|c| c.keys().copied()).collect();
-        let num = |col: usize, i: u32| p.columns[col].get(&i).and_then(Read::unsigned);
-        let txt = |col: usize, i: u32| p.columns[col].get(&i);
-        let mut next_prev = HashMap::with_capacity(indexes.len());
-        let agent = s.target.agent.to_string();
-        let sys_name = p.sys_name.as_deref();
-        for &i in &indexes {
-            let speed = match (num(IF_HIGH_SPEED, i), num(IF_SPEED, i)) {
-                // ifSpeed saturates at 2^32-1 for fast links: ifHighSpeed
-                // (Mb/s) is right there; below it ifSpeed is more precise.
-                (Some(h), Some(sp)) if sp >= u32::MAX as u64 => Some(h * 1_000_000),
-                (_, Some(sp)) => Some(sp),
-                (Some(h), None) => Some(h * 1_000_000),
-                (None, None) => None,
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Source for Snmp {
+    async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
+        let SourceContext { name, mut out, mut named, shutdown, .. } = cx;
+        let mut health_out = named.take("health");
+        let mut p = Poller::new(&self, name.clone());
+        p.replace(Origin::Inline, self.inline.clone());
+        let mut file_mtime = None;
+        if let Some(f) = &self.file {
+            file_mtime = std::fs::metadata(f).and_then(|m| m.modified()).ok();
+            let t = self.load_file(f).map_err(ComponentError::new)?;
+            p.replace(Origin::File, t);
+        }
+        let mut seen_count = 0;
+        if let Some(d) = &self.discovery {
+            seen_count = d.seen.len();
+            p.replace(Origin::Discovered, self.discovered(d));
+        }
+        tracing::info!(component = %name, targets = p.states.len(), interval = ?self.cfg.interval.get(), "SNMP polling starts");
+
+        let mut first_unsent: Option<Instant> = None;
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopping = false;
+        loop {
+            if !stopping {
+                p.start_due();
+            }
+            let finished = p.finished();
+            if (stopping || finished) && p.tasks.is_empty() {
+                break;
+            }
+            let wake = match (p.next_due(), first_unsent) {
+                (Some(a), Some(b)) => a.min(b + Duration::from_secs(1)),
+                (Some(a), None) => a,
+                (None, Some(b)) => b + Duration::from_secs(1),
+                (None, None) => Instant::now() + Duration::from_secs(3600),
             };
-            let now: Prev = [
-                num(IF_HC_IN, i).map(|v| (v, 64)).or(num(IF_IN_OCTETS, i).map(|v| (v, 32))),
-                num(IF_HC_OUT, i).map(|v| (v, 64)).or(num(IF_OUT_OCTETS, i).map(|v| (v, 32))),
-                num(IF_IN_ERRORS, i).map(|v| (v, 32)),
-                num(IF_OUT_ERRORS, i).map(|v| (v, 32)),
-                num(IF_IN_DISCARDS, i).map(|v| (v, 32)),
-                num(IF_OUT_DISCARDS, i).map(|v| (v, 32)),
-            ];
-            let mut deltas = [None; COUNTERS];
-            let mut discontinuity = false;
-            let mut interval_s = None;
-            match (el, s.prev.get(&i)) {
-                (Some(Elapsed::Restarted), _) => discontinuity = true,
-                (Some(Elapsed::Seconds(secs)), Some(before)) if secs > 0.0 => {
-                    interval_s = Some(secs);
-                    for k in 0..COUNTERS {
-                        let (Some((a, wa)), Some((b, wb))) = (before[k], now[k]) else { continue };
-                        if wa != wb {
-                            continue; // the agent switched between 32- and 64-bit counters
-                        }
-                        if b < a {
-                            // Lower without a restart: a wrap of a 32-bit
-                            // counter if the rate it implies is possible; a
-                            // 64-bit counter does not wrap in practice, so
-                            // it was reset (interface re-created, cleared).
-                            let d = delta(a, b, wb);
-                            let plausible = wb == 32
-                                && speed
-                                    .is_none_or(|sp| sp == 0 || (d as f64 * 8.0 / secs) <= sp as f64 * 1.5);
-                            if !plausible {
-                                discontinuity = true;
-                                continue;
+            tokio::select! {
+                Some(done) = p.tasks.join_next(), if !p.tasks.is_empty() => {
+                    let Ok(done) = done else { continue }; // aborted at shutdown
+                    let n = p.finish(done);
+                    if first_unsent.is_none() && (n > 0 || p.health.len() > 0) {
+                        first_unsent = Some(Instant::now());
+                    }
+                }
+                _ = tokio::time::sleep_until(wake), if !stopping => {}
+                _ = housekeeping.tick(), if !stopping => {
+                    if let Some(f) = &self.file {
+                        let mtime = std::fs::metadata(f).and_then(|m| m.modified()).ok();
+                        if mtime != file_mtime {
+                            file_mtime = mtime;
+                            match self.load_file(f) {
+                                Ok(t) => {
+                                    tracing::info!(component = %name, file = %f.display(), targets = t.len(), "targets file reloaded");
+                                    p.replace(Origin::File, t);
+                                }
+                                Err(e) => {
+                                    p.m.reload_errors.add(1);
+                                    tracing::error!(component = %name, error = %e, "targets file not reloaded; the previous targets stay");
+                                }
                             }
-                            deltas[k] = Some(d);
-                        } else {
-                            deltas[k] = Some(b - a);
+                        }
+                    }
+                    if let Some(d) = &self.discovery {
+                        let n = d.seen.len();
+                        if n != seen_count {
+                            seen_count = n;
+                            let t = self.discovered(d);
+                            tracing::info!(component = %name, exporters = t.len(), "new flow exporters discovered");
+                            p.replace(Origin::Discovered, t);
                         }
                     }
                 }
-                _ => {}
-            }
-            let bps = |d: Option<u64>| match (d, interval_s) {
-                (Some(d), Some(secs)) => Some(d as f64 * 8.0 / secs),
-                _ => None,
-            };
-            rows.time.push(started_ns);
-            rows.exporter.push(exporter);
-            rows.target.append_value(&s.target.name);
-            rows.agent.append_value(&agent);
-            rows.sys_name.append_option(sys_name);
-            rows.sys_uptime_ms.push(p.sys_uptime.map(|t| t as u64 * 10));
-            rows.if_index.push(i);
-            append_text(&mut rows.if_name, txt(IF_NAME, i));
-            append_text(&mut rows.if_descr, txt(IF_DESCR, i));
-            append_text(&mut rows.if_alias, txt(IF_ALIAS, i));
-            rows.if_type.push(num(IF_TYPE, i).map(|v| v as u32));
-            rows.if_speed.push(speed);
-            rows.if_admin.push(num(IF_ADMIN, i).map(|v| v.min(255) as u8));
-            rows.if_oper.push(num(IF_OPER, i).map(|v| v.min(255) as u8));
-            for k in 0..COUNTERS {
-                rows.counters[k].push(now[k].map(|(v, _)| v));
-                rows.deltas[k].push(deltas[k]);
-            }
-            rows.interval_s.push(interval_s);
-            rows.in_bps.push(bps(deltas[0]));
-            rows.out_bps.push(bps(deltas[1]));
-            rows.discontinuity.push(discontinuity);
-            for (x, col) in rows.extra.iter_mut().enumerate() {
-                let v = p.columns[STANDARD.len() + x].get(&i);
-                match col {
-                    Extra::U64(c) => c.push(v.and_then(Read::unsigned)),
-                    Extra::I64(c) => c.push(v.and_then(Read::signed)),
-                    Extra::Text(c) => append_text(c, v),
+                _ = shutdown.cancelled(), if !stopping => {
+                    // Polls in flight have produced nothing yet: abandon them.
+                    stopping = true;
+                    p.tasks.abort_all();
                 }
             }
-            next_prev.insert(i, now);
+            let due_flush = first_unsent.is_some_and(|t| t.elapsed() >= Duration::from_secs(1));
+            let done = (stopping || finished) && p.tasks.is_empty();
+            let batch = self.cfg.batch_size.get();
+            if p.rows.len() >= batch || p.health.len() >= batch || due_flush || done {
+                p.flush(&mut out, health_out.as_mut()).await?;
+                first_unsent = None;
+            }
         }
-        s.prev = next_prev;
-        s.prev_start = Some(started);
-        s.prev_uptime = p.sys_uptime;
-        indexes.len()
+        p.flush(&mut out, health_out.as_mut()).await?;
+        tracing::info!(component = %name, polls_ok = p.m.ok.get(), "SNMP polling stopped");
+        Ok(())
     }
+}
+
+/// Appends one successful poll's interfaces to `rows`, with the deltas
+/// since the target's previous poll. Returns the rows added.
+fn append(
+    s: &mut TargetState,
+    p: &PollResult,
+    started: Instant,
+    started_ns: i64,
+    exporter: Addr,
+    rows: &mut Rows,
+) -> usize {
+    let el = match s.prev_start {
+        None => None,
+        Some(prev) => {
+            let wall = started.duration_since(prev).as_secs_f64();
+            Some(match (s.prev_uptime, p.sys_uptime) {
+                (Some(a), Some(b)) => elapsed(a, b, wall),
+                _ => Elapsed::Seconds(wall),
+            })
+        }
+    };
+    let indexes: BTreeSet<u32> = p.columns.iter().flat_map(|c| c.keys().copied()).collect();
+    let num = |col: usize, i: u32| p.columns[col].get(&i).and_then(Read::unsigned);
+    let txt = |col: usize, i: u32| p.columns[col].get(&i);
+    let mut next_prev = HashMap::with_capacity(indexes.len());
+    let agent = s.target.agent.to_string();
+    let sys_name = p.sys_name.as_deref();
+    for &i in &indexes {
+        let speed = match (num(IF_HIGH_SPEED, i), num(IF_SPEED, i)) {
+            // ifSpeed saturates at 2^32-1 for fast links: ifHighSpeed
+            // (Mb/s) is right there; below it ifSpeed is more precise.
+            (Some(h), Some(sp)) if sp >= u32::MAX as u64 => Some(h * 1_000_000),
+            (_, Some(sp)) => Some(sp),
+            (Some(h), None) => Some(h * 1_000_000),
+            (None, None) => None,
+        };
+        let now: Prev = [
+            num(IF_HC_IN, i).map(|v| (v, 64)).or(num(IF_IN_OCTETS, i).map(|v| (v, 32))),
+            num(IF_HC_OUT, i).map(|v| (v, 64)).or(num(IF_OUT_OCTETS, i).map(|v| (v, 32))),
+            num(IF_IN_ERRORS, i).map(|v| (v, 32)),
+            num(IF_OUT_ERRORS, i).map(|v| (v, 32)),
+            num(IF_IN_DISCARDS, i).map(|v| (v, 32)),
+            num(IF_OUT_DISCARDS, i).map(|v| (v, 32)),
+        ];
+        let mut deltas = [None; COUNTERS];
+        let mut discontinuity = false;
+        let mut interval_s = None;
+        match (el, s.prev.get(&i)) {
+            (Some(Elapsed::Restarted), _) => discontinuity = true,
+            (Some(Elapsed::Seconds(secs)), Some(before)) if secs > 0.0 => {
+                interval_s = Some(secs);
+                for k in 0..COUNTERS {
+                    let (Some((a, wa)), Some((b, wb))) = (before[k], now[k]) else { continue };
+                    if wa != wb {
+                        continue; // the agent switched between 32- and 64-bit counters
+                    }
+                    if b < a {
+                        // Lower without a restart: a wrap of a 32-bit
+                        // counter if the rate it implies is possible; a
+                        // 64-bit counter does not wrap in practice, so
+                        // it was reset (interface re-created, cleared).
+                        let d = delta(a, b, wb);
+                        let plausible = wb == 32
+                            && speed.is_none_or(|sp| sp == 0 || (d as f64 * 8.0 / secs) <= sp as f64 * 1.5);
+                        if !plausible {
+                            discontinuity = true;
+                            continue;
+                        }
+                        deltas[k] = Some(d);
+                    } else {
+                        deltas[k] = Some(b - a);
+                    }
+                }
+            }
+            _ => {}
+        }
+        let bps = |d: Option<u64>| match (d, interval_s) {
+            (Some(d), Some(secs)) => Some(d as f64 * 8.0 / secs),
+            _ => None,
+        };
+        rows.time.push(started_ns);
+        rows.exporter.push(exporter);
+        rows.target.append_value(&s.target.name);
+        rows.agent.append_value(&agent);
+        rows.sys_name.append_option(sys_name);
+        rows.sys_uptime_ms.push(p.sys_uptime.map(|t| t as u64 * 10));
+        rows.if_index.push(i);
+        append_text(&mut rows.if_name, txt(IF_NAME, i));
+        append_text(&mut rows.if_descr, txt(IF_DESCR, i));
+        append_text(&mut rows.if_alias, txt(IF_ALIAS, i));
+        rows.if_type.push(num(IF_TYPE, i).map(|v| v as u32));
+        rows.if_speed.push(speed);
+        rows.if_admin.push(num(IF_ADMIN, i).map(|v| v.min(255) as u8));
+        rows.if_oper.push(num(IF_OPER, i).map(|v| v.min(255) as u8));
+        for k in 0..COUNTERS {
+            rows.counters[k].push(now[k].map(|(v, _)| v));
+            rows.deltas[k].push(deltas[k]);
+        }
+        rows.interval_s.push(interval_s);
+        rows.in_bps.push(bps(deltas[0]));
+        rows.out_bps.push(bps(deltas[1]));
+        rows.discontinuity.push(discontinuity);
+        for (x, col) in rows.extra.iter_mut().enumerate() {
+            let v = p.columns[STANDARD.len() + x].get(&i);
+            match col {
+                Extra::U64(c) => c.push(v.and_then(Read::unsigned)),
+                Extra::I64(c) => c.push(v.and_then(Read::signed)),
+                Extra::Text(c) => append_text(c, v),
+            }
+        }
+        next_prev.insert(i, now);
+    }
+    s.prev = next_prev;
+    s.prev_start = Some(started);
+    s.prev_uptime = p.sys_uptime;
+    indexes.len()
 }
 
 fn interface_count(p: &PollResult) -> usize {
@@ -752,7 +781,7 @@ enum Extra {
 /// Interface records not yet sent, column by column.
 struct Rows {
     time: Vec<i64>,
-    exporter: Vec<[u8; 16]>,
+    exporter: Vec<Addr>,
     target: StringBuilder,
     agent: StringBuilder,
     sys_name: StringBuilder,
@@ -868,7 +897,7 @@ impl Rows {
 
 struct HealthRow {
     time: i64,
-    exporter: [u8; 16],
+    exporter: Addr,
     target: String,
     agent: String,
     ok: bool,

@@ -30,7 +30,7 @@ use spillway_core::config::HumanDuration;
 use spillway_core::ledger::DropReason;
 use spillway_core::metrics::Counter;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, TransformConfig};
-use spillway_core::schema::{addr_from_bytes, address_type};
+use spillway_core::schema::{Addr, address_type};
 
 /// Config of the `enrich_cidr` transform.
 #[derive(Debug, Clone, Deserialize)]
@@ -204,8 +204,8 @@ impl Transform for EnrichCidr {
             let row = if addrs.is_null(i) {
                 None
             } else {
-                let a: [u8; 16] = addrs.value(i).try_into().unwrap_or([0; 16]);
-                self.table.prefixes.longest_match(addr_from_bytes(a)).map(|(_, r)| *r)
+                let a = Addr::from_slice(addrs.value(i)).unwrap_or_default();
+                self.table.prefixes.longest_match(std::net::IpAddr::from(a)).map(|(_, r)| *r)
             };
             misses += row.is_none() as u64;
             self.rows.push(row);

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use spillway_core::component::{Emitter, Transform, TransformError};
 use spillway_core::ledger::DropReason;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, TransformConfig};
-use spillway_core::schema::addr_to_bytes;
+use spillway_core::schema::Addr;
 
 /// Config of the `filter` transform.
 #[derive(Debug, Clone, Deserialize)]
@@ -316,7 +316,7 @@ enum Plan {
     Or(Box<Plan>, Box<Plan>),
     Not(Box<Plan>),
     Cmp { index: usize, op: &'static str, scalar: ArrayRef },
-    Prefix { index: usize, net: [u8; 16], mask: [u8; 16] },
+    Prefix { index: usize, net: Addr, mask: [u8; 16] },
     IsNull { index: usize, negated: bool },
 }
 
@@ -325,7 +325,7 @@ fn scalar(v: &(String, usize, bool), ty: &DataType) -> Result<ArrayRef, ExprErro
     let bad = |m: String| ExprError { column: *col, message: m };
     if *ty == spillway_core::schema::address_type() {
         let ip: IpAddr = text.parse().map_err(|_| bad(format!("`{text}` is not an address")))?;
-        let arr = FixedSizeBinaryArray::try_from_iter([addr_to_bytes(ip)].into_iter())
+        let arr = FixedSizeBinaryArray::try_from_iter([Addr::from(ip)].into_iter())
             .map_err(|e| bad(e.to_string()))?;
         return Ok(Arc::new(arr));
     }
@@ -396,8 +396,8 @@ fn compile(ast: &Ast, schema: &SchemaRef) -> Result<Plan, ExprError> {
             }
             // IPv4 prefixes apply to the v4-mapped form: 96 more bits.
             let (addr, len) = match net {
-                ipnet::IpNet::V4(n) => (addr_to_bytes(IpAddr::V4(n.network())), 96 + n.prefix_len() as u32),
-                ipnet::IpNet::V6(n) => (addr_to_bytes(IpAddr::V6(n.network())), n.prefix_len() as u32),
+                ipnet::IpNet::V4(n) => (Addr::from(IpAddr::V4(n.network())), 96 + n.prefix_len() as u32),
+                ipnet::IpNet::V6(n) => (Addr::from(IpAddr::V6(n.network())), n.prefix_len() as u32),
             };
             let mut mask = [0u8; 16];
             for (i, m) in mask.iter_mut().enumerate() {
@@ -448,8 +448,9 @@ fn eval(plan: &Plan, batch: &RecordBatch) -> Result<BooleanArray, arrow::error::
             let col = batch.column(*index).as_fixed_size_binary();
             let values: Vec<Option<bool>> = (0..col.len())
                 .map(|i| {
-                    (!col.is_null(i))
-                        .then(|| col.value(i).iter().zip(mask).zip(net).all(|((v, m), n)| v & m == *n))
+                    (!col.is_null(i)).then(|| {
+                        col.value(i).iter().zip(mask).zip(net.octets()).all(|((v, m), n)| v & m == *n)
+                    })
                 })
                 .collect();
             BooleanArray::from(values)
@@ -525,10 +526,10 @@ mod tests {
     fn batch() -> RecordBatch {
         use arrow::array::UInt16Array;
         use arrow::datatypes::{Field, Schema};
-        let addrs: Vec<Option<[u8; 16]>> =
+        let addrs: Vec<Option<Addr>> =
             ["10.1.2.3", "192.168.0.1", "2001:db8::5", "2001:db9::1", "", "10.255.0.0"]
                 .iter()
-                .map(|a| a.parse::<IpAddr>().ok().map(addr_to_bytes))
+                .map(|a| a.parse::<IpAddr>().ok().map(Addr::from))
                 .collect();
         let schema = Arc::new(Schema::new(vec![
             Field::new("n", DataType::UInt16, true),

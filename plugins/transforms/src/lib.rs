@@ -1,5 +1,11 @@
-//! Flow transforms that run on Arrow batches: `sample` (random, hash and
-//! upscale, with provenance) and `select` (keep, drop, rename, constants).
+//! Flow transforms that run on Arrow batches, one module each:
+//! `sample` (random, hash and upscale, with provenance), `filter` (a
+//! condition compiled to Arrow kernels), `select` (keep, drop, rename,
+//! constants), `aggregate` (tumbling windows, sums by key), `enrich_cidr`
+//! (longest-prefix match against a CIDR list), and `table` (a `table` sink
+//! that keeps the latest row per key, read by the `enrich` transform: the
+//! SNMP interface-name join). `derive` holds the computed columns of
+//! `select` (a condition, or one arithmetic operation).
 //!
 //! ```yaml
 //! transforms:

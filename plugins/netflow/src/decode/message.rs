@@ -6,14 +6,8 @@ use super::{DecodeError, Decoder, Outcome, ParkedSet, be16, be32};
 use crate::row::{FlowBuilders, Header};
 use crate::sequence::Units;
 use crate::state::{DomainKey, TemplateKey, Version};
-use crate::template::{FieldSpec, Template};
-
-/// What kind of template a template set holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TemplateKind {
-    Data,
-    Options,
-}
+use crate::template::{FieldSpec, Template, TemplateKind};
+use spillway_core::addr::Addr;
 
 /// A message's header fields that its records need.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +22,7 @@ impl Decoder {
     pub(super) fn v9_ipfix(
         &mut self,
         msg: &[u8],
-        exporter: [u8; 16],
+        exporter: Addr,
         now: i64,
         out: &mut FlowBuilders,
         o: &mut Outcome,
@@ -156,13 +150,14 @@ impl Decoder {
                     // IPFIX withdrawal: of one template, or of all of a kind.
                     self.stats.withdrawals += 1;
                     if id == 2 || id == 3 {
-                        self.state.remove_all_templates(&key, id == 3);
+                        let withdrawn = if id == 3 { TemplateKind::Options } else { TemplateKind::Data };
+                        self.state.remove_all_templates(&key, withdrawn);
                     } else {
                         self.state.remove_template(&TemplateKey { domain: key, id });
                     }
                     continue;
                 }
-                b = read_fields(b, count, ipfix, id, fields)?;
+                b = read_fields(b, count, version, id, fields)?;
                 scope_fields = 0;
             } else if ipfix {
                 if b.len() < 6 {
@@ -173,7 +168,7 @@ impl Decoder {
                 if scope == 0 || scope > count {
                     return Err(DecodeError::BadTemplate { template: id, why: "bad scope field count" });
                 }
-                b = read_fields(&b[6..], count, true, id, fields)?;
+                b = read_fields(&b[6..], count, version, id, fields)?;
                 scope_fields = scope;
             } else {
                 if b.len() < 6 {
@@ -188,7 +183,7 @@ impl Decoder {
                     });
                 }
                 let count = ((scope_len as u32 + opt_len as u32) / 4) as u16;
-                b = read_fields(&b[6..], count, false, id, fields)?;
+                b = read_fields(&b[6..], count, version, id, fields)?;
                 scope_fields = scope_len / 4;
                 // v9 scope types are not IPFIX elements: keep them out of the plan.
                 for f in fields.iter_mut().take(scope_fields as usize) {
@@ -244,7 +239,7 @@ impl Decoder {
 fn read_fields<'a>(
     mut b: &'a [u8],
     count: u16,
-    ipfix: bool,
+    version: Version,
     template: u16,
     fields: &mut Vec<FieldSpec>,
 ) -> Result<&'a [u8], DecodeError> {
@@ -259,7 +254,7 @@ fn read_fields<'a>(
         let len = be16(b, 2);
         b = &b[4..];
         let mut f = FieldSpec { id: raw, len, enterprise: 0 };
-        if ipfix && raw & 0x8000 != 0 {
+        if version == Version::Ipfix && raw & 0x8000 != 0 {
             if b.len() < 4 {
                 return Err(DecodeError::BadTemplate { template, why: "truncated enterprise number" });
             }

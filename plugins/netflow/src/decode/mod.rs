@@ -20,6 +20,7 @@ mod records;
 mod sampling;
 mod v5;
 
+use spillway_core::addr::Addr;
 use spillway_core::schema::SamplingSource;
 
 use parking::Parked;
@@ -74,11 +75,11 @@ pub struct SamplingConfig {
 }
 
 impl SamplingConfig {
-    fn lookup(list: &[(ipnet::IpNet, u32)], exporter: [u8; 16]) -> Option<u32> {
+    fn lookup(list: &[(ipnet::IpNet, u32)], exporter: Addr) -> Option<u32> {
         if list.is_empty() {
             return None;
         }
-        let ip = spillway_core::schema::addr_from_bytes(exporter);
+        let ip = std::net::IpAddr::from(exporter);
         list.iter().filter(|(n, _)| n.contains(&ip)).max_by_key(|(n, _)| n.prefix_len()).map(|(_, r)| *r)
     }
 }
@@ -144,7 +145,7 @@ pub struct DecodeStats {
 /// A gap in an exporter's sequence numbers, found by one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Loss {
-    pub exporter: [u8; 16],
+    pub exporter: Addr,
     pub domain: u32,
     pub version: u16,
     /// When the message before the gap arrived (ns).
@@ -206,7 +207,7 @@ impl NoticeKind {
 /// A first occurrence of a [`NoticeKind`] for one exporter and domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Notice {
-    pub exporter: [u8; 16],
+    pub exporter: Addr,
     pub domain: u32,
     pub kind: NoticeKind,
 }
@@ -296,7 +297,7 @@ impl Decoder {
     pub fn decode(
         &mut self,
         msg: &[u8],
-        exporter: [u8; 16],
+        exporter: Addr,
         time_received: i64,
         out: &mut FlowBuilders,
     ) -> Outcome {
@@ -354,7 +355,7 @@ impl Decoder {
         let ev = match d.stream(version) {
             Some(s) => s.observe(seq, units, now, &mut self.seq),
             slot @ None => {
-                *slot = Some(Stream::new(version == Version::Ipfix, seq, units, now));
+                *slot = Some(Stream::new(version, seq, units, now));
                 SeqEvent::default()
             }
         };
@@ -371,12 +372,12 @@ impl Decoder {
     }
 
     /// The rate an override in the config forces, if any.
-    fn override_rate(&self, exporter: [u8; 16]) -> Option<u32> {
+    fn override_rate(&self, exporter: Addr) -> Option<u32> {
         SamplingConfig::lookup(&self.cfg.sampling.overrides, exporter)
     }
 
     /// The rate the config gives an exporter that announces none.
-    fn default_rate(&self, exporter: [u8; 16]) -> (Option<u32>, SamplingSource) {
+    fn default_rate(&self, exporter: Addr) -> (Option<u32>, SamplingSource) {
         (
             Some(SamplingConfig::lookup(&self.cfg.sampling.defaults, exporter).unwrap_or(1)),
             SamplingSource::Default,

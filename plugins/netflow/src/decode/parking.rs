@@ -179,8 +179,17 @@ mod tests {
 
     fn set(id: u16, t: i64, len: usize) -> ParkedSet {
         ParkedSet {
-            key: TemplateKey { domain: DomainKey { exporter: [1; 16], domain: 0 }, id },
-            header: Header { time_received: t, exporter: [1; 16], domain: 0, sequence: 0, version: 10 },
+            key: TemplateKey {
+                domain: DomainKey { exporter: spillway_core::addr::Addr([1; 16]), domain: 0 },
+                id,
+            },
+            header: Header {
+                time_received: t,
+                exporter: spillway_core::addr::Addr([1; 16]),
+                domain: 0,
+                sequence: 0,
+                version: 10,
+            },
             export_ms: 0,
             uptime_ms: 0,
             body: vec![0u8; len].into_boxed_slice(),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use spillway_core::schema::v4_mapped;
+use spillway_core::schema::Addr;
 
 use super::message::MessageTimes;
 use super::sampling::{Announced, SetSampling};
@@ -43,7 +43,7 @@ struct Scratch {
     packets_total: Option<u64>,
     sampler_id: Option<u64>,
     icmp: Option<u16>,
-    station: Option<[u8; 16]>,
+    station: Option<Addr>,
     reverse_bytes: Option<u64>,
     reverse_packets: Option<u64>,
     /// Where each extra column's value is in the record.
@@ -333,23 +333,15 @@ fn packet_sections(row: &mut Row, s: &Scratch, rec: &[u8]) {
 }
 
 #[inline]
-fn addr(v: &[u8]) -> Option<[u8; 16]> {
-    match v.len() {
-        4 => Some(v4_mapped(u32::from_be_bytes([v[0], v[1], v[2], v[3]]))),
-        16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(v);
-            Some(a)
-        }
-        _ => None,
-    }
+fn addr(v: &[u8]) -> Option<Addr> {
+    Addr::from_slice(v)
 }
 
 #[inline]
-fn pick(new: Option<[u8; 16]>, old: Option<[u8; 16]>) -> Option<[u8; 16]> {
-    const V4_ZERO: [u8; 16] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0];
+fn pick(new: Option<Addr>, old: Option<Addr>) -> Option<Addr> {
+    const V4_ZERO: Addr = Addr::V4_UNSPECIFIED;
     match (new, old) {
-        (Some(n), Some(o)) if n == [0; 16] || n == V4_ZERO => Some(o),
+        (Some(n), Some(o)) if n == Addr::UNSPECIFIED || n == V4_ZERO => Some(o),
         (Some(n), _) => Some(n),
         (None, o) => o,
     }

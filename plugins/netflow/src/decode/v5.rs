@@ -1,6 +1,6 @@
 //! NetFlow v5: a fixed header and fixed 48-byte records.
 
-use spillway_core::schema::{SamplingSource, v4_mapped};
+use spillway_core::schema::{Addr, SamplingSource};
 
 use super::{DecodeError, Decoder, Outcome, be16, be32};
 use crate::row::{ExtraValues, FlowBuilders, Header, Row};
@@ -14,7 +14,7 @@ impl Decoder {
     pub(super) fn v5(
         &mut self,
         msg: &[u8],
-        exporter: [u8; 16],
+        exporter: Addr,
         now: i64,
         out: &mut FlowBuilders,
         o: &mut Outcome,
@@ -46,9 +46,9 @@ impl Decoder {
             let first = be32(r, 24);
             let last = be32(r, 28);
             let row = Row {
-                src_addr: Some(v4_mapped(be32(r, 0))),
-                dst_addr: Some(v4_mapped(be32(r, 4))),
-                next_hop: Some(v4_mapped(be32(r, 8))),
+                src_addr: Some(Addr::v4(be32(r, 0))),
+                dst_addr: Some(Addr::v4(be32(r, 4))),
+                next_hop: Some(Addr::v4(be32(r, 8))),
                 in_if: Some(be16(r, 12) as u32),
                 out_if: Some(be16(r, 14) as u32),
                 packets: Some(be32(r, 16) as u64),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use arrow::array::RecordBatch;
-use spillway_core::schema::{addr_to_bytes, flow_schema};
+use spillway_core::schema::{Addr, flow_schema};
 use spillway_netflow::capture;
 use spillway_netflow::decode::{DecodeError, Decoder, DecoderConfig};
 use spillway_netflow::row::FlowBuilders;
@@ -64,7 +64,7 @@ pub fn decode_datagrams<'a>(items: impl Iterator<Item = (std::net::IpAddr, i64, 
     let mut n = 0;
     for (src, ts, payload) in items {
         n += 1;
-        let o = decoder.decode(payload, addr_to_bytes(src), ts, &mut b);
+        let o = decoder.decode(payload, Addr::from(src), ts, &mut b);
         if let Some(e) = o.error {
             errors.push(e);
         }
