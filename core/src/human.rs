@@ -26,7 +26,7 @@ use arrow::datatypes::*;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::addr::Addr;
-use crate::schema::flow_schema;
+use crate::schema::{self, flow_schema};
 
 /// A JSON-lines encoder for one schema; keys are escaped once, up front.
 pub struct JsonLines {
@@ -284,12 +284,11 @@ impl JsonDecoder {
 /// and converted; other columns by arrow-json.
 fn json_batch(text: &[u8]) -> Result<RecordBatch, String> {
     let flow = flow_schema();
-    let addr = ["exporter", "src_addr", "dst_addr", "next_hop"];
     let read_schema: SchemaRef = Arc::new(Schema::new(
         flow.fields()
             .iter()
             .map(|f| {
-                if addr.contains(&f.name().as_str()) {
+                if f.data_type() == &schema::address_type() {
                     Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
                 } else if matches!(f.data_type(), DataType::Timestamp(..)) {
                     // Read zone-less (RFC 3339 text carries its offset),
@@ -314,7 +313,7 @@ fn json_batch(text: &[u8]) -> Result<RecordBatch, String> {
     };
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(b.num_columns());
     for (f, c) in flow.fields().iter().zip(b.columns()) {
-        if addr.contains(&f.name().as_str()) {
+        if f.data_type() == &schema::address_type() {
             let s = c.as_string::<i32>();
             let mut out = FixedSizeBinaryBuilder::with_capacity(s.len(), 16);
             for v in s.iter() {

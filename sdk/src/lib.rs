@@ -47,6 +47,10 @@ use arrow_array::{
 };
 pub use arrow_schema;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+/// The flow schema's shared definition: column names, types, and the
+/// `sampling_source` vocabulary.
+pub use spillway_schema as schema;
+use spillway_schema::names;
 pub use spillway_sdk_macros::{filter, map, transform};
 
 /// The ABI this SDK speaks; the host refuses a plugin with another.
@@ -202,52 +206,56 @@ column_value!(f64, Float64Array);
 column_value!(bool, BooleanArray);
 column_value!(u32, UInt32Array);
 
-/// The columns of the flow schema a batch has, looked up once per batch.
-#[derive(Clone)]
-struct Cols<'a> {
-    batch: &'a RecordBatch,
-    reads: Option<&'static [&'static str]>,
-    time_received: Option<&'a TimestampNanosecondArray>,
-    exporter: Option<&'a FixedSizeBinaryArray>,
-    src_addr: Option<&'a FixedSizeBinaryArray>,
-    dst_addr: Option<&'a FixedSizeBinaryArray>,
-    src_port: Option<&'a UInt16Array>,
-    dst_port: Option<&'a UInt16Array>,
-    protocol: Option<&'a UInt8Array>,
-    in_if: Option<&'a UInt32Array>,
-    out_if: Option<&'a UInt32Array>,
-    bytes: Option<&'a UInt64Array>,
-    packets: Option<&'a UInt64Array>,
-    src_as: Option<&'a UInt32Array>,
-    dst_as: Option<&'a UInt32Array>,
-    sampling_rate: Option<&'a UInt32Array>,
+/// Declares the typed view of the flow-schema columns the SDK offers: a
+/// field per column, looked up by its shared name (`spillway_schema::names`),
+/// and, for the test that keeps it true to the shared definition, the
+/// columns a field could not read with its type.
+macro_rules! cols {
+    ($($field:ident: $ty:ty = $name:ident),* $(,)?) => {
+        /// The columns of the flow schema a batch has, looked up once per batch.
+        #[derive(Clone)]
+        struct Cols<'a> {
+            batch: &'a RecordBatch,
+            reads: Option<&'static [&'static str]>,
+            $($field: Option<&'a $ty>,)*
+        }
+
+        impl<'a> Cols<'a> {
+            fn of(b: &'a RecordBatch, reads: Option<&'static [&'static str]>) -> Self {
+                Cols { batch: b, reads, $($field: col(b, names::$name),)* }
+            }
+
+            #[cfg(test)]
+            fn unread(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(if self.$field.is_none() {
+                    v.push(names::$name);
+                })*
+                v
+            }
+        }
+    };
+}
+
+cols! {
+    time_received: TimestampNanosecondArray = TIME_RECEIVED,
+    exporter: FixedSizeBinaryArray = EXPORTER,
+    src_addr: FixedSizeBinaryArray = SRC_ADDR,
+    dst_addr: FixedSizeBinaryArray = DST_ADDR,
+    src_port: UInt16Array = SRC_PORT,
+    dst_port: UInt16Array = DST_PORT,
+    protocol: UInt8Array = PROTOCOL,
+    in_if: UInt32Array = IN_IF,
+    out_if: UInt32Array = OUT_IF,
+    bytes: UInt64Array = BYTES,
+    packets: UInt64Array = PACKETS,
+    src_as: UInt32Array = SRC_AS,
+    dst_as: UInt32Array = DST_AS,
+    sampling_rate: UInt32Array = SAMPLING_RATE,
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Option<&'a T> {
     b.column_by_name(name)?.as_any().downcast_ref::<T>()
-}
-
-impl<'a> Cols<'a> {
-    fn of(b: &'a RecordBatch, reads: Option<&'static [&'static str]>) -> Self {
-        Cols {
-            batch: b,
-            reads,
-            time_received: col(b, "time_received"),
-            exporter: col(b, "exporter"),
-            src_addr: col(b, "src_addr"),
-            dst_addr: col(b, "dst_addr"),
-            src_port: col(b, "src_port"),
-            dst_port: col(b, "dst_port"),
-            protocol: col(b, "protocol"),
-            in_if: col(b, "in_if"),
-            out_if: col(b, "out_if"),
-            bytes: col(b, "bytes"),
-            packets: col(b, "packets"),
-            src_as: col(b, "src_as"),
-            dst_as: col(b, "dst_as"),
-            sampling_rate: col(b, "sampling_rate"),
-        }
-    }
 }
 
 /// One flow record: typed accessors over the flow schema (docs/pipelines.md
@@ -305,51 +313,51 @@ impl<'a> Flow<'a> {
     }
     /// When the collector received it, ns since the epoch.
     pub fn time_received_ns(&self) -> Option<i64> {
-        prim(self.need(self.cols.time_received, "time_received"), self.row)
+        prim(self.need(self.cols.time_received, names::TIME_RECEIVED), self.row)
     }
     pub fn exporter(&self) -> Option<IpAddr> {
-        addr(self.need(self.cols.exporter, "exporter"), self.row)
+        addr(self.need(self.cols.exporter, names::EXPORTER), self.row)
     }
     pub fn src_addr(&self) -> Option<IpAddr> {
-        addr(self.need(self.cols.src_addr, "src_addr"), self.row)
+        addr(self.need(self.cols.src_addr, names::SRC_ADDR), self.row)
     }
     pub fn dst_addr(&self) -> Option<IpAddr> {
-        addr(self.need(self.cols.dst_addr, "dst_addr"), self.row)
+        addr(self.need(self.cols.dst_addr, names::DST_ADDR), self.row)
     }
     pub fn src_port(&self) -> Option<u16> {
-        prim(self.need(self.cols.src_port, "src_port"), self.row)
+        prim(self.need(self.cols.src_port, names::SRC_PORT), self.row)
     }
     /// Destination port (for ICMP: type << 8 | code).
     pub fn dst_port(&self) -> Option<u16> {
-        prim(self.need(self.cols.dst_port, "dst_port"), self.row)
+        prim(self.need(self.cols.dst_port, names::DST_PORT), self.row)
     }
     pub fn protocol(&self) -> Option<u8> {
-        prim(self.need(self.cols.protocol, "protocol"), self.row)
+        prim(self.need(self.cols.protocol, names::PROTOCOL), self.row)
     }
     pub fn in_if(&self) -> Option<u32> {
-        prim(self.need(self.cols.in_if, "in_if"), self.row)
+        prim(self.need(self.cols.in_if, names::IN_IF), self.row)
     }
     pub fn out_if(&self) -> Option<u32> {
-        prim(self.need(self.cols.out_if, "out_if"), self.row)
+        prim(self.need(self.cols.out_if, names::OUT_IF), self.row)
     }
     /// Octets; `None` when the exporter sent no counter (a NAT event).
     pub fn bytes(&self) -> Option<u64> {
-        prim(self.need(self.cols.bytes, "bytes"), self.row)
+        prim(self.need(self.cols.bytes, names::BYTES), self.row)
     }
     /// Packets; `None` when the exporter sent no counter.
     pub fn packets(&self) -> Option<u64> {
-        prim(self.need(self.cols.packets, "packets"), self.row)
+        prim(self.need(self.cols.packets, names::PACKETS), self.row)
     }
     pub fn src_as(&self) -> Option<u32> {
-        prim(self.need(self.cols.src_as, "src_as"), self.row)
+        prim(self.need(self.cols.src_as, names::SRC_AS), self.row)
     }
     pub fn dst_as(&self) -> Option<u32> {
-        prim(self.need(self.cols.dst_as, "dst_as"), self.row)
+        prim(self.need(self.cols.dst_as, names::DST_AS), self.row)
     }
     /// 1-in-N sampling rate; `None` when it is unknown (`sampling_source`
     /// is `unknown`: the record names a sampler never described).
     pub fn sampling_rate(&self) -> Option<u32> {
-        prim(self.need(self.cols.sampling_rate, "sampling_rate"), self.row)
+        prim(self.need(self.cols.sampling_rate, names::SAMPLING_RATE), self.row)
     }
     /// Any string column by name (an enrichment's output, say).
     pub fn str(&self, column: &str) -> Option<&str> {
@@ -642,8 +650,8 @@ mod tests {
 
     fn ports() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
-            Field::new("src_port", DataType::UInt16, true),
-            Field::new("dst_port", DataType::UInt16, true),
+            schema::column(names::SRC_PORT).unwrap().field(),
+            schema::column(names::DST_PORT).unwrap().field(),
         ]));
         let cols: Vec<ArrayRef> = vec![
             Arc::new(UInt16Array::from(vec![1000, 2000])),
@@ -658,6 +666,13 @@ mod tests {
 
     fn src(b: FlowBatch, _: &()) -> Result<FlowBatch> {
         b.with_column("s", |f| f.src_port().map(u64::from))
+    }
+
+    #[test]
+    fn every_accessor_reads_its_column_of_the_shared_schema_with_its_type() {
+        let b = RecordBatch::new_empty(Arc::new(schema::flow_schema()));
+        let c = Cols::of(&b, None);
+        assert!(c.unread().is_empty(), "accessors whose type is not the schema's: {:?}", c.unread());
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Records ⇄ Kafka messages: JSON (the human form of the file sink, one
 //! record per message) and protobuf (docs/flow.proto).
 
-use spillway_core::addr::Addr;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -10,8 +9,9 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Schema};
 use prost::Message;
+use spillway_core::addr::Addr;
 use spillway_core::human::{JsonDecoder, JsonLines, write_addr};
-use spillway_core::schema::flow_schema;
+use spillway_core::schema::{flow_schema, names};
 
 use crate::proto::*;
 
@@ -60,35 +60,62 @@ impl Encoder {
     }
 }
 
-/// The flow-schema columns of a batch that has them (by name and type).
-struct FlowColumns<'a> {
-    time_received: Option<&'a TimestampNanosecondArray>,
-    flow_start: Option<&'a TimestampNanosecondArray>,
-    flow_end: Option<&'a TimestampNanosecondArray>,
-    exporter: Option<&'a arrow::array::FixedSizeBinaryArray>,
-    observation_domain: Option<&'a UInt32Array>,
-    sequence: Option<&'a UInt32Array>,
-    flow_version: Option<&'a UInt16Array>,
-    src_addr: Option<&'a arrow::array::FixedSizeBinaryArray>,
-    dst_addr: Option<&'a arrow::array::FixedSizeBinaryArray>,
-    next_hop: Option<&'a arrow::array::FixedSizeBinaryArray>,
-    src_port: Option<&'a UInt16Array>,
-    dst_port: Option<&'a UInt16Array>,
-    protocol: Option<&'a UInt8Array>,
-    tcp_flags: Option<&'a UInt16Array>,
-    tos: Option<&'a UInt8Array>,
-    in_if: Option<&'a UInt32Array>,
-    out_if: Option<&'a UInt32Array>,
-    bytes: Option<&'a UInt64Array>,
-    packets: Option<&'a UInt64Array>,
-    src_as: Option<&'a UInt32Array>,
-    dst_as: Option<&'a UInt32Array>,
-    src_mask: Option<&'a UInt8Array>,
-    dst_mask: Option<&'a UInt8Array>,
-    vlan: Option<&'a UInt16Array>,
-    direction: Option<&'a UInt8Array>,
-    sampling_rate: Option<&'a UInt32Array>,
-    sampling_source: Option<&'a StringArray>,
+/// Declares the codec's typed view of the flow-schema columns: a field per
+/// column, looked up by the shared name (`spillway_schema::names`), and, for
+/// the test that keeps it true to the shared definition, the columns of a
+/// batch that a field could not read with its type.
+macro_rules! flow_columns {
+    ($($field:ident: $ty:ty = $name:ident),* $(,)?) => {
+        /// The flow-schema columns of a batch that has them (by name and type).
+        struct FlowColumns<'a> {
+            $($field: Option<&'a $ty>,)*
+        }
+
+        impl<'a> FlowColumns<'a> {
+            fn of(b: &'a RecordBatch) -> Self {
+                Self { $($field: col(b, names::$name),)* }
+            }
+
+            #[cfg(test)]
+            fn unread(&self) -> Vec<&'static str> {
+                let mut v = Vec::new();
+                $(if self.$field.is_none() {
+                    v.push(names::$name);
+                })*
+                v
+            }
+        }
+    };
+}
+
+flow_columns! {
+    time_received: TimestampNanosecondArray = TIME_RECEIVED,
+    flow_start: TimestampNanosecondArray = FLOW_START,
+    flow_end: TimestampNanosecondArray = FLOW_END,
+    exporter: arrow::array::FixedSizeBinaryArray = EXPORTER,
+    observation_domain: UInt32Array = OBSERVATION_DOMAIN,
+    sequence: UInt32Array = SEQUENCE,
+    flow_version: UInt16Array = FLOW_VERSION,
+    src_addr: arrow::array::FixedSizeBinaryArray = SRC_ADDR,
+    dst_addr: arrow::array::FixedSizeBinaryArray = DST_ADDR,
+    next_hop: arrow::array::FixedSizeBinaryArray = NEXT_HOP,
+    src_port: UInt16Array = SRC_PORT,
+    dst_port: UInt16Array = DST_PORT,
+    protocol: UInt8Array = PROTOCOL,
+    tcp_flags: UInt16Array = TCP_FLAGS,
+    tos: UInt8Array = TOS,
+    in_if: UInt32Array = IN_IF,
+    out_if: UInt32Array = OUT_IF,
+    bytes: UInt64Array = BYTES,
+    packets: UInt64Array = PACKETS,
+    src_as: UInt32Array = SRC_AS,
+    dst_as: UInt32Array = DST_AS,
+    src_mask: UInt8Array = SRC_MASK,
+    dst_mask: UInt8Array = DST_MASK,
+    vlan: UInt16Array = VLAN,
+    direction: UInt8Array = DIRECTION,
+    sampling_rate: UInt32Array = SAMPLING_RATE,
+    sampling_source: StringArray = SAMPLING_SOURCE,
 }
 
 fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> Option<&'a T> {
@@ -109,39 +136,7 @@ fn put_addr(v: &mut Vec<u8>, a: Option<&[u8]>) {
     }
 }
 
-impl<'a> FlowColumns<'a> {
-    fn of(b: &'a RecordBatch) -> Self {
-        Self {
-            time_received: col(b, "time_received"),
-            flow_start: col(b, "flow_start"),
-            flow_end: col(b, "flow_end"),
-            exporter: col(b, "exporter"),
-            observation_domain: col(b, "observation_domain"),
-            sequence: col(b, "sequence"),
-            flow_version: col(b, "flow_version"),
-            src_addr: col(b, "src_addr"),
-            dst_addr: col(b, "dst_addr"),
-            next_hop: col(b, "next_hop"),
-            src_port: col(b, "src_port"),
-            dst_port: col(b, "dst_port"),
-            protocol: col(b, "protocol"),
-            tcp_flags: col(b, "tcp_flags"),
-            tos: col(b, "tos"),
-            in_if: col(b, "in_if"),
-            out_if: col(b, "out_if"),
-            bytes: col(b, "bytes"),
-            packets: col(b, "packets"),
-            src_as: col(b, "src_as"),
-            dst_as: col(b, "dst_as"),
-            src_mask: col(b, "src_mask"),
-            dst_mask: col(b, "dst_mask"),
-            vlan: col(b, "vlan"),
-            direction: col(b, "direction"),
-            sampling_rate: col(b, "sampling_rate"),
-            sampling_source: col(b, "sampling_source"),
-        }
-    }
-
+impl FlowColumns<'_> {
     /// Fills `m` from one row, reusing its buffers.
     fn fill(&self, r: usize, m: &mut FlowMessage) {
         let mut present = 0;
@@ -511,6 +506,15 @@ mod tests {
             }
             vec![d.take().unwrap().0]
         }
+    }
+
+    #[test]
+    fn the_codec_reads_every_column_of_the_shared_schema_with_its_type() {
+        let schema = flow_schema();
+        let b = RecordBatch::new_empty(schema.clone());
+        let c = FlowColumns::of(&b);
+        assert!(c.unread().is_empty(), "columns the codec cannot read: {:?}", c.unread());
+        assert_eq!(schema.fields().len(), spillway_core::schema::COLUMNS.len());
     }
 
     #[test]

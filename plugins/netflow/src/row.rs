@@ -7,7 +7,6 @@
 //! copy. Capacity is reserved for a whole batch, so nothing allocates per
 //! record.
 
-use spillway_core::addr::Addr;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -15,6 +14,7 @@ use arrow::array::{
 };
 use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{ArrowPrimitiveType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
+use spillway_core::addr::Addr;
 use spillway_core::schema::{SamplingSource, flow_schema};
 
 use crate::iana::{ExtraField, ExtraKind};
