@@ -39,6 +39,9 @@ fn run(rate: Option<u64>, seconds: u64, sink: &str, port: u16) -> (u64, u64, u64
             duration: Some(Duration::from_secs(seconds)),
             records_per_packet: 30,
             template_refresh: 20,
+            templates: spillway_netflow::generate::Templates::Refreshed,
+            sampling_rate: None,
+            options_from_second_port: false,
             seed: 1,
         };
         let t = std::time::Instant::now();

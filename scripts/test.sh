@@ -25,6 +25,11 @@ command -v tshark >/dev/null || need_apt+=(tshark)
 # net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
 command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpbulkwalk >/dev/null || need_apt+=(snmp)
+# nftables and conntrack: the kernel L4 balancer of the fleet tests
+# (TOOLCHAIN.md): a jhash DNAT in front of several collectors, and conntrack
+# to forget stickiness at a scale event.
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v conntrack >/dev/null || need_apt+=(conntrack)
 # Debian's rustc-web builds the WebAssembly test plugins offline (TOOLCHAIN.md).
 for p in rustc-web cargo-web rust-web-src lld-22 wasi-libc; do
   dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")

@@ -179,6 +179,21 @@ enum Generate {
         /// Resend templates every this many packets per exporter.
         #[arg(long, default_value_t = 20)]
         template_refresh: u32,
+        /// Send templates (and sampling options) once per exporter, in a
+        /// round before any data, then pause this long, then data only
+        /// (e.g. `500ms`).
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "no_templates")]
+        templates_once: Option<std::time::Duration>,
+        /// Never send templates: for a collector that knows them already.
+        #[arg(long)]
+        no_templates: bool,
+        /// Announce sampling in options data: exporter i announces 1 in
+        /// RATE << (i % 4). Sent with --templates-once.
+        #[arg(long, requires = "templates_once")]
+        sampling_rate: Option<u32>,
+        /// Send the options from a second source port of each exporter.
+        #[arg(long, requires = "sampling_rate")]
+        options_from_second_port: bool,
         /// Seed of the record values.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -462,9 +477,18 @@ fn generate(what: Generate) -> ExitCode {
         duration,
         records_per_packet,
         template_refresh,
+        templates_once,
+        no_templates,
+        sampling_rate,
+        options_from_second_port,
         seed,
         json,
     } = what;
+    let templates = match (templates_once, no_templates) {
+        (Some(announce_pause), _) => spillway_netflow::generate::Templates::Once { announce_pause },
+        (None, true) => spillway_netflow::generate::Templates::Never,
+        (None, false) => spillway_netflow::generate::Templates::Refreshed,
+    };
     let opts = spillway_netflow::generate::Options {
         target,
         version,
@@ -474,6 +498,9 @@ fn generate(what: Generate) -> ExitCode {
         duration,
         records_per_packet,
         template_refresh,
+        templates,
+        sampling_rate,
+        options_from_second_port,
         seed,
     };
     let started = std::time::Instant::now();

@@ -356,3 +356,82 @@ fn the_admin_endpoint_closes_slow_idle_and_excess_connections() {
     common::signal(child.id(), "TERM");
     assert!(child.wait().status.success());
 }
+
+/// A NetFlow v5 datagram of `records` records (sequence `seq`).
+fn v5(seq: u32, records: u16) -> Vec<u8> {
+    let mut m = Vec::with_capacity(24 + 48 * records as usize);
+    m.extend_from_slice(&5u16.to_be_bytes());
+    m.extend_from_slice(&records.to_be_bytes());
+    m.extend_from_slice(&1000u32.to_be_bytes()); // uptime
+    m.extend_from_slice(&1_790_000_000u32.to_be_bytes()); // export seconds
+    m.extend_from_slice(&0u32.to_be_bytes());
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 0]); // engine, sampling
+    for i in 0..records {
+        let mut r = [0u8; 48];
+        r[0..4].copy_from_slice(&[10, 0, 0, 1]);
+        r[4..8].copy_from_slice(&[10, 0, 1, i as u8]);
+        r[16..20].copy_from_slice(&1u32.to_be_bytes()); // packets
+        r[20..24].copy_from_slice(&100u32.to_be_bytes()); // bytes
+        r[38] = 17;
+        m.extend_from_slice(&r);
+    }
+    m
+}
+
+#[test]
+fn sigterm_turns_not_ready_and_keeps_receiving_through_the_drain_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (admin, udp) = (format!("127.0.0.1:{}", free()), format!("127.0.0.1:{}", free()));
+    let p = common::write_pipeline(
+        dir.path(),
+        &format!(
+            "sources:\n  flows: {{ type: netflow, listen: \"{udp}\" }}\nsinks:\n  out: {{ type: blackhole, inputs: [flows] }}\nadmin:\n  listen: \"{admin}\"\n  drain_grace: 4s\n"
+        ),
+    );
+    let ledger = dir.path().join("ledger.json");
+    let child = common::Guard::run(dir.path(), &p, &["--ledger-json", ledger.to_str().unwrap()]);
+    let mut phases = Vec::new();
+    let mut note = |body: &str| {
+        let word = body.rsplit("\r\n\r\n").next().unwrap_or("").trim().to_string();
+        if phases.last() != Some(&word) {
+            phases.push(word);
+        }
+    };
+    common::wait_until("ready", Duration::from_secs(20), || {
+        std::net::TcpStream::connect(&admin).is_ok() && http_get(&admin, "/health/ready").0 == 200
+    });
+    note(&http_get(&admin, "/health/ready").1);
+    assert_eq!(http_get(&admin, "/health/live").0, 200);
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..10 {
+        s.send_to(&v5(i * 10, 10), &udp).unwrap();
+    }
+    common::signal(child.id(), "TERM");
+    let t = Instant::now();
+    loop {
+        let (code, body) = http_get(&admin, "/health/ready");
+        if code == 503 {
+            note(&body);
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "still ready after SIGTERM: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (live, _) = http_get(&admin, "/health/live");
+    assert_eq!(live, 200, "alive while draining");
+    // Not ready, yet still receiving: what a balancer still sends during its
+    // deregistration delay is collected.
+    for i in 10..20 {
+        s.send_to(&v5(i * 10, 10), &udp).unwrap();
+    }
+    let out = child.wait();
+    assert!(out.status.success(), "{}", common::text(&out));
+    assert_eq!(phases, ["ready", "draining"], "readiness transitions seen over HTTP");
+    let ledger: serde_json::Value = serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    common::assert_balanced(&ledger);
+    assert_eq!(common::entry(&ledger, "flows")["received"], 200, "{ledger}");
+    assert_eq!(common::entry(&ledger, "out")["delivered"], 200, "{ledger}");
+    assert!(common::text(&out).contains("drain grace over"), "{}", common::text(&out));
+}

@@ -7,8 +7,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 
@@ -25,71 +25,6 @@ fn have_peers() -> bool {
         .status()
         .is_ok_and(|s| s.success());
     require("python3 with kafka-python, lz4, zstandard and grpcio-tools", py)
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// A tansu broker with sqlite storage in its own directory.
-struct Broker {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let mut b = Broker { child: None, dir: tempfile::tempdir().unwrap(), port: free_tcp_port() };
-        b.resume();
-        b
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Starts (again) on the same port and storage.
-    fn resume(&mut self) {
-        let url = format!("tcp://{}", self.addr());
-        let child = Command::new("tansu")
-            .current_dir(self.dir.path())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .stdout(std::fs::File::create(self.dir.path().join("broker.log")).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        self.child = Some(child);
-        let t = Instant::now();
-        while std::net::TcpStream::connect(self.addr()).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(20), "tansu did not listen on {}", self.addr());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        let ok = Command::new("tansu")
-            .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr()), "--partitions"])
-            .arg(partitions.to_string())
-            .arg(name)
-            .status()
-            .expect("tansu topic create runs");
-        assert!(ok.success(), "cannot create topic {name}");
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 /// Reads every message of `topic` with kafka-python; with `proto`, decodes

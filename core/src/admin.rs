@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
-use crate::health::{ComponentState, Health, Readiness};
+use crate::health::{ComponentState, Health, Phase, Readiness};
 use crate::ledger::Ledger;
 
 /// What the endpoint serves.
@@ -41,11 +41,13 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<JoinHandle<()>> {
     let metrics = state.metrics.clone();
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(listen = %listener.local_addr()?, "admin endpoint is serving /metrics, /health and /ready");
+    tracing::info!(listen = %listener.local_addr()?, "admin endpoint is serving /metrics, /health, /health/live and /health/ready");
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/health", get(health_handler))
         .route("/ready", get(ready_handler))
+        .route("/health/ready", get(ready_handler))
+        .route("/health/live", get(live_handler))
         .with_state(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let refused = metrics.counter(
@@ -96,14 +98,28 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
-/// 200 once every source takes traffic (sockets bound), 503 before and
-/// while stopping: what a load balancer's health check should probe.
+/// Readiness, what a load balancer's health check should probe: 200
+/// `ready` once every source takes traffic (sockets bound) and no component
+/// has failed; 503 with `warming`, `draining` (stopping: during the drain
+/// grace the sources still receive) or `failed: <component>`.
 async fn ready_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.readiness.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    let failed =
+        s.health.lock().ok().and_then(|h| {
+            h.iter().find(|(_, st)| *st == ComponentState::Failed).map(|(name, _)| name.clone())
+        });
+    match (failed, s.readiness.phase()) {
+        (_, Phase::Draining) => (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string()),
+        (Some(name), _) => (StatusCode::SERVICE_UNAVAILABLE, format!("failed: {name}\n")),
+        (None, Phase::Ready) => (StatusCode::OK, "ready\n".to_string()),
+        (None, Phase::Warming) => (StatusCode::SERVICE_UNAVAILABLE, "warming\n".to_string()),
     }
+}
+
+/// Liveness: 200 while the process serves. A stuck or failed pipeline shows
+/// in readiness and `/health`; restarting the process is the operator's
+/// call, not the probe's.
+async fn live_handler() -> impl IntoResponse {
+    (StatusCode::OK, "live\n")
 }
 
 async fn health_handler(State(s): State<AdminState>) -> impl IntoResponse {

@@ -34,7 +34,31 @@ pub struct Readiness {
 #[derive(Default)]
 struct ReadyState {
     started: bool,
+    draining: bool,
     waiting: HashMap<String, bool>,
+}
+
+/// Where the pipeline is on its way in or out, as `/health/ready` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Starting, or a source is not ready yet (binding, warming its state).
+    Warming,
+    /// Takes traffic.
+    Ready,
+    /// Stopping: not ready, so a balancer stops sending; the sources still
+    /// receive until the drain grace ends.
+    Draining,
+}
+
+impl Phase {
+    /// The word `/health/ready` answers with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warming => "warming",
+            Self::Ready => "ready",
+            Self::Draining => "draining",
+        }
+    }
 }
 
 impl Readiness {
@@ -56,7 +80,10 @@ impl Readiness {
 
     /// The pipeline is stopping: not ready any more.
     pub(crate) fn stopping(&self) {
-        self.update(|s| s.started = false);
+        self.update(|s| {
+            s.started = false;
+            s.draining = true;
+        });
     }
 
     /// Source `name` will say when it is ready.
@@ -84,6 +111,18 @@ impl Readiness {
     /// Ready now?
     pub fn is_ready(&self) -> bool {
         *self.tx.borrow()
+    }
+
+    /// Warming, ready or draining.
+    pub fn phase(&self) -> Phase {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.draining {
+            Phase::Draining
+        } else if self.is_ready() {
+            Phase::Ready
+        } else {
+            Phase::Warming
+        }
     }
 
     /// Follows readiness.
@@ -120,6 +159,7 @@ mod tests {
         let mut rx = r.subscribe();
         r.expect("flows");
         r.expect("polls");
+        assert_eq!(r.phase(), Phase::Warming);
         r.started();
         assert!(!r.is_ready());
         Ready::new("flows", r.clone()).ready();
@@ -128,7 +168,9 @@ mod tests {
         assert!(r.is_ready());
         assert!(rx.has_changed().unwrap());
         assert!(*rx.borrow_and_update());
+        assert_eq!(r.phase(), Phase::Ready);
         r.stopping();
         assert!(!r.is_ready());
+        assert_eq!(r.phase(), Phase::Draining);
     }
 }

@@ -203,6 +203,7 @@ impl Topology {
         // Named outputs with readers get their own ledger entry before the
         // admin endpoint starts serving the ledger.
         runner.register_named(&planned);
+        let drain_grace = admin.as_ref().map(|a| a.drain_grace.get()).unwrap_or_default();
         runner.admin = match admin {
             Some(a) => Some((
                 a.listen,
@@ -220,6 +221,8 @@ impl Topology {
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut imbalance_logs = crate::metrics::LogLimit::default();
         let mut shutting_down = false;
+        // The end of the drain grace, while it runs.
+        let mut grace: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
         loop {
             tokio::select! {
                 joined = runner.tasks.join_next_with_id(), if !runner.tasks.is_empty() => {
@@ -229,7 +232,20 @@ impl Topology {
                 _ = shutdown.cancelled(), if !shutting_down => {
                     shutting_down = true;
                     runner.readiness.stopping();
-                    info!("stopping sources; draining in-flight records to the sinks");
+                    if drain_grace.is_zero() {
+                        info!("stopping sources; draining in-flight records to the sinks");
+                        runner.sources_stop.cancel();
+                    } else {
+                        info!(
+                            grace = %humantime::format_duration(drain_grace),
+                            "not ready (draining): still receiving for admin.drain_grace, then stopping sources"
+                        );
+                        grace = Some(Box::pin(tokio::time::sleep(drain_grace)));
+                    }
+                }
+                _ = async { grace.as_mut().expect("guarded").await }, if grace.is_some() => {
+                    grace = None;
+                    info!("drain grace over: stopping sources; draining in-flight records to the sinks");
                     runner.sources_stop.cancel();
                 }
                 p = async { reloads.as_mut().expect("guarded").recv().await }, if reloads.is_some() => {

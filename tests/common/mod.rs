@@ -356,3 +356,81 @@ pub fn wait_until(what: &str, timeout: std::time::Duration, cond: impl Fn() -> b
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+// --- Kafka: a tansu broker ---------------------------------------------
+
+/// Whether tansu is installed (required under CI=true).
+pub fn have_tansu() -> bool {
+    let ok =
+        Command::new("tansu").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    require("tansu (the Kafka-protocol broker)", ok)
+}
+
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A tansu broker with sqlite storage in its own directory.
+pub struct Broker {
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let mut b = Broker { child: None, dir: tempfile::tempdir().unwrap(), port: free_tcp_port() };
+        b.resume();
+        b
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts (again) on the same port and storage.
+    pub fn resume(&mut self) {
+        let url = format!("tcp://{}", self.addr());
+        let child = std::process::Command::new("tansu")
+            .current_dir(self.dir.path())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .stdout(std::fs::File::create(self.dir.path().join("broker.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let t = std::time::Instant::now();
+        while std::net::TcpStream::connect(self.addr()).is_err() {
+            assert!(
+                t.elapsed() < std::time::Duration::from_secs(20),
+                "tansu did not listen on {}",
+                self.addr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let ok = std::process::Command::new("tansu")
+            .args(["topic", "create", "--broker", &format!("tcp://{}", self.addr()), "--partitions"])
+            .arg(partitions.to_string())
+            .arg(name)
+            .status()
+            .expect("tansu topic create runs");
+        assert!(ok.success(), "cannot create topic {name}");
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -57,6 +57,12 @@ pub struct AdminConfig {
     /// authentication, so exposing it is a deliberate choice.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// At a stop, how long the pipeline keeps receiving after
+    /// `/health/ready` turned 503 (`draining`), before its sources stop:
+    /// set it to the balancer's deregistration delay so no exporter is
+    /// still sent here when the sockets close. 0 by default.
+    #[serde(default)]
+    pub drain_grace: HumanDuration,
 }
 
 fn default_admin_listen() -> SocketAddr {

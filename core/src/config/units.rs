@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 /// A duration written as `5m`, `1h30m`, `250ms` (humantime syntax).
 ///
 /// A bare number is rejected: `60` could mean seconds or milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HumanDuration(pub std::time::Duration);
 
 impl HumanDuration {

@@ -340,6 +340,30 @@ impl Collector {
     pub fn ingest(&mut self, msg: &[u8], exporter: Addr, now_ns: i64) {
         self.metrics.packets.add(1);
         let o = self.decoder.decode(msg, exporter, now_ns, &mut self.builders);
+        self.account(o, exporter);
+    }
+
+    /// Applies a fact another decoder learned (shared state): a template
+    /// decodes what was parked for it into the batch being built.
+    pub fn apply(&mut self, l: &crate::decode::Learned) {
+        let (kept, o) = self.decoder.apply(l, &mut self.builders);
+        if !kept {
+            self.decoder.stats.options_refused += 1;
+        }
+        self.account(o, l.key.exporter);
+    }
+
+    /// Records what the decoder learns, to share it.
+    pub fn share(&mut self) {
+        self.decoder.share();
+    }
+
+    /// What the decoder learned since the last call (shared state).
+    pub fn take_learned(&mut self) -> std::vec::Drain<'_, crate::decode::Learned> {
+        self.decoder.take_learned()
+    }
+
+    fn account(&mut self, o: crate::decode::Outcome, exporter: Addr) {
         if let (Some(l), Some(records)) = (o.loss, &mut self.loss) {
             records.push(l);
         }

@@ -29,8 +29,37 @@ pub struct Options {
     pub records_per_packet: usize,
     /// Each exporter resends its template every this many packets.
     pub template_refresh: u32,
+    /// How templates (and sampling options) are sent.
+    pub templates: Templates,
+    /// Each exporter announces sampling in options data (v9/IPFIX):
+    /// exporter `i` announces 1 in `rate << (i % 4)` ([`announced_rate`]).
+    pub sampling_rate: Option<u32>,
+    /// Options come from a second socket of the exporter (another source
+    /// port), as some devices send them: behind a balancer hashing the
+    /// port they can reach another collector than the data.
+    pub options_from_second_port: bool,
     /// Seed of the record values.
     pub seed: u64,
+}
+
+/// How a generator sends templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Templates {
+    /// With data, every `template_refresh` packets (the first included).
+    #[default]
+    Refreshed,
+    /// Once per exporter in an announcement round before any data (with
+    /// the sampling options), then `announce_pause` of quiet, then data
+    /// only: a collector that did not see the round must learn them from
+    /// elsewhere (a shared store).
+    Once { announce_pause: Duration },
+    /// Never: data only, for a collector that knows them already.
+    Never,
+}
+
+/// The rate exporter `i` announces when the base rate is `base`.
+pub fn announced_rate(base: u32, i: u32) -> u32 {
+    base << (i % 4)
 }
 
 /// Exactly what was sent.
@@ -93,15 +122,50 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
     let rpp = opts.records_per_packet.clamp(1, if opts.version == 5 { 30 } else { 400 });
     let mut exporters = Vec::with_capacity(opts.exporters as usize);
     let mut sockets = Vec::with_capacity(opts.exporters as usize);
+    let mut option_sockets = Vec::new();
     for i in 0..opts.exporters.max(1) {
         let socket = UdpSocket::bind(SocketAddr::from((exporter_addr(i), 0)))?;
         socket.connect(opts.target)?;
         sockets.push(socket);
+        if opts.options_from_second_port {
+            let o = UdpSocket::bind(SocketAddr::from((exporter_addr(i), 0)))?;
+            o.connect(opts.target)?;
+            option_sockets.push(o);
+        }
         exporters.push(Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() });
     }
     let mut rng = Rng::new(opts.seed);
     let mut totals = Totals::default();
     let mut buf = Vec::with_capacity(65536);
+    let sampling = opts.sampling_rate.filter(|_| opts.version != 5);
+    // The announcement round: templates and options, no data.
+    if let Templates::Once { announce_pause } = opts.templates
+        && opts.version != 5
+    {
+        for (i, ex) in exporters.iter_mut().enumerate() {
+            let rate = sampling.map(|r| announced_rate(r, i as u32));
+            let second = option_sockets.get(i).filter(|_| rate.is_some());
+            buf.clear();
+            build_announcement(
+                &mut buf,
+                ex,
+                opts.version == 10,
+                true,
+                if second.is_some() { None } else { rate },
+            );
+            send(&sockets[i], &buf)?;
+            totals.packets += 1;
+            ex.sent_packets = ex.sent_packets.wrapping_add(1);
+            if let Some(o) = second {
+                buf.clear();
+                build_announcement(&mut buf, ex, opts.version == 10, false, rate);
+                send(o, &buf)?;
+                totals.packets += 1;
+                ex.sent_packets = ex.sent_packets.wrapping_add(1);
+            }
+        }
+        std::thread::sleep(announce_pause);
+    }
     let started = Instant::now();
     let mut e = 0usize;
     loop {
@@ -121,26 +185,14 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         let socket = &sockets[e];
         e = (e + 1) % opts.exporters.max(1) as usize;
         buf.clear();
-        let with_template = opts.version != 5 && ex.sent_packets % opts.template_refresh.max(1) == 0;
+        let with_template = opts.version != 5
+            && opts.templates == Templates::Refreshed
+            && ex.sent_packets % opts.template_refresh.max(1) == 0;
         let (bytes, packets) = match opts.version {
             5 => build_v5(&mut buf, ex, n, &mut rng),
             v => build_v9_ipfix(&mut buf, ex, n, &mut rng, v == 10, with_template),
         };
-        // A full socket buffer on loopback means the collector is behind:
-        // retry rather than lose a datagram we would count as sent.
-        loop {
-            match socket.send(&buf) {
-                Ok(_) => break,
-                Err(e)
-                    if e.raw_os_error() == Some(libc::ENOBUFS)
-                        || e.kind() == std::io::ErrorKind::WouldBlock =>
-                {
-                    std::thread::sleep(Duration::from_micros(50));
-                }
-                // Nothing listens (yet): the datagram is lost; report it.
-                Err(e) => return Err(e),
-            }
-        }
+        send(socket, &buf)?;
         ex.sent_packets = ex.sent_packets.wrapping_add(1);
         ex.sent_records = ex.sent_records.wrapping_add(n as u32);
         totals.packets += 1;
@@ -149,6 +201,102 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         totals.sum_packets += packets;
     }
     Ok(totals)
+}
+
+/// Sends one datagram. A full socket buffer on loopback means the collector
+/// is behind: retried rather than lost and counted as sent.
+fn send(socket: &UdpSocket, buf: &[u8]) -> std::io::Result<()> {
+    loop {
+        match socket.send(buf) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOBUFS) || e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                std::thread::sleep(Duration::from_micros(50));
+            }
+            // Nothing listens (yet): the datagram is lost; report it.
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Options template id of the sampling announcement.
+const OPTIONS_ID: u16 = 300;
+/// samplingInterval (v9 SAMPLING_INTERVAL).
+const SAMPLING_INTERVAL: u16 = 34;
+
+/// A message with no data: the data template (`template`) and/or the
+/// sampling options (`rate`: an options template and one options record).
+fn build_announcement(b: &mut Vec<u8>, ex: &Exporter, ipfix: bool, template: bool, rate: Option<u32>) {
+    let (secs, _) = unix_now();
+    let uptime = ex.boot.elapsed().as_millis() as u32 + 1000;
+    let records = template as u16 + 2 * rate.is_some() as u16;
+    if ipfix {
+        put16(b, 10);
+        put16(b, 0);
+        put32(b, secs);
+        put32(b, ex.sent_records);
+        put32(b, 0);
+    } else {
+        put16(b, 9);
+        put16(b, records);
+        put32(b, uptime);
+        put32(b, secs);
+        put32(b, ex.sent_packets);
+        put32(b, 0);
+    }
+    if template {
+        let fields = template_fields(ipfix);
+        put16(b, if ipfix { 2 } else { 0 });
+        put16(b, (8 + 4 * fields.len()) as u16);
+        put16(b, TEMPLATE_ID);
+        put16(b, fields.len() as u16);
+        for (id, len) in &fields {
+            put16(b, *id);
+            put16(b, *len);
+        }
+    }
+    if let Some(rate) = rate {
+        if ipfix {
+            // Options template set: scope observationDomainId (149).
+            put16(b, 3);
+            put16(b, 4 + 6 + 8);
+            put16(b, OPTIONS_ID);
+            put16(b, 2);
+            put16(b, 1);
+            put16(b, 149);
+            put16(b, 4);
+            put16(b, SAMPLING_INTERVAL);
+            put16(b, 4);
+        } else {
+            // Options template flowset: scope System (1).
+            put16(b, 1);
+            put16(b, 4 + 6 + 8);
+            put16(b, OPTIONS_ID);
+            put16(b, 4);
+            put16(b, 4);
+            put16(b, 1);
+            put16(b, 4);
+            put16(b, SAMPLING_INTERVAL);
+            put16(b, 4);
+        }
+        put16(b, OPTIONS_ID);
+        put16(b, 4 + 8);
+        put32(b, 0);
+        put32(b, rate);
+    }
+    if ipfix {
+        let len = b.len() as u16;
+        b[2..4].copy_from_slice(&len.to_be_bytes());
+    }
+}
+
+fn template_fields(ipfix: bool) -> Vec<(u16, u16)> {
+    V9_FIELDS
+        .iter()
+        .map(|&(id, len)| if ipfix && id == 22 { (152, 8) } else { (id, len) })
+        .chain([if ipfix { (153, 8) } else { (21, 4) }])
+        .collect()
 }
 
 /// Builds `packets` messages round-robin over `exporters` without sending
@@ -290,11 +438,7 @@ fn build_v9_ipfix(
         put32(b, ex.sent_packets);
         put32(b, 0);
     }
-    let fields: Vec<(u16, u16)> = V9_FIELDS
-        .iter()
-        .map(|&(id, len)| if ipfix && id == 22 { (152, 8) } else { (id, len) })
-        .chain([if ipfix { (153, 8) } else { (21, 4) }])
-        .collect();
+    let fields = template_fields(ipfix);
     if template {
         put16(b, if ipfix { 2 } else { 0 });
         put16(b, (8 + 4 * fields.len()) as u16);
@@ -352,6 +496,38 @@ mod tests {
     use super::*;
     use crate::decode::{Decoder, DecoderConfig};
     use crate::row::FlowBuilders;
+
+    #[test]
+    fn an_announcement_then_data_only_decodes_at_the_announced_rate() {
+        for ipfix in [false, true] {
+            for split in [false, true] {
+                let mut ex = Exporter { sent_packets: 0, sent_records: 0, boot: Instant::now() };
+                let mut rng = Rng::new(3);
+                let mut d = Decoder::new(DecoderConfig::default());
+                let mut out = FlowBuilders::new(64);
+                let exporter = spillway_core::addr::Addr([9; 16]);
+                let mut buf = Vec::new();
+                build_announcement(&mut buf, &ex, ipfix, true, if split { None } else { Some(512) });
+                assert_eq!(d.decode(&buf, exporter, 0, &mut out).error, None);
+                ex.sent_packets += 1;
+                if split {
+                    buf.clear();
+                    build_announcement(&mut buf, &ex, ipfix, false, Some(512));
+                    assert_eq!(d.decode(&buf, exporter, 0, &mut out).error, None);
+                    ex.sent_packets += 1;
+                }
+                buf.clear();
+                build_v9_ipfix(&mut buf, &ex, 10, &mut rng, ipfix, false);
+                let o = d.decode(&buf, exporter, 0, &mut out);
+                assert_eq!((o.records, o.error), (10, None), "ipfix {ipfix} split {split}");
+                let b = out.finish();
+                let rates = b.column_by_name("sampling_rate").unwrap();
+                let rates = rates.as_any().downcast_ref::<arrow::array::UInt32Array>().unwrap();
+                assert!(rates.iter().all(|r| r == Some(512)), "ipfix {ipfix} split {split}: {rates:?}");
+            }
+        }
+        assert_eq!(announced_rate(100, 5), 200);
+    }
 
     #[test]
     fn generated_messages_decode_to_the_totals_sent() {

@@ -8,6 +8,8 @@
 //! - `netflow` source: UDP, several `SO_REUSEPORT` sockets, `recvmmsg`.
 //! - `pcap` source: replays captures through the same decoder.
 //! - [`generate`]: a load generator speaking real v5/v9/IPFIX.
+//! - [`shared_state`]: templates and sampling state shared between workers,
+//!   collectors of a host (a directory) and a fleet (a compacted Kafka topic).
 
 #![deny(unsafe_code)]
 
@@ -22,6 +24,7 @@ pub mod quickstart;
 pub mod recv;
 pub mod row;
 pub mod sequence;
+pub mod shared_state;
 pub mod state;
 pub mod template;
 pub mod udp;

@@ -79,6 +79,9 @@ fn send(target: SocketAddr, records: u64, rate: u64) -> Result<Totals, String> {
             duration: None,
             records_per_packet: if version == 5 { 30 } else { 24 },
             template_refresh: 20,
+            templates: generate::Templates::Refreshed,
+            sampling_rate: None,
+            options_from_second_port: false,
             seed: version as u64,
         };
         let t = generate::run(&opts).map_err(|e| e.to_string())?;

@@ -7,7 +7,6 @@
 //! module, the only one with `unsafe` code) and decodes them straight into
 //! the flow schema's column buffers.
 
-use spillway_core::addr::Addr;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -20,6 +19,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use socket2::{Domain, Protocol, Socket, Type};
 use spillway_core::ack::Acks;
+use spillway_core::addr::Addr;
 use spillway_core::component::{ComponentError, Source, SourceContext};
 use spillway_core::config::{ByteSize, HumanDuration};
 use spillway_core::events::Events;
@@ -71,6 +71,10 @@ pub struct NetflowConfig {
     /// (`flowEndReason`, `postNATSourceIPv4Address`, …), named in snake case.
     #[serde(default)]
     pub extra_fields: Vec<String>,
+    /// Template and sampling state shared with the other collectors of a
+    /// host (`type: file`) or a fleet (`type: kafka`): docs/deploy.md.
+    #[serde(default)]
+    pub shared_state: Option<crate::shared_state::SharedStateConfig>,
 }
 
 fn default_workers() -> usize {
@@ -92,6 +96,9 @@ fn default_drain_timeout() -> HumanDuration {
 impl SourceConfig for NetflowConfig {
     fn validate(&self) -> Vec<FieldIssue> {
         let mut v = collector::validate(&self.templates, &self.extra_fields);
+        if let Some(s) = &self.shared_state {
+            v.extend(s.issues());
+        }
         if self.workers == 0 || self.workers > 64 {
             v.push(FieldIssue::new("workers", "must be between 1 and 64"));
         }
@@ -260,6 +267,16 @@ impl Source for Netflow {
             .gauge("spillway_netflow_receive_buffer_bytes", "Kernel receive buffer granted per socket.");
         rcvbuf.set(workers[0].0.recv_buffer_size().unwrap_or(0) as u64 / 2);
         tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for NetFlow/IPFIX");
+        // The store is read after the sockets are bound (datagrams wait in
+        // them meanwhile) and before the source reports ready.
+        let (warm, _store, mut shares) = match &self.cfg.shared_state {
+            Some(s) => {
+                let (warm, store, shares) = crate::shared_state::start(s, &name, &metrics, self.cfg.workers)
+                    .map_err(|e| ComponentError::new(format!("shared state: {e}")))?;
+                (warm, Some(store), shares.into_iter().map(Some).collect())
+            }
+            None => (Vec::new(), None, (0..self.cfg.workers).map(|_| None).collect::<Vec<_>>()),
+        };
         ready.ready();
         let mode = Arc::new(AtomicU8::new(RUNNING));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
@@ -289,7 +306,15 @@ impl Source for Netflow {
             if loss_out.is_some() {
                 collector.enable_loss();
             }
+            let share = shares[i].take();
+            if share.is_some() {
+                collector.share();
+                for l in &warm {
+                    collector.apply(l);
+                }
+            }
             let w = Worker {
+                share,
                 socket,
                 collector,
                 tx: tx.clone(),
@@ -382,6 +407,8 @@ fn discard_inherited(i: Inherited, events: &Events) {
 }
 
 struct Worker {
+    /// This worker's end of the shared state, when there is one.
+    share: Option<crate::shared_state::WorkerShare>,
     socket: Socket,
     collector: Collector,
     tx: tokio::sync::mpsc::Sender<Sent>,
@@ -461,6 +488,15 @@ impl Worker {
                 Err(e) => {
                     tracing::error!(error = %e, "receive failed; the worker stops");
                     break;
+                }
+            }
+            if let Some(s) = &self.share {
+                s.publish(self.collector.take_learned());
+                for l in s.received() {
+                    self.collector.apply(&l);
+                }
+                if self.collector.is_full() && !self.send() {
+                    return None;
                 }
             }
             if self.collector.buffered() > 0 && last_flush.elapsed() >= self.flush {

@@ -206,7 +206,9 @@ impl Decoder {
                 let Some(t) = Template::new(fields.clone(), scope_fields, &self.cfg.extra_ids) else {
                     return Err(DecodeError::BadTemplate { template: id, why: "fields describe no data" });
                 };
-                self.state.insert_template(tkey, t);
+                if self.state.insert_template(tkey, t) {
+                    self.learned(key, super::Fact::Template { id, scope_fields, fields: fields.clone() });
+                }
             }
             self.release(tkey, out, o);
         }

@@ -13,12 +13,16 @@
 //! - `records`: data records into rows.
 //! - `sampling`: what sampling rate a record carries, and where it came from.
 //! - `parking`: data sets waiting for their template.
+//! - `shared`: what the decoder learned, as facts other decoders can apply.
 
 mod message;
 mod parking;
 mod records;
 mod sampling;
+mod shared;
 mod v5;
+
+pub use shared::{Fact, Learned};
 
 use spillway_core::addr::Addr;
 use spillway_core::schema::SamplingSource;
@@ -115,6 +119,8 @@ impl Default for DecoderConfig {
 /// Counters kept by the decoder (records are counted by the caller).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeStats {
+    /// Facts not recorded for sharing because too many were waiting.
+    pub share_overflow: u64,
     pub templates: u64,
     pub options_templates: u64,
     pub options_records: u64,
@@ -226,6 +232,9 @@ pub struct Decoder {
     released: Vec<ParkedSet>,
     notices: Vec<Notice>,
     seq: SeqStats,
+    /// Whether changes are recorded as facts to share.
+    sharing: bool,
+    learned: Vec<Learned>,
     /// Decoder counters.
     pub stats: DecodeStats,
 }
@@ -250,6 +259,8 @@ impl Decoder {
             released: Vec::new(),
             notices: Vec::new(),
             seq: SeqStats::default(),
+            sharing: false,
+            learned: Vec::new(),
             stats: DecodeStats::default(),
         }
     }

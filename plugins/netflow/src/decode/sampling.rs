@@ -17,7 +17,7 @@
 
 use spillway_core::schema::SamplingSource;
 
-use super::Decoder;
+use super::{Decoder, Fact};
 use crate::state::{DomainKey, DomainState, SamplerRate};
 
 /// The sampling parameters found in one record (data or options).
@@ -158,13 +158,30 @@ impl Decoder {
         let rate = announced.rate();
         let mut kept = true;
         if let Some(r) = rate {
-            kept = match sampler.filter(|id| *id != 0) {
-                Some(id) => self.state.set_sampler(key, id, r),
-                None => self.state.entry(key).map(|d| d.rate = Some(r)).is_some(),
-            };
+            match sampler.filter(|id| *id != 0) {
+                Some(id) => {
+                    let changed = self.state.peek(&key).and_then(|d| d.sampler(id)) != Some(r);
+                    kept = self.state.set_sampler(key, id, r);
+                    if kept && changed {
+                        self.learned(key, Fact::Sampler { id, rate: r });
+                    }
+                }
+                None => {
+                    let changed = self.state.peek(&key).and_then(|d| d.rate) != Some(r);
+                    kept = self.state.entry(key).map(|d| d.rate = Some(r)).is_some();
+                    if kept && changed {
+                        self.learned(key, Fact::ExporterRate(r));
+                    }
+                }
+            }
         }
         if let Some(b) = boot_ms {
-            kept &= self.state.entry(key).map(|d| d.boot_ms = Some(b)).is_some();
+            let changed = self.state.peek(&key).and_then(|d| d.boot_ms) != Some(b);
+            let ok = self.state.entry(key).map(|d| d.boot_ms = Some(b)).is_some();
+            if ok && changed {
+                self.learned(key, Fact::Boot(b));
+            }
+            kept &= ok;
         }
         if !kept {
             self.stats.options_refused += 1;

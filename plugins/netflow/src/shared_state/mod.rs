@@ -1,0 +1,379 @@
+//! Shared template and sampling state: what one decoder learns per
+//! (exporter, domain) — templates, options templates, sampler tables,
+//! exporter rates, boot times — published when it changes and applied by
+//! every other decoder: the other workers of this source, other collectors
+//! on the host (the file store) or in the fleet (the Kafka store).
+//!
+//! Behind an L4 balancer every scale event, restart or idle re-hash moves
+//! exporters to a collector that never saw their templates; with a store,
+//! that collector already knows them (read at start, before it reports
+//! ready, and followed while running), so nothing waits for the exporter's
+//! next template refresh. Options that arrive at another collector than the
+//! data (some devices send them from another source port, and the balancer
+//! hashes the port) reach the data's collector the same way.
+//!
+//! One thread per source runs the store: it writes what the workers learned
+//! (skipping what the store already holds, so an identical refresh costs
+//! nothing past the decoder's own comparison), reads what others wrote and
+//! hands it to the workers, which apply it between receive batches. Two
+//! different definitions of one key: the one learned last wins, counted and
+//! logged. Store trouble never stops collection: each failure is a log line
+//! (rate-limited) and a count, and the decoders go on with what they know.
+
+mod codec;
+mod file;
+mod kafka;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use spillway_core::config::HumanDuration;
+use spillway_core::metrics::{Counter, Gauge, LogLimit, Metrics};
+
+use crate::decode::{Fact, Learned};
+
+/// Where the state is shared.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SharedStateConfig {
+    /// A directory, for the collectors of one host and restarts.
+    File {
+        path: PathBuf,
+        /// How often the directory is scanned for others' changes.
+        #[serde(default = "default_poll")]
+        poll_interval: HumanDuration,
+    },
+    /// A compacted Kafka topic, for a fleet.
+    Kafka {
+        brokers: String,
+        topic: String,
+        /// Longest the topic is read at start before the source reports
+        /// ready (and collection starts with what was read).
+        #[serde(default = "default_warm_up")]
+        warm_up: HumanDuration,
+        /// How often new entries are read.
+        #[serde(default = "default_poll")]
+        poll_interval: HumanDuration,
+        /// librdkafka settings for the producer and the consumer.
+        #[serde(default)]
+        options: BTreeMap<String, String>,
+    },
+}
+
+fn default_poll() -> HumanDuration {
+    HumanDuration(Duration::from_millis(200))
+}
+fn default_warm_up() -> HumanDuration {
+    HumanDuration(Duration::from_secs(10))
+}
+
+impl SharedStateConfig {
+    /// Problems a config check can find.
+    pub fn issues(&self) -> Vec<spillway_core::registry::FieldIssue> {
+        use spillway_core::registry::FieldIssue;
+        let mut v = Vec::new();
+        let poll = match self {
+            Self::File { path, poll_interval } => {
+                if path.as_os_str().is_empty() {
+                    v.push(FieldIssue::new("shared_state.path", "must name a directory"));
+                }
+                poll_interval
+            }
+            Self::Kafka { brokers, topic, poll_interval, .. } => {
+                if brokers.is_empty() {
+                    v.push(FieldIssue::new("shared_state.brokers", "must name at least one broker"));
+                }
+                if topic.is_empty() {
+                    v.push(FieldIssue::new("shared_state.topic", "must name a topic"));
+                }
+                poll_interval
+            }
+        };
+        if poll.get() < Duration::from_millis(10) || poll.get() > Duration::from_secs(60) {
+            v.push(FieldIssue::new("shared_state.poll_interval", "must be between 10ms and 60s"));
+        }
+        v
+    }
+
+    fn poll_interval(&self) -> Duration {
+        match self {
+            Self::File { poll_interval, .. } | Self::Kafka { poll_interval, .. } => poll_interval.get(),
+        }
+    }
+}
+
+/// What a store returns for one entry it read.
+pub type Read = Result<codec::Entry, String>;
+
+/// A place facts are kept.
+pub trait Backend: Send {
+    /// Everything held now (read until `deadline` at most).
+    fn load(&mut self, deadline: Instant) -> Vec<Read>;
+    /// Stores one entry.
+    fn write(&mut self, key: &str, value: &[u8]) -> Result<(), String>;
+    /// Entries that arrived since the last call, and trouble.
+    fn poll(&mut self) -> Vec<Read>;
+    /// Makes what was written durable before a stop.
+    fn flush(&mut self) {}
+}
+
+/// The store's metrics.
+#[derive(Clone)]
+struct ShareMetrics {
+    published: Counter,
+    applied: Counter,
+    conflicts: Counter,
+    errors: Counter,
+    dropped: Counter,
+    entries: Gauge,
+}
+
+impl ShareMetrics {
+    fn new(m: &Metrics) -> Self {
+        Self {
+            published: m.counter("spillway_netflow_shared_published_total", "State entries this source wrote to its store (changes only)."),
+            applied: m.counter("spillway_netflow_shared_applied_total", "State entries from the store handed to this source's decoders."),
+            conflicts: m.counter(
+                "spillway_netflow_shared_conflicts_total",
+                "Keys seen with two different definitions (the one learned last wins).",
+            ),
+            errors: m.counter("spillway_netflow_shared_errors_total", "Store failures: unreachable, missing, unwritable, corrupt entries."),
+            dropped: m.counter(
+                "spillway_netflow_shared_dropped_total",
+                "Facts not passed on because a queue was full (the exporter's next refresh brings them again).",
+            ),
+            entries: m.gauge("spillway_netflow_shared_entries", "Keys the store thread knows."),
+        }
+    }
+}
+
+/// A worker's end of the store: where it sends what it learned, and where
+/// it receives what others learned.
+pub struct WorkerShare {
+    id: usize,
+    publish: SyncSender<(usize, Learned)>,
+    inbox: Receiver<Arc<Learned>>,
+    dropped: Counter,
+}
+
+impl WorkerShare {
+    /// Passes on what the decoder learned.
+    pub fn publish(&self, learned: impl Iterator<Item = Learned>) {
+        for l in learned {
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
+                self.publish.try_send((self.id, l))
+            {
+                self.dropped.add(1);
+            }
+        }
+    }
+
+    /// What others learned since the last call.
+    pub fn received(&self) -> std::sync::mpsc::TryIter<'_, Arc<Learned>> {
+        self.inbox.try_iter()
+    }
+}
+
+/// The running store of one source; stops when dropped.
+pub struct SharedState {
+    publish: Option<SyncSender<(usize, Learned)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for SharedState {
+    fn drop(&mut self) {
+        self.publish.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Facts queued per worker, and from the workers to the store.
+const QUEUE: usize = 1 << 16;
+
+/// Opens the store, reads what it holds (the warm-up) and starts its thread.
+/// Returns the facts to give every decoder before it starts, the running
+/// store, and one [`WorkerShare`] per worker.
+pub fn start(
+    cfg: &SharedStateConfig,
+    component: &str,
+    metrics: &Metrics,
+    workers: usize,
+) -> Result<(Vec<Learned>, SharedState, Vec<WorkerShare>), String> {
+    let (mut backend, warm_up): (Box<dyn Backend>, Duration) = match cfg {
+        SharedStateConfig::File { path, .. } => (Box::new(file::FileStore::open(path)?), Duration::ZERO),
+        SharedStateConfig::Kafka { brokers, topic, warm_up, options, .. } => {
+            let options: Vec<(String, String)> =
+                options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            (Box::new(kafka::KafkaStore::open(brokers, topic, &options)?), warm_up.get())
+        }
+    };
+    let m = ShareMetrics::new(metrics);
+    let mut hub = Hub {
+        component: component.to_string(),
+        by: format!(
+            "{}/{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default().trim(),
+            std::process::id()
+        ),
+        known: lru::LruCache::new(std::num::NonZeroUsize::new(MAX_KNOWN).expect("non-zero")),
+        outboxes: Vec::new(),
+        m: m.clone(),
+        logs: LogLimit::default(),
+    };
+    let started = Instant::now();
+    let mut warm = Vec::new();
+    for r in backend.load(Instant::now() + warm_up) {
+        if let Some(l) = hub.remote(r) {
+            warm.push(l);
+        }
+    }
+    tracing::info!(
+        component,
+        entries = hub.known.len(),
+        took_ms = started.elapsed().as_millis() as u64,
+        "shared template and sampling state read"
+    );
+    let (publish, from_workers) = std::sync::mpsc::sync_channel(QUEUE);
+    let mut shares = Vec::new();
+    for id in 0..workers {
+        let (tx, inbox) = std::sync::mpsc::sync_channel(QUEUE);
+        hub.outboxes.push(tx);
+        shares.push(WorkerShare { id, publish: publish.clone(), inbox, dropped: m.dropped.clone() });
+    }
+    let poll = cfg.poll_interval();
+    let thread = std::thread::Builder::new()
+        .name("netflow-state".into())
+        .spawn(move || hub.run(backend, from_workers, poll))
+        .map_err(|e| format!("cannot start the state thread: {e}"))?;
+    Ok((warm, SharedState { publish: Some(publish), thread: Some(thread) }, shares))
+}
+
+/// Keys the store thread remembers (the least recently changed are
+/// forgotten beyond this; forgetting only costs a redundant write).
+const MAX_KNOWN: usize = 1 << 20;
+
+struct Hub {
+    component: String,
+    by: String,
+    /// Key → the definition and when it was learned (ms).
+    known: lru::LruCache<String, (Fact, i64)>,
+    outboxes: Vec<SyncSender<Arc<Learned>>>,
+    m: ShareMetrics,
+    logs: LogLimit,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Hub {
+    fn run(
+        mut self,
+        mut backend: Box<dyn Backend>,
+        from_workers: Receiver<(usize, Learned)>,
+        poll: Duration,
+    ) {
+        let mut last_poll = Instant::now();
+        loop {
+            match from_workers.recv_timeout(poll) {
+                Ok((origin, l)) => {
+                    self.local(&mut *backend, origin, l);
+                    for (origin, l) in from_workers.try_iter().take(QUEUE) {
+                        self.local(&mut *backend, origin, l);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if last_poll.elapsed() >= poll {
+                last_poll = Instant::now();
+                for r in backend.poll() {
+                    if let Some(l) = self.remote(r) {
+                        self.forward(None, Arc::new(l));
+                    }
+                }
+            }
+            self.m.entries.set(self.known.len() as u64);
+        }
+        backend.flush();
+    }
+
+    fn error(&mut self, e: &str) {
+        self.m.errors.add(1);
+        if let Some(suppressed) = self.logs.allow() {
+            tracing::warn!(component = %self.component, suppressed, "shared state: {e}; collection goes on with local state");
+        }
+    }
+
+    /// Something a worker learned: stored (unless the store has it) and
+    /// passed to the other workers.
+    fn local(&mut self, backend: &mut dyn Backend, origin: usize, l: Learned) {
+        let key = codec::key_of(&l);
+        if self.known.get(&key).is_some_and(|(f, _)| *f == l.fact) {
+            return;
+        }
+        let at = now_ms();
+        let (_, value) = codec::encode(&l, at, &self.by);
+        self.known.put(key.clone(), (l.fact.clone(), at));
+        // This source's other workers first: they need no store.
+        self.forward(Some(origin), Arc::new(l));
+        match backend.write(&key, &value) {
+            Ok(()) => self.m.published.add(1),
+            Err(e) => self.error(&e),
+        }
+    }
+
+    /// An entry read from the store: the fact to apply, if it is news.
+    fn remote(&mut self, r: Read) -> Option<Learned> {
+        let e = match r {
+            Ok(e) => e,
+            Err(e) => {
+                self.error(&e);
+                return None;
+            }
+        };
+        if let Some((fact, at)) = self.known.get(&e.key) {
+            if *fact == e.learned.fact {
+                return None;
+            }
+            self.m.conflicts.add(1);
+            let newer = e.learned_ms >= *at;
+            if let Some(suppressed) = self.logs.allow() {
+                tracing::warn!(
+                    component = %self.component,
+                    key = %e.key,
+                    suppressed,
+                    "shared state: two definitions of one key; the one learned last wins ({})",
+                    if newer { "the store's" } else { "ours" }
+                );
+            }
+            if !newer {
+                return None;
+            }
+        }
+        self.known.put(e.key, (e.learned.fact.clone(), e.learned_ms));
+        Some(e.learned)
+    }
+
+    fn forward(&mut self, origin: Option<usize>, l: Arc<Learned>) {
+        for (i, tx) in self.outboxes.iter().enumerate() {
+            if Some(i) == origin {
+                continue;
+            }
+            match tx.try_send(l.clone()) {
+                Ok(()) => {
+                    if origin.is_none() {
+                        self.m.applied.add(1);
+                    }
+                }
+                Err(_) => self.m.dropped.add(1),
+            }
+        }
+    }
+}
