@@ -1,5 +1,8 @@
 //! Decode throughput (records/s on one core) for v5, v9 and IPFIX, beside the
-//! `netflow_parser` crate decoding the same buffers in the same run.
+//! `netflow_parser` crate decoding the same buffers in the same run; and
+//! the cost of shared state on the hot path (`with_shared_state`: a decoder
+//! recording changes for a store while the exporters refresh unchanged
+//! templates, which must cost nothing measurable beside `spillway_into_arrow`).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spillway_core::addr::Addr;
@@ -27,6 +30,25 @@ fn bench(c: &mut Criterion) {
                     n += d.decode(m, exporters[*e as usize], 0, &mut out).records;
                     if out.is_full() {
                         std::hint::black_box(out.finish());
+                    }
+                }
+                n
+            })
+        });
+        g.bench_function("with_shared_state", |b| {
+            let mut d = Decoder::new(DecoderConfig::default());
+            d.share();
+            let mut out = FlowBuilders::new(8192);
+            b.iter(|| {
+                let mut n = 0;
+                for (e, m) in &msgs {
+                    n += d.decode(m, exporters[*e as usize], 0, &mut out).records;
+                    if out.is_full() {
+                        std::hint::black_box(out.finish());
+                    }
+                    // What the worker does after each receive batch.
+                    if d.has_learned() {
+                        n += d.take_learned().count() as u64;
                     }
                 }
                 n

@@ -45,6 +45,7 @@ fn every_registered_example_builds() {
         "snmp",
         "kafka",
         "wasm",
+        "netflow_decode",
     ] {
         assert!(names.contains(&expected), "`{expected}` is not registered: {names:?}");
     }
@@ -70,6 +71,11 @@ fn every_registered_example_builds() {
             example = example.replace("plugins/customer_tag.wasm", built.to_str().unwrap());
         }
         let yaml = match r.kind {
+            // A decoder of relayed datagrams reads a relaying source.
+            ComponentKind::Transform if r.name == "netflow_decode" => format!(
+                "sources:\n  raw: {{ type: netflow, listen: \"127.0.0.1:0\", relay: true }}\ntransforms:\n  it:\n{}sinks:\n  out: {{ type: blackhole, inputs: [it] }}\n",
+                indent(&example)
+            ),
             ComponentKind::Source => format!(
                 "sources:\n  it:\n{}sinks:\n  out: {{ type: blackhole, inputs: [it] }}\n",
                 indent(&example)

@@ -14,6 +14,8 @@
 //! carries no counters) and `sampling_rate` (null when `sampling_source` is
 //! `unknown`).
 
+pub mod datagram;
+
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, TimeUnit};

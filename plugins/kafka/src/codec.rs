@@ -19,7 +19,11 @@ use crate::proto::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     Json,
-    Protobuf { length_delimited: bool },
+    Protobuf {
+        length_delimited: bool,
+    },
+    /// The relay tier's datagrams.
+    Datagram,
 }
 
 /// Encodes batches of one schema.
@@ -44,6 +48,7 @@ impl Encoder {
                     ends.push(buf.len());
                 }
             }
+            Encoding::Datagram => encode_datagrams(batch, buf, ends),
             Encoding::Protobuf { length_delimited } => {
                 let cols = FlowColumns::of(batch);
                 for row in 0..batch.num_rows() {
@@ -232,6 +237,79 @@ impl FlowColumns<'_> {
     }
 }
 
+/// Datagram-schema rows in their binary form (the schema was checked when
+/// the pipeline was built).
+fn encode_datagrams(b: &RecordBatch, buf: &mut Vec<u8>, ends: &mut Vec<usize>) {
+    use arrow::datatypes::{TimestampNanosecondType, UInt16Type};
+    use spillway_schema::datagram as d;
+    let col = |n: &str| b.column_by_name(n).expect("the datagram schema");
+    let time = col(d::TIME_RECEIVED).as_primitive::<TimestampNanosecondType>();
+    let exporter = col(d::EXPORTER).as_fixed_size_binary();
+    let port = col(d::EXPORTER_PORT).as_primitive::<UInt16Type>();
+    let to = col(d::COLLECTOR).as_fixed_size_binary();
+    let to_port = col(d::COLLECTOR_PORT).as_primitive::<UInt16Type>();
+    let payload = col(d::PAYLOAD).as_binary::<i32>();
+    let a16 = |v: &[u8]| -> [u8; 16] { v.try_into().unwrap_or([0; 16]) };
+    for row in 0..b.num_rows() {
+        d::Datagram {
+            time_received: time.value(row),
+            exporter: a16(exporter.value(row)),
+            exporter_port: port.value(row),
+            collector: a16(to.value(row)),
+            collector_port: to_port.value(row),
+            payload: payload.value(row),
+        }
+        .encode(buf);
+        ends.push(buf.len());
+    }
+}
+
+/// Datagram records decoded from messages, column by column.
+#[derive(Default)]
+struct DatagramRows {
+    time: Vec<i64>,
+    exporter: Vec<u8>,
+    port: Vec<u16>,
+    to: Vec<u8>,
+    to_port: Vec<u16>,
+    payload: arrow::array::BinaryBuilder,
+}
+
+impl DatagramRows {
+    fn push(&mut self, msg: &[u8]) -> Result<(), DecodeError> {
+        let g = spillway_schema::datagram::decode(msg)?;
+        self.time.push(g.time_received);
+        self.exporter.extend_from_slice(&g.exporter);
+        self.port.push(g.exporter_port);
+        self.to.extend_from_slice(&g.collector);
+        self.to_port.push(g.collector_port);
+        self.payload.append_value(g.payload);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    fn finish(&mut self) -> Result<RecordBatch, String> {
+        use arrow::array::{ArrayRef, FixedSizeBinaryArray, TimestampNanosecondArray, UInt16Array};
+        use arrow::buffer::Buffer;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(TimestampNanosecondArray::from(std::mem::take(&mut self.time)).with_timezone("UTC")),
+            Arc::new(FixedSizeBinaryArray::new(
+                16,
+                Buffer::from_vec(std::mem::take(&mut self.exporter)),
+                None,
+            )),
+            Arc::new(UInt16Array::from(std::mem::take(&mut self.port))),
+            Arc::new(FixedSizeBinaryArray::new(16, Buffer::from_vec(std::mem::take(&mut self.to)), None)),
+            Arc::new(UInt16Array::from(std::mem::take(&mut self.to_port))),
+            Arc::new(self.payload.finish()),
+        ];
+        RecordBatch::try_new(Arc::new(spillway_schema::datagram::schema()), cols).map_err(|e| e.to_string())
+    }
+}
+
 /// Writes the message key of a row: the key column in human form
 /// (addresses as text, numbers in decimal, strings as they are).
 pub fn write_key(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
@@ -264,6 +342,7 @@ pub struct Decoder {
     encoding: Encoding,
     rows: Rows,
     json: JsonDecoder,
+    datagrams: DatagramRows,
 }
 
 /// What `take` decoded: the batch, and the messages that turned out
@@ -276,7 +355,12 @@ pub struct Decoded {
 
 impl Decoder {
     pub fn new(encoding: Encoding) -> Self {
-        Self { encoding, rows: Rows::default(), json: JsonDecoder::default() }
+        Self {
+            encoding,
+            rows: Rows::default(),
+            json: JsonDecoder::default(),
+            datagrams: DatagramRows::default(),
+        }
     }
 
     /// Adds one message. A protobuf message is decoded here; a JSON one is
@@ -293,6 +377,7 @@ impl Decoder {
                 self.rows.push(&m)
             }
             Encoding::Json => self.json.push(payload),
+            Encoding::Datagram => self.datagrams.push(payload),
         }
     }
 
@@ -304,6 +389,7 @@ impl Decoder {
         match self.encoding {
             Encoding::Json => self.json.len(),
             Encoding::Protobuf { .. } => self.rows.len,
+            Encoding::Datagram => self.datagrams.len(),
         }
     }
 
@@ -320,6 +406,7 @@ impl Decoder {
                 let (batch, malformed) = self.json.take()?;
                 Ok(Decoded { batch, malformed })
             }
+            Encoding::Datagram => Ok(Decoded { batch: self.datagrams.finish()?, malformed: Vec::new() }),
         }
     }
 }

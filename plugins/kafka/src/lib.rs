@@ -27,12 +27,16 @@ pub enum EncodingName {
     #[default]
     Json,
     Protobuf,
+    /// Raw datagrams of the relay tier (the datagram schema, in its compact
+    /// binary form: `spillway_schema::datagram`).
+    Datagram,
 }
 
 pub(crate) fn encoding(name: EncodingName, length_delimited: bool) -> Encoding {
     match name {
         EncodingName::Json => Encoding::Json,
         EncodingName::Protobuf => Encoding::Protobuf { length_delimited },
+        EncodingName::Datagram => Encoding::Datagram,
     }
 }
 

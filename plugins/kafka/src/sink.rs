@@ -36,7 +36,8 @@ pub struct KafkaSinkConfig {
     /// records keep their order in one partition; `none` for no key.
     #[serde(default = "default_key")]
     pub key_field: String,
-    /// `json` (the file sink's human form) or `protobuf` (docs/flow.proto).
+    /// `json` (the file sink's human form), `protobuf` (docs/flow.proto), or
+    /// `datagram` (relayed datagrams of a `netflow` source with `relay: true`).
     #[serde(default)]
     pub encoding: EncodingName,
     /// protobuf only: prefix each message with its varint length, as
@@ -104,6 +105,15 @@ impl SinkConfig for KafkaSinkConfig {
             && let Err(e) = protobuf_compatible(input)
         {
             v.push(FieldIssue::new("encoding", e));
+        }
+        let datagrams = spillway_schema::datagram::is_datagram_schema(input);
+        if self.encoding == EncodingName::Datagram && !datagrams {
+            v.push(FieldIssue::new(
+                "encoding",
+                "`datagram` writes relayed datagrams: the input must be a `netflow` source with `relay: true`",
+            ));
+        } else if self.encoding != EncodingName::Datagram && datagrams {
+            v.push(FieldIssue::new("encoding", "the input is relayed datagrams: use `encoding: datagram`"));
         }
         v
     }

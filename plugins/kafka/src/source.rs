@@ -94,7 +94,10 @@ impl SourceConfig for KafkaSourceConfig {
     }
 
     fn output_schema(&self) -> SchemaRef {
-        flow_schema()
+        match self.encoding {
+            EncodingName::Datagram => std::sync::Arc::new(spillway_schema::datagram::schema()),
+            _ => flow_schema(),
+        }
     }
 
     fn build(&self, _cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {

@@ -262,6 +262,12 @@ pub struct Collector {
     metrics: SourceMetrics,
     seen: Seen,
     name: Arc<str>,
+    /// Relay mode: datagrams gathered as records (and batches of how many),
+    /// not decoded.
+    relay: Option<(crate::relay::Relay, usize)>,
+    /// Parts that could not be decoded, since the last
+    /// [`Collector::take_failed`].
+    failed: u64,
 }
 
 /// The decoder's counters as last mirrored into metrics and gauges.
@@ -295,6 +301,8 @@ impl Collector {
             metrics,
             seen: Seen::default(),
             name,
+            relay: None,
+            failed: 0,
         }
     }
 
@@ -363,7 +371,14 @@ impl Collector {
         self.decoder.take_learned()
     }
 
+    /// Parts of messages that could not be decoded since the last call
+    /// (each counted as one dropped record).
+    pub fn take_failed(&mut self) -> u64 {
+        std::mem::take(&mut self.failed)
+    }
+
     fn account(&mut self, o: crate::decode::Outcome, exporter: Addr) {
+        self.failed += o.dropped;
         if let (Some(l), Some(records)) = (o.loss, &mut self.loss) {
             records.push(l);
         }
@@ -489,16 +504,42 @@ impl Collector {
 
     /// Rows waiting in the builders.
     pub fn buffered(&self) -> usize {
-        self.builders.len()
+        self.builders.len() + self.relay.as_ref().map_or(0, |(r, _)| r.len())
     }
 
     /// Whether a full batch is ready.
     pub fn is_full(&self) -> bool {
-        self.builders.is_full()
+        self.builders.is_full() || self.relay.as_ref().is_some_and(|(r, max)| r.len() >= *max)
+    }
+
+    /// Relays datagrams received on `collector:port` as records of the
+    /// datagram schema from now on, in batches of `batch_size`, instead of
+    /// decoding them.
+    pub fn relay_to(&mut self, collector: Addr, port: u16, batch_size: usize) {
+        self.relay = Some((crate::relay::Relay::new(collector, port), batch_size));
+    }
+
+    /// Whether this collector relays rather than decodes.
+    pub fn relays(&self) -> bool {
+        self.relay.is_some()
+    }
+
+    /// Takes one datagram from `exporter:port` in relay mode (else decodes it).
+    pub fn relay(&mut self, msg: &[u8], exporter: Addr, port: u16, now_ns: i64) {
+        match &mut self.relay {
+            Some((r, _)) => {
+                self.metrics.packets.add(1);
+                r.push(now_ns, exporter, port, msg);
+            }
+            None => self.ingest(msg, exporter, now_ns),
+        }
     }
 
     /// The buffered rows as a batch with their receive-time range.
     pub fn take(&mut self) -> Option<(RecordBatch, i64, i64)> {
+        if let Some((r, _)) = &mut self.relay {
+            return r.take();
+        }
         if self.builders.is_empty() {
             return None;
         }

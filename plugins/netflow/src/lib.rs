@@ -8,6 +8,8 @@
 //! - `netflow` source: UDP, several `SO_REUSEPORT` sockets, `recvmmsg`.
 //! - `pcap` source: replays captures through the same decoder.
 //! - [`generate`]: a load generator speaking real v5/v9/IPFIX.
+//! - [`relay`]: the relay tier's edge (datagrams as records, not decoded);
+//!   `netflow_decode` ([`decode_transform`]) decodes them behind Kafka.
 //! - [`shared_state`]: templates and sampling state shared between workers,
 //!   collectors of a host (a directory) and a fleet (a compacted Kafka topic).
 
@@ -16,12 +18,14 @@
 pub mod capture;
 pub mod collector;
 pub mod decode;
+pub mod decode_transform;
 pub mod generate;
 pub mod iana;
 pub mod packet;
 pub mod pcap_source;
 pub mod quickstart;
 pub mod recv;
+pub mod relay;
 pub mod row;
 pub mod sequence;
 pub mod shared_state;

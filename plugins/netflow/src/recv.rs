@@ -64,7 +64,8 @@ impl MmsgBufs {
         if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
     }
 
-    pub fn datagram(&self, i: usize) -> (&[u8], Option<Addr>) {
+    /// Datagram `i`: its payload, and its sender's address and port.
+    pub fn datagram(&self, i: usize) -> (&[u8], Option<(Addr, u16)>) {
         let len = (self.hdrs[i].msg_len as usize).min(BUF);
         let data = &self.data[i * BUF..i * BUF + len];
         let a = &self.addrs[i];
@@ -72,12 +73,12 @@ impl MmsgBufs {
             libc::AF_INET => {
                 // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
                 let v4 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-                Some(Addr::v4(u32::from_be(v4.sin_addr.s_addr)))
+                Some((Addr::v4(u32::from_be(v4.sin_addr.s_addr)), u16::from_be(v4.sin_port)))
             }
             libc::AF_INET6 => {
                 // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
                 let v6 = unsafe { &*(a as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-                Some(Addr(v6.sin6_addr.s6_addr))
+                Some((Addr(v6.sin6_addr.s6_addr), u16::from_be(v6.sin6_port)))
             }
             _ => None,
         };

@@ -75,6 +75,12 @@ pub struct NetflowConfig {
     /// host (`type: file`) or a fleet (`type: kafka`): docs/deploy.md.
     #[serde(default)]
     pub shared_state: Option<crate::shared_state::SharedStateConfig>,
+    /// Relay instead of decoding: one record per datagram (the datagram
+    /// schema: receive time, exporter address and port, the address it was
+    /// sent to, the payload), for a `kafka` sink with `encoding: datagram`
+    /// and a `netflow_decode` transform behind the `kafka` source.
+    #[serde(default)]
+    pub relay: bool,
 }
 
 fn default_workers() -> usize {
@@ -98,6 +104,12 @@ impl SourceConfig for NetflowConfig {
         let mut v = collector::validate(&self.templates, &self.extra_fields);
         if let Some(s) = &self.shared_state {
             v.extend(s.issues());
+            if self.relay {
+                v.push(FieldIssue::new(
+                    "shared_state",
+                    "a relay decodes nothing, so it has no state to share",
+                ));
+            }
         }
         if self.workers == 0 || self.workers > 64 {
             v.push(FieldIssue::new("workers", "must be between 1 and 64"));
@@ -112,11 +124,15 @@ impl SourceConfig for NetflowConfig {
     }
 
     fn output_schema(&self) -> SchemaRef {
-        collector::output_schema(&self.extra_fields)
+        if self.relay {
+            crate::relay::datagram_schema()
+        } else {
+            collector::output_schema(&self.extra_fields)
+        }
     }
 
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
-        collector::named_outputs()
+        if self.relay { Vec::new() } else { collector::named_outputs() }
     }
 
     fn reports_ready(&self) -> bool {
@@ -306,6 +322,10 @@ impl Source for Netflow {
             if loss_out.is_some() {
                 collector.enable_loss();
             }
+            if self.cfg.relay {
+                let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(self.cfg.listen);
+                collector.relay_to(Addr::from(local.ip()), local.port(), self.cfg.batch_size.get());
+            }
             let share = shares[i].take();
             if share.is_some() {
                 collector.share();
@@ -465,13 +485,13 @@ impl Worker {
                     let now = now_ns();
                     for i in 0..n {
                         let (data, src) = bufs.datagram(i);
-                        let Some(src) = src else { continue };
+                        let Some((src, port)) = src else { continue };
                         if !self.allowed(src) {
                             self.collector.reject(src);
                             continue;
                         }
                         self.seen.note(src);
-                        self.collector.ingest(data, src, now);
+                        self.collector.relay(data, src, port, now);
                         if self.collector.is_full() && !self.send() {
                             return None;
                         }

@@ -178,7 +178,9 @@ impl WorkerShare {
     }
 }
 
-/// The running store of one source; stops when dropped.
+/// The running store of one source; stops when dropped, once every
+/// [`WorkerShare`] is gone (drop those first: the store thread runs until
+/// the last of them).
 pub struct SharedState {
     publish: Option<SyncSender<(usize, Learned)>>,
     thread: Option<std::thread::JoinHandle<()>>,
