@@ -45,8 +45,8 @@ pub struct KafkaSinkConfig {
     #[serde(default = "default_true")]
     pub length_delimited: bool,
     /// `lz4`, `zstd`, `snappy`, `gzip` or `none`.
-    #[serde(default = "default_compression")]
-    pub compression: String,
+    #[serde(default)]
+    pub compression: Compression,
     /// Most memory the producer may hold for unacknowledged messages; past
     /// it the sink waits (backpressure).
     #[serde(default = "default_buffer")]
@@ -60,8 +60,28 @@ pub struct KafkaSinkConfig {
 fn default_key() -> String {
     "exporter".into()
 }
-fn default_compression() -> String {
-    "lz4".into()
+/// Producer compression (`compression.type`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Lz4,
+    Zstd,
+    Snappy,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+            Self::Snappy => "snappy",
+            Self::Gzip => "gzip",
+            Self::None => "none",
+        }
+    }
 }
 fn default_buffer() -> spillway_core::config::units::ByteSize {
     spillway_core::config::units::ByteSize(256 << 20)
@@ -76,9 +96,6 @@ impl SinkConfig for KafkaSinkConfig {
         let mut v = crate::check_client(&self.brokers, &self.options, &OWN, "sink");
         if self.topic.is_empty() {
             v.push(FieldIssue::new("topic", "must not be empty"));
-        }
-        if !["lz4", "zstd", "snappy", "gzip", "none"].contains(&self.compression.as_str()) {
-            v.push(FieldIssue::new("compression", "must be lz4, zstd, snappy, gzip or none"));
         }
         if self.buffer.get() < 1 << 20 {
             v.push(FieldIssue::new("buffer", "must be at least 1MiB"));
@@ -136,7 +153,7 @@ impl KafkaSinkConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("compression.type", &self.compression)
+            .set("compression.type", self.compression.as_str())
             .set("linger.ms", "5")
             .set("batch.size", "1000000")
             .set("queue.buffering.max.kbytes", (self.buffer.get() / 1024).max(1).to_string())

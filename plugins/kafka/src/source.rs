@@ -47,8 +47,8 @@ pub struct KafkaSourceConfig {
     #[serde(default = "default_true")]
     pub length_delimited: bool,
     /// Where a group with no committed offset starts: `earliest` or `latest`.
-    #[serde(default = "default_start")]
-    pub start: String,
+    #[serde(default)]
+    pub start: Start,
     /// Records per batch at most.
     #[serde(default = "default_batch_size")]
     pub batch_size: spillway_core::config::BatchSize,
@@ -62,8 +62,13 @@ pub struct KafkaSourceConfig {
     pub options: Options,
 }
 
-fn default_start() -> String {
-    "earliest".into()
+/// Where a group with no committed offset starts (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Start {
+    #[default]
+    Earliest,
+    Latest,
 }
 fn default_batch_size() -> spillway_core::config::BatchSize {
     spillway_core::config::BatchSize::new(4096)
@@ -86,9 +91,6 @@ impl SourceConfig for KafkaSourceConfig {
         }
         if self.group.is_empty() {
             v.push(FieldIssue::new("group", "must not be empty"));
-        }
-        if !["earliest", "latest"].contains(&self.start.as_str()) {
-            v.push(FieldIssue::new("start", "must be earliest or latest"));
         }
         v
     }
@@ -251,7 +253,7 @@ impl Source for KafkaSource {
             .set("group.id", &self.cfg.group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", &self.cfg.start);
+            .set("auto.offset.reset", if self.cfg.start == Start::Latest { "latest" } else { "earliest" });
         for (k, v) in &self.cfg.options {
             cc.set(k, v);
         }
