@@ -113,6 +113,12 @@ pub fn exporter_addr(i: u32) -> Ipv4Addr {
 
 /// Sends as configured and returns the exact totals.
 pub fn run(opts: &Options) -> std::io::Result<Totals> {
+    run_paced(opts, &mut |_| {})
+}
+
+/// Like [`run`], calling `pace` with the records sent so far after each
+/// datagram: it may wait (flow control by a receiver in the same process).
+pub fn run_paced(opts: &Options, pace: &mut dyn FnMut(u64)) -> std::io::Result<Totals> {
     if opts.count.is_none() && opts.duration.is_none() {
         return Err(std::io::Error::other("give a record count or a duration"));
     }
@@ -199,6 +205,7 @@ pub fn run(opts: &Options) -> std::io::Result<Totals> {
         totals.records += n as u64;
         totals.sum_bytes += bytes;
         totals.sum_packets += packets;
+        pace(totals.records);
     }
     Ok(totals)
 }

@@ -36,6 +36,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> Outcome {
     let mut ready = topology.readiness();
+    let ledger = topology.ledger().clone();
     let running = tokio::spawn(topology.run(shutdown.clone()));
     // The guard `wait_for` returns holds the channel's read lock: drop it
     // at once (the topology writes the channel when it stops).
@@ -48,7 +49,8 @@ pub async fn run(
         };
     }
     tracing::info!(records, rate, "sending generated NetFlow v5, v9 and IPFIX to the collector");
-    let sent = tokio::task::spawn_blocking(move || send(listen, records, rate))
+    let flows = ledger.get("flows");
+    let sent = tokio::task::spawn_blocking(move || send(listen, records, rate, flows))
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
     // Let the last datagrams arrive, then stop the way SIGTERM does.
@@ -65,9 +67,20 @@ fn joined(r: Result<Result<RunReport, StartError>, tokio::task::JoinError>) -> R
     }
 }
 
+/// Records the generator may be ahead of what the collector has decoded:
+/// less than the kernel buffers hold, more than the workers batch.
+const WINDOW: u64 = 40_000;
+
 /// A tenth of the records as v5, six tenths as v9, three as IPFIX, from 20
-/// exporters each.
-fn send(target: SocketAddr, records: u64, rate: u64) -> Result<Totals, String> {
+/// exporters each; never more than [`WINDOW`] ahead of what the `flows`
+/// source has received, so a slow machine (a debug build, a busy core)
+/// slows the demo down instead of losing datagrams in the kernel.
+fn send(
+    target: SocketAddr,
+    records: u64,
+    rate: u64,
+    flows: Option<std::sync::Arc<spillway_core::ledger::ComponentLedger>>,
+) -> Result<Totals, String> {
     let mut totals = Totals::default();
     for (version, share) in [(5u16, 1u64), (9, 6), (10, 3)] {
         let opts = generate::Options {
@@ -84,7 +97,17 @@ fn send(target: SocketAddr, records: u64, rate: u64) -> Result<Totals, String> {
             options_from_second_port: false,
             seed: version as u64,
         };
-        let t = generate::run(&opts).map_err(|e| e.to_string())?;
+        let base = totals.records;
+        let mut pace = |sent: u64| {
+            let Some(f) = &flows else { return };
+            let waited = std::time::Instant::now();
+            // A collector that makes no progress for 10 s is not waited for:
+            // what the kernel drops then is counted in the ledger.
+            while base + sent > f.snapshot().received + WINDOW && waited.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        let t = generate::run_paced(&opts, &mut pace).map_err(|e| e.to_string())?;
         totals.packets += t.packets;
         totals.records += t.records;
         totals.sum_bytes += t.sum_bytes;
