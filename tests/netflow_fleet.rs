@@ -519,12 +519,12 @@ fn two_tiers_edges_relay_to_kafka_and_a_decoder_restarted_mid_stream_loses_nothi
     // the other decoder and back, which needs the shared state (the
     // templates were announced once, to whichever decoder had the
     // partition then). Killing it with -9 instead cannot be tested against
-    // tansu 0.6: it never evicts a member that died without leaving its
-    // group (checked here: the dead member's partitions stay assigned to
-    // it, read by nobody), and after a broker restart the group had no
-    // assignment for minutes. Kafka evicts such a member after
+    // tansu 0.6 with two members: checked here, the rebalance after the dead
+    // member's session expired left the survivor only its own partitions,
+    // and the dead member's were read by nobody; after a broker restart the
+    // group had no assignment for minutes. Kafka reassigns them after
     // `session.timeout.ms`; then the commit-after-acknowledgement makes the
-    // kill lose nothing, as the `kafka` source's own tests show.
+    // kill lose nothing, as the `kafka` source's own kill -9 test shows.
     std::thread::sleep(Duration::from_secs(6));
     common::signal(a.id(), "TERM");
     let out = a.wait();
