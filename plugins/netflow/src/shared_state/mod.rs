@@ -227,6 +227,7 @@ pub fn start(
         outboxes: Vec::new(),
         m: m.clone(),
         logs: LogLimit::default(),
+        unwritten: std::collections::HashMap::new(),
     };
     let started = Instant::now();
     let mut warm = Vec::new();
@@ -268,6 +269,9 @@ struct Hub {
     outboxes: Vec<SyncSender<Arc<Learned>>>,
     m: ShareMetrics,
     logs: LogLimit,
+    /// Entries the store refused (unreachable, disk full), by key: written
+    /// again at every poll until it takes them, so the store catches up.
+    unwritten: std::collections::HashMap<String, Vec<u8>>,
 }
 
 fn now_ms() -> i64 {
@@ -295,6 +299,7 @@ impl Hub {
             }
             if last_poll.elapsed() >= poll {
                 last_poll = Instant::now();
+                self.retry(&mut *backend);
                 for r in backend.poll() {
                     if let Some(l) = self.remote(r) {
                         self.forward(None, Arc::new(l));
@@ -325,9 +330,33 @@ impl Hub {
         self.known.put(key.clone(), (l.fact.clone(), at));
         // This source's other workers first: they need no store.
         self.forward(Some(origin), Arc::new(l));
+        self.unwritten.remove(&key);
+        self.write(backend, key, value);
+    }
+
+    fn write(&mut self, backend: &mut dyn Backend, key: String, value: Vec<u8>) {
         match backend.write(&key, &value) {
             Ok(()) => self.m.published.add(1),
-            Err(e) => self.error(&e),
+            Err(e) => {
+                self.error(&e);
+                if self.unwritten.len() < MAX_KNOWN {
+                    self.unwritten.insert(key, value);
+                }
+            }
+        }
+    }
+
+    /// Writes again what the store refused, until it refuses again.
+    fn retry(&mut self, backend: &mut dyn Backend) {
+        let keys: Vec<String> = self.unwritten.keys().cloned().collect();
+        for key in keys {
+            let Some(value) = self.unwritten.remove(&key) else { continue };
+            if let Err(e) = backend.write(&key, &value) {
+                self.unwritten.insert(key, value);
+                self.error(&e);
+                return;
+            }
+            self.m.published.add(1);
         }
     }
 
@@ -377,5 +406,64 @@ impl Hub {
                 Err(_) => self.m.dropped.add(1),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::DomainKey;
+
+    /// A store that refuses writes while `fail` is set.
+    struct Flaky {
+        fail: bool,
+        written: Vec<String>,
+    }
+
+    impl Backend for Flaky {
+        fn load(&mut self, _: Instant) -> Vec<Read> {
+            Vec::new()
+        }
+        fn write(&mut self, key: &str, _: &[u8]) -> Result<(), String> {
+            if self.fail {
+                return Err("No space left on device".into());
+            }
+            self.written.push(key.to_string());
+            Ok(())
+        }
+        fn poll(&mut self) -> Vec<Read> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn what_the_store_refused_is_written_once_it_takes_it_and_workers_get_it_at_once() {
+        let metrics = Metrics::standalone("flows");
+        let (tx, rx) = std::sync::mpsc::sync_channel(16);
+        let mut hub = Hub {
+            component: "flows".into(),
+            by: "test".into(),
+            known: lru::LruCache::new(std::num::NonZeroUsize::new(16).unwrap()),
+            outboxes: vec![std::sync::mpsc::sync_channel(16).0, tx],
+            m: ShareMetrics::new(&metrics),
+            logs: LogLimit::default(),
+            unwritten: std::collections::HashMap::new(),
+        };
+        let key =
+            DomainKey { exporter: spillway_core::addr::Addr::from_v4_octets([192, 0, 2, 1]), domain: 0 };
+        let fact = Learned { key, fact: Fact::ExporterRate(Some(512)) };
+        let mut store = Flaky { fail: true, written: Vec::new() };
+        hub.local(&mut store, 0, fact.clone());
+        assert!(store.written.is_empty());
+        assert_eq!(*rx.try_recv().unwrap(), fact, "the other worker has it without the store");
+        hub.local(&mut store, 0, fact.clone());
+        assert!(rx.try_recv().is_err(), "an unchanged fact is not passed on again");
+        hub.retry(&mut store);
+        assert!(store.written.is_empty(), "still refused");
+        store.fail = false;
+        hub.retry(&mut store);
+        assert_eq!(store.written, ["192.0.2.1/0/rate/0"]);
+        assert!(hub.unwritten.is_empty());
+        assert_eq!(hub.m.errors.get(), 2);
     }
 }
