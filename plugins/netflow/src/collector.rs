@@ -434,6 +434,11 @@ impl Collector {
         self.loss = Some(LossRecords::default());
     }
 
+    /// Whether sequence gaps wait to be taken.
+    pub fn has_loss(&self) -> bool {
+        self.loss.as_ref().is_some_and(|l| !l.is_empty())
+    }
+
     /// Sequence gaps found since the last call, as a batch.
     pub fn take_loss(&mut self) -> Option<RecordBatch> {
         self.loss.as_mut().and_then(|l| l.take())

@@ -181,6 +181,19 @@ impl Running {
         }
     }
 
+    /// Pushes what was decoded outside any input batch (data released by a
+    /// template from the shared state), with no acknowledgement to carry.
+    fn emit_unacked(&mut self, name: &Arc<str>, out: &mut Emitter) {
+        if self.collector.buffered() > 0 || self.collector.has_loss() {
+            let like = Batch::new(
+                RecordBatch::new_empty(collector::output_schema(&[])),
+                BatchMeta::new(name.clone(), 0, 0),
+                spillway_core::ack::Acks::none(),
+            );
+            self.emit(&like, out);
+        }
+    }
+
     fn exchange(&mut self, out: &Emitter) {
         let Some((s, _)) = &self.share else { return };
         s.publish(self.collector.take_learned());
@@ -237,14 +250,7 @@ impl Transform for NetflowDecode {
         r.exchange(out);
         r.collector.housekeeping(now_ns());
         r.account(0, 0, out);
-        if r.collector.buffered() > 0 {
-            let like = Batch::new(
-                RecordBatch::new_empty(collector::output_schema(&[])),
-                BatchMeta::new(self.name.clone(), 0, 0),
-                spillway_core::ack::Acks::none(),
-            );
-            r.emit(&like, out);
-        }
+        r.emit_unacked(&self.name, out);
     }
 
     fn tick_interval(&self) -> Option<std::time::Duration> {
@@ -256,6 +262,7 @@ impl Transform for NetflowDecode {
         r.exchange(out);
         r.collector.abandon_parked();
         r.account(0, 0, out);
+        r.emit_unacked(&self.name, out);
     }
 }
 
