@@ -152,6 +152,11 @@ impl ComponentLedger {
         self.received.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Records received so far (one counter, without a whole snapshot).
+    pub fn received_count(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+
     /// Counts records passed downstream.
     #[inline]
     pub fn emitted(&self, n: u64) {

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{SchemaRef, TimestampNanosecondType, UInt16Type};
+use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use serde::Deserialize;
 use spillway_core::addr::Addr;
 use spillway_core::component::{Emitter, Transform, TransformError};
@@ -197,10 +197,9 @@ impl Running {
     fn exchange(&mut self, out: &Emitter) {
         let Some((s, _)) = &self.share else { return };
         s.publish(self.collector.take_learned());
-        let received: Vec<_> = s.received().collect();
         let before = self.collector.buffered() as u64;
-        for l in &received {
-            self.collector.apply(l);
+        for l in s.received() {
+            self.collector.apply(&l);
         }
         let records = self.collector.buffered() as u64 - before;
         self.account(0, records, out);
@@ -216,14 +215,13 @@ impl Transform for NetflowDecode {
             reason: DropReason::Malformed,
             message: format!("netflow_decode: the input's `{what}` column is not the datagram schema's"),
         };
-        let time = d.column_by_name("time_received").ok_or_else(|| bad("time_received"))?;
-        let time = time.as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| bad("time_received"))?;
-        let exporter = d.column_by_name("exporter").ok_or_else(|| bad("exporter"))?;
-        let exporter = exporter.as_fixed_size_binary_opt().ok_or_else(|| bad("exporter"))?;
-        let _ports =
-            d.column_by_name("exporter_port").and_then(|c| c.as_primitive_opt::<UInt16Type>().cloned());
-        let payload = d.column_by_name("payload").ok_or_else(|| bad("payload"))?;
-        let payload = payload.as_binary_opt::<i32>().ok_or_else(|| bad("payload"))?;
+        use spillway_schema::datagram::{EXPORTER, PAYLOAD, TIME_RECEIVED};
+        let time = d.column_by_name(TIME_RECEIVED).ok_or_else(|| bad(TIME_RECEIVED))?;
+        let time = time.as_primitive_opt::<TimestampNanosecondType>().ok_or_else(|| bad(TIME_RECEIVED))?;
+        let exporter = d.column_by_name(EXPORTER).ok_or_else(|| bad(EXPORTER))?;
+        let exporter = exporter.as_fixed_size_binary_opt().ok_or_else(|| bad(EXPORTER))?;
+        let payload = d.column_by_name(PAYLOAD).ok_or_else(|| bad(PAYLOAD))?;
+        let payload = payload.as_binary_opt::<i32>().ok_or_else(|| bad(PAYLOAD))?;
         let before = r.collector.buffered() as u64;
         let mut n = 0u64;
         for row in 0..d.num_rows() {

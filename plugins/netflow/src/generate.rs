@@ -235,33 +235,11 @@ const SAMPLING_INTERVAL: u16 = 34;
 /// A message with no data: the data template (`template`) and/or the
 /// sampling options (`rate`: an options template and one options record).
 fn build_announcement(b: &mut Vec<u8>, ex: &Exporter, ipfix: bool, template: bool, rate: Option<u32>) {
-    let (secs, _) = unix_now();
-    let uptime = ex.boot.elapsed().as_millis() as u32 + 1000;
     let records = template as u16 + 2 * rate.is_some() as u16;
-    if ipfix {
-        put16(b, 10);
-        put16(b, 0);
-        put32(b, secs);
-        put32(b, ex.sent_records);
-        put32(b, 0);
-    } else {
-        put16(b, 9);
-        put16(b, records);
-        put32(b, uptime);
-        put32(b, secs);
-        put32(b, ex.sent_packets);
-        put32(b, 0);
-    }
+    let (secs, _) = unix_now();
+    put_header(b, ex, ipfix, records, secs, ex.boot.elapsed().as_millis() as u32 + 1000);
     if template {
-        let fields = template_fields(ipfix);
-        put16(b, if ipfix { 2 } else { 0 });
-        put16(b, (8 + 4 * fields.len()) as u16);
-        put16(b, TEMPLATE_ID);
-        put16(b, fields.len() as u16);
-        for (id, len) in &fields {
-            put16(b, *id);
-            put16(b, *len);
-        }
+        put_template_set(b, ipfix);
     }
     if let Some(rate) = rate {
         if ipfix {
@@ -298,12 +276,53 @@ fn build_announcement(b: &mut Vec<u8>, ex: &Exporter, ipfix: bool, template: boo
     }
 }
 
-fn template_fields(ipfix: bool) -> Vec<(u16, u16)> {
-    V9_FIELDS
-        .iter()
-        .map(|&(id, len)| if ipfix && id == 22 { (152, 8) } else { (id, len) })
-        .chain([if ipfix { (153, 8) } else { (21, 4) }])
-        .collect()
+/// The data template's fields: v9's, or IPFIX's (absolute times instead of
+/// uptime-relative ones). Built once.
+fn template_fields(ipfix: bool) -> &'static [(u16, u16)] {
+    static FIELDS: std::sync::OnceLock<[Vec<(u16, u16)>; 2]> = std::sync::OnceLock::new();
+    let f = FIELDS.get_or_init(|| {
+        [false, true].map(|ipfix| {
+            V9_FIELDS
+                .iter()
+                .map(|&(id, len)| if ipfix && id == 22 { (152, 8) } else { (id, len) })
+                .chain([if ipfix { (153, 8) } else { (21, 4) }])
+                .collect()
+        })
+    });
+    &f[ipfix as usize]
+}
+
+/// A v9 or IPFIX message header exported at `secs` with the exporter up
+/// for `uptime` ms; `count` is v9's record count (IPFIX's length is patched
+/// by the caller once the message is complete).
+fn put_header(b: &mut Vec<u8>, ex: &Exporter, ipfix: bool, count: u16, secs: u32, uptime: u32) {
+    if ipfix {
+        put16(b, 10);
+        put16(b, 0);
+        put32(b, secs);
+        put32(b, ex.sent_records);
+        put32(b, 0);
+    } else {
+        put16(b, 9);
+        put16(b, count);
+        put32(b, uptime);
+        put32(b, secs);
+        put32(b, ex.sent_packets);
+        put32(b, 0);
+    }
+}
+
+/// The data template's template set.
+fn put_template_set(b: &mut Vec<u8>, ipfix: bool) {
+    let fields = template_fields(ipfix);
+    put16(b, if ipfix { 2 } else { 0 });
+    put16(b, (8 + 4 * fields.len()) as u16);
+    put16(b, TEMPLATE_ID);
+    put16(b, fields.len() as u16);
+    for (id, len) in fields {
+        put16(b, *id);
+        put16(b, *len);
+    }
 }
 
 /// Builds `packets` messages round-robin over `exporters` without sending
@@ -431,30 +450,9 @@ fn build_v9_ipfix(
     let (secs, _) = unix_now();
     let uptime = ex.boot.elapsed().as_millis() as u32 + 1000;
     let export_ms = secs as u64 * 1000;
-    if ipfix {
-        put16(b, 10);
-        put16(b, 0); // length, patched below
-        put32(b, secs);
-        put32(b, ex.sent_records);
-        put32(b, 0);
-    } else {
-        put16(b, 9);
-        put16(b, n as u16 + template as u16);
-        put32(b, uptime);
-        put32(b, secs);
-        put32(b, ex.sent_packets);
-        put32(b, 0);
-    }
-    let fields = template_fields(ipfix);
+    put_header(b, ex, ipfix, n as u16 + template as u16, secs, uptime);
     if template {
-        put16(b, if ipfix { 2 } else { 0 });
-        put16(b, (8 + 4 * fields.len()) as u16);
-        put16(b, TEMPLATE_ID);
-        put16(b, fields.len() as u16);
-        for (id, len) in &fields {
-            put16(b, *id);
-            put16(b, *len);
-        }
+        put_template_set(b, ipfix);
     }
     let set_start = b.len();
     put16(b, TEMPLATE_ID);
