@@ -22,6 +22,12 @@ command -v softflowd >/dev/null || need_apt+=(softflowd)
 # tshark (with capinfos): the reference decoder the sampling and capture
 # tests compare with.
 command -v tshark >/dev/null || need_apt+=(tshark)
+# sFlow (TOOLCHAIN.md): pmacct's pmacctd (sfprobe plugin) is the exporter;
+# sfcapd (nfdump-sflow) and nfdump are the reference decoders; dumpcap
+# (with tshark) captures the export for the pcap source.
+command -v pmacctd >/dev/null || need_apt+=(pmacct)
+command -v nfdump >/dev/null || need_apt+=(nfdump)
+command -v sfcapd >/dev/null || need_apt+=(nfdump-sflow)
 # net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
 command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpbulkwalk >/dev/null || need_apt+=(snmp)
@@ -54,13 +60,16 @@ fi
 # --- Python: independent readers of our output -----------------------------
 # pyarrow and DuckDB read our Parquet; kafka-python (a pure-Python client,
 # with lz4/zstandard for compressed batches) reads our Kafka topics, and
-# grpcio-tools' protoc compiles docs/flow.proto to decode our protobuf.
+# grpcio-tools' protoc compiles docs/flow.proto to decode our protobuf;
+# mmdb-writer writes the geoip tests' databases and maxminddb (MaxMind's
+# own reader) is the reference that reads them.
 venv="$peers/venv"
-py_mods="pyarrow, duckdb, kafka, lz4, zstandard, grpc_tools"
+py_mods="pyarrow, duckdb, kafka, lz4, zstandard, grpc_tools, mmdb_writer, maxminddb"
 if ! "$venv/bin/python" -c "import $py_mods" 2>/dev/null; then
   step "installing Python test readers into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb kafka-python lz4 zstandard grpcio-tools
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb kafka-python lz4 zstandard grpcio-tools \
+    mmdb-writer maxminddb
 fi
 export SPILLWAY_PYTHON="$venv/bin/python"
 

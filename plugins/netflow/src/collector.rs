@@ -160,6 +160,11 @@ pub fn named_outputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
     vec![("loss", loss_schema())]
 }
 
+/// The named outputs of sources that take sFlow: also its counter samples.
+pub fn sflow_named_outputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
+    vec![("loss", loss_schema()), ("counters", crate::sflow::counters::schema())]
+}
+
 /// The config of each of `decoders` decoders sharing these settings: the
 /// byte budgets are the source's, split between them.
 pub fn decoder_config(
@@ -200,6 +205,56 @@ pub struct SourceMetrics {
     pub state_domains: Gauge,
     pub sampling_unknown: Counter,
     pub time_unknown: Counter,
+    /// Registered by sources that take sFlow.
+    pub sflow: Option<SflowMetrics>,
+}
+
+/// Metric handles of sFlow decoding.
+#[derive(Clone)]
+pub struct SflowMetrics {
+    pub flow_samples: Counter,
+    pub counter_samples: Counter,
+    pub skipped: Counter,
+    pub datagrams_missing: Counter,
+    pub samples_missing: Counter,
+    pub reordered: Counter,
+    pub resets: Counter,
+    pub agent_drops: Counter,
+    pub streams_evicted: Counter,
+    pub streams: Gauge,
+}
+
+impl SflowMetrics {
+    /// Registers the handles.
+    pub fn new(m: &Metrics) -> Self {
+        Self {
+            flow_samples: m.counter("spillway_sflow_flow_samples_total", "sFlow flow samples decoded (one row each)."),
+            counter_samples: m.counter("spillway_sflow_counter_samples_total", "sFlow counter samples decoded."),
+            skipped: m.counter(
+                "spillway_sflow_skipped_total",
+                "sFlow samples and records of formats not decoded (other enterprises), skipped by their length.",
+            ),
+            datagrams_missing: m.counter(
+                "spillway_sflow_datagrams_missing_total",
+                "sFlow datagrams missing by the (agent, sub-agent) sequence numbers.",
+            ),
+            samples_missing: m.counter(
+                "spillway_sflow_samples_missing_total",
+                "sFlow samples missing by the (agent, source id) sequence numbers.",
+            ),
+            reordered: m.counter("spillway_sflow_samples_reordered_total", "sFlow samples that arrived late or twice."),
+            resets: m.counter("spillway_sflow_sequence_resets_total", "sFlow sample sequence restarts (agent restarts)."),
+            agent_drops: m.counter(
+                "spillway_sflow_agent_drops_total",
+                "Packets the agents report they could not sample (the flow samples' drops counter).",
+            ),
+            streams_evicted: m.counter(
+                "spillway_sflow_streams_evicted_total",
+                "sFlow sequence positions evicted to respect the bound.",
+            ),
+            streams: m.gauge("spillway_sflow_streams", "sFlow sequence positions held (datagram and sample streams)."),
+        }
+    }
 }
 
 impl SourceMetrics {
@@ -247,6 +302,37 @@ impl SourceMetrics {
                 "spillway_netflow_time_unknown_records_total",
                 "Records with uptime-relative times from an exporter that never announced its boot time.",
             ),
+            sflow: None,
+        }
+    }
+
+    /// With the sFlow handles too.
+    pub fn with_sflow(mut self, m: &Metrics) -> Self {
+        self.sflow = Some(SflowMetrics::new(m));
+        self
+    }
+}
+
+/// Which protocols a collector decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// NetFlow v5/v9 and IPFIX (the `netflow` source); sFlow is refused
+    /// with a precise error.
+    #[default]
+    Netflow,
+    /// sFlow v5 (the `sflow` source); NetFlow is refused likewise.
+    Sflow,
+    /// Either, told apart by the first bytes (captures).
+    Auto,
+}
+
+impl Protocol {
+    /// How logs name what the source receives.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Netflow => "NetFlow/IPFIX",
+            Self::Sflow => "sFlow",
+            Self::Auto => "NetFlow/IPFIX and sFlow",
         }
     }
 }
@@ -254,6 +340,11 @@ impl SourceMetrics {
 /// Decoder, builders, and the accounting around them. One per worker.
 pub struct Collector {
     decoder: Decoder,
+    protocol: Protocol,
+    /// The sFlow decoder, once the protocol allows sFlow.
+    sflow: Option<Box<crate::sflow::SflowDecoder>>,
+    /// Whether counter samples are kept (the `counters` output is read).
+    counters: bool,
     builders: FlowBuilders,
     /// Sequence gaps for the `loss` output (which counts them as it takes
     /// them in); `None` when nobody reads it.
@@ -280,6 +371,9 @@ struct Seen {
     refused: u64,
     pending: (usize, usize),
     state: (usize, usize),
+    sflow: crate::sflow::SflowStats,
+    sflow_seq: crate::sequence::SeqStats,
+    sflow_streams: usize,
 }
 
 impl Collector {
@@ -295,6 +389,9 @@ impl Collector {
     ) -> Self {
         Self {
             decoder: Decoder::new(cfg),
+            protocol: Protocol::Netflow,
+            sflow: None,
+            counters: false,
             builders: FlowBuilders::with_extras(batch_size, extras),
             loss: None,
             events,
@@ -334,6 +431,9 @@ impl Collector {
         m.pending_bytes.adjust(self.seen.pending.1 as u64, 0);
         m.state_bytes.adjust(self.seen.state.0 as u64, 0);
         m.state_domains.adjust(self.seen.state.1 as u64, 0);
+        if let Some(sm) = &m.sflow {
+            sm.streams.adjust(self.seen.sflow_streams as u64, 0);
+        }
         self.seen.pending = (0, 0);
         self.seen.state = (0, 0);
         self.decoder
@@ -347,8 +447,63 @@ impl Collector {
     #[inline]
     pub fn ingest(&mut self, msg: &[u8], exporter: Addr, now_ns: i64) {
         self.metrics.packets.add(1);
-        let o = self.decoder.decode(msg, exporter, now_ns, &mut self.builders);
+        let sflow = crate::sflow::is_sflow(msg);
+        let o = match (self.protocol, sflow) {
+            (Protocol::Netflow | Protocol::Auto, false) => {
+                self.decoder.decode(msg, exporter, now_ns, &mut self.builders)
+            }
+            (Protocol::Sflow | Protocol::Auto, true) => {
+                let (loss, counters) = (self.loss.is_some(), self.counters);
+                let d = self.sflow.get_or_insert_with(|| {
+                    new_sflow(crate::sflow::DecoderSettings::default(), loss, counters)
+                });
+                let o = d.decode(msg, now_ns, &mut self.builders);
+                if let Some(records) = &mut self.loss {
+                    for l in d.take_losses() {
+                        records.push_sflow(l);
+                    }
+                }
+                o
+            }
+            (Protocol::Netflow, true) => {
+                let mut o = crate::decode::Outcome::default();
+                o.fail(crate::decode::DecodeError::SflowOnNetflow);
+                o
+            }
+            (Protocol::Sflow, false) => {
+                let mut o = crate::decode::Outcome::default();
+                let version = msg.get(..2).map_or(0, |v| u16::from_be_bytes([v[0], v[1]]));
+                o.fail(crate::decode::DecodeError::NetflowOnSflow { version });
+                o
+            }
+        };
         self.account(o, exporter);
+    }
+
+    /// Decodes `protocol` from now on, sFlow with `cfg`.
+    pub fn set_protocol(&mut self, protocol: Protocol, cfg: crate::sflow::DecoderSettings) {
+        self.protocol = protocol;
+        if protocol != Protocol::Netflow {
+            self.sflow = Some(new_sflow(cfg, self.loss.is_some(), self.counters));
+        }
+    }
+
+    /// Keeps sFlow counter samples for [`Collector::take_counters`].
+    pub fn enable_counters(&mut self) {
+        self.counters = true;
+        if let Some(d) = &mut self.sflow {
+            d.enable_counters();
+        }
+    }
+
+    /// sFlow counter samples decoded since the last call, as a batch.
+    pub fn take_counters(&mut self) -> Option<RecordBatch> {
+        self.sflow.as_mut().and_then(|d| d.take_counters())
+    }
+
+    /// The sFlow decoder, when this collector has decoded sFlow.
+    pub fn sflow(&self) -> Option<&crate::sflow::SflowDecoder> {
+        self.sflow.as_deref()
     }
 
     /// Applies a fact another decoder learned (shared state): a template
@@ -395,9 +550,13 @@ impl Collector {
                 Some(e) => self.events.dropped(
                     DropReason::Malformed,
                     o.dropped,
-                    &format_args!("malformed NetFlow data from {exporter}: {e}"),
+                    &format_args!("malformed {} data from {exporter}: {e}", self.protocol.describe()),
                 ),
-                None => self.events.dropped(DropReason::Malformed, o.dropped, &"malformed NetFlow data"),
+                None => self.events.dropped(
+                    DropReason::Malformed,
+                    o.dropped,
+                    &format_args!("malformed {} data", self.protocol.describe()),
+                ),
             }
         }
         if self.decoder.has_notices() {
@@ -432,6 +591,9 @@ impl Collector {
     /// Produces sequence gaps for the `loss` output.
     pub fn enable_loss(&mut self) {
         self.loss = Some(LossRecords::default());
+        if let Some(d) = &mut self.sflow {
+            d.enable_losses();
+        }
     }
 
     /// Whether sequence gaps wait to be taken.
@@ -505,16 +667,38 @@ impl Collector {
         m.state_bytes.adjust(self.seen.state.0 as u64, state.0 as u64);
         m.state_domains.adjust(self.seen.state.1 as u64, state.1 as u64);
         self.seen.state = state;
+        if let (Some(d), Some(sm)) = (&self.sflow, &m.sflow) {
+            let (s, was) = (d.stats, &self.seen.sflow);
+            sm.flow_samples.add(s.flow_samples - was.flow_samples);
+            sm.counter_samples.add(s.counter_samples - was.counter_samples);
+            sm.skipped.add(s.samples_skipped + s.records_skipped - was.samples_skipped - was.records_skipped);
+            sm.datagrams_missing.add(s.datagrams_missing - was.datagrams_missing);
+            sm.agent_drops.add(s.agent_drops - was.agent_drops);
+            sm.streams_evicted.add(s.streams_evicted - was.streams_evicted);
+            self.seen.sflow = s;
+            let (q, was) = (d.sequence_stats(), &self.seen.sflow_seq);
+            sm.samples_missing.add(q.missing - was.missing);
+            sm.reordered.add(q.reordered - was.reordered);
+            sm.resets.add(q.resets - was.resets);
+            self.seen.sflow_seq = q;
+            sm.streams.adjust(self.seen.sflow_streams as u64, d.streams() as u64);
+            self.seen.sflow_streams = d.streams();
+        }
     }
 
     /// Rows waiting in the builders.
     pub fn buffered(&self) -> usize {
-        self.builders.len() + self.relay.as_ref().map_or(0, |(r, _)| r.len())
+        self.builders.len()
+            + self.relay.as_ref().map_or(0, |(r, _)| r.len())
+            + self.sflow.as_ref().map_or(0, |d| d.counters_buffered())
+            + self.loss.as_ref().map_or(0, |l| l.len())
     }
 
-    /// Whether a full batch is ready.
+    /// Whether a full batch is ready (flows, or counter rows).
     pub fn is_full(&self) -> bool {
-        self.builders.is_full() || self.relay.as_ref().is_some_and(|(r, max)| r.len() >= *max)
+        self.builders.is_full()
+            || self.sflow.as_ref().is_some_and(|d| d.counters_buffered() >= self.builders.capacity())
+            || self.relay.as_ref().is_some_and(|(r, max)| r.len() >= *max)
     }
 
     /// Relays datagrams received on `collector:port` as records of the
@@ -558,6 +742,22 @@ impl Collector {
     }
 }
 
+/// An sFlow decoder keeping losses and counter rows when they are read.
+fn new_sflow(
+    cfg: crate::sflow::DecoderSettings,
+    loss: bool,
+    counters: bool,
+) -> Box<crate::sflow::SflowDecoder> {
+    let mut d = crate::sflow::SflowDecoder::new(cfg);
+    if loss {
+        d.enable_losses();
+    }
+    if counters {
+        d.enable_counters();
+    }
+    Box::new(d)
+}
+
 /// Schema of the `loss` output: one record per sequence gap.
 pub fn loss_schema() -> arrow::datatypes::SchemaRef {
     use arrow::datatypes::{DataType, Field, Schema};
@@ -574,21 +774,52 @@ pub fn loss_schema() -> arrow::datatypes::SchemaRef {
                 Field::new("expected_sequence", DataType::UInt32, false),
                 Field::new("received_sequence", DataType::UInt32, false),
                 Field::new("missing", DataType::UInt64, false),
+                // What `missing` counts: records (v5, IPFIX), packets (v9);
+                // for sFlow datagrams, flow_samples, counter_samples or
+                // agent_drops (packets the agent could not sample).
+                Field::new("unit", DataType::Utf8, false),
+                // sFlow's data source (type << 24 | index) of a sample
+                // stream; null otherwise.
+                Field::new("source_id", DataType::UInt32, true),
             ]))
         })
         .clone()
 }
 
+/// One row of the `loss` output.
+#[derive(Debug, Clone, Copy)]
+struct LossRow {
+    gap: crate::decode::Loss,
+    unit: &'static str,
+    source_id: Option<u32>,
+}
+
 /// Sequence gaps waiting to be emitted on the `loss` output.
 #[derive(Default)]
 pub struct LossRecords {
-    rows: Vec<crate::decode::Loss>,
+    rows: Vec<LossRow>,
 }
 
 impl LossRecords {
-    /// Adds a gap.
+    /// Adds a NetFlow/IPFIX gap.
     pub fn push(&mut self, l: crate::decode::Loss) {
-        self.rows.push(l);
+        let unit = if l.version == 9 { "packets" } else { "records" };
+        self.rows.push(LossRow { gap: l, unit, source_id: None });
+    }
+
+    /// Adds what an sFlow datagram showed lost.
+    pub fn push_sflow(&mut self, l: crate::sflow::SflowLoss) {
+        let gap = crate::decode::Loss {
+            exporter: l.agent,
+            domain: l.sub_agent,
+            version: crate::sflow::FLOW_VERSION,
+            window_start: l.window_start,
+            window_end: l.window_end,
+            expected: l.expected,
+            received: l.received,
+            missing: l.missing,
+        };
+        self.rows.push(LossRow { gap, unit: l.kind.as_str(), source_id: l.source_id });
     }
 
     /// Number of gaps held.
@@ -604,12 +835,14 @@ impl LossRecords {
     /// The gaps as a batch of the loss schema.
     pub fn take(&mut self) -> Option<RecordBatch> {
         use arrow::array::{
-            ArrayRef, FixedSizeBinaryArray, TimestampNanosecondArray, UInt16Array, UInt32Array, UInt64Array,
+            ArrayRef, FixedSizeBinaryArray, StringArray, TimestampNanosecondArray, UInt16Array, UInt32Array,
+            UInt64Array,
         };
         if self.rows.is_empty() {
             return None;
         }
-        let rows = std::mem::take(&mut self.rows);
+        let all = std::mem::take(&mut self.rows);
+        let rows: Vec<crate::decode::Loss> = all.iter().map(|r| r.gap).collect();
         let ts = |f: fn(&crate::decode::Loss) -> i64| -> ArrayRef {
             Arc::new(TimestampNanosecondArray::from_iter_values(rows.iter().map(f)).with_timezone("UTC"))
         };
@@ -625,6 +858,8 @@ impl LossRecords {
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|l| l.expected))),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|l| l.received))),
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|l| l.missing))),
+            Arc::new(StringArray::from_iter_values(all.iter().map(|r| r.unit))),
+            Arc::new(UInt32Array::from_iter(all.iter().map(|r| r.source_id))),
         ];
         Some(RecordBatch::try_new(loss_schema(), columns).expect("columns match the loss schema"))
     }

@@ -123,6 +123,9 @@ impl NetflowDecode {
             let fail = |m: String| TransformError { reason: DropReason::ComponentFailed, message: m };
             let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(fail)?;
             let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, 1);
+            // Relayed sFlow decodes here too (told apart by its first bytes).
+            let sflow =
+                crate::sflow::DecoderSettings { sampling: cfg.sampling.clone(), ..Default::default() };
             let mut collector = Collector::new(
                 cfg,
                 // Room preallocated per output batch (it grows past this when
@@ -130,10 +133,11 @@ impl NetflowDecode {
                 8192,
                 &extras,
                 out.events().clone(),
-                SourceMetrics::new(&self.metrics),
+                SourceMetrics::new(&self.metrics).with_sflow(&self.metrics),
                 self.name.clone(),
             );
             collector.enable_loss();
+            collector.set_protocol(collector::Protocol::Auto, sflow);
             let share = match &self.cfg.shared_state {
                 Some(s) => {
                     let (warm, store, mut shares) =

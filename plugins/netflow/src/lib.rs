@@ -7,6 +7,7 @@
 //!   IPFIX PSAMP packet sections.
 //! - `netflow` source: UDP, several `SO_REUSEPORT` sockets, `recvmmsg`.
 //! - `pcap` source: replays captures through the same decoder.
+//! - [`sflow`]: sFlow v5 datagrams (the `sflow` source, and in captures).
 //! - [`generate`]: a load generator speaking real v5/v9/IPFIX.
 //! - [`relay`]: the relay tier's edge (datagrams as records, not decoded);
 //!   `netflow_decode` ([`decode_transform`]) decodes them behind Kafka.
@@ -28,6 +29,7 @@ pub mod recv;
 pub mod relay;
 pub mod row;
 pub mod sequence;
+pub mod sflow;
 pub mod shared_state;
 pub mod state;
 pub mod template;

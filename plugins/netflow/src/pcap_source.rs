@@ -1,4 +1,5 @@
-//! `pcap` source: replays a capture through the NetFlow decoder.
+//! `pcap` source: replays a capture through the NetFlow and sFlow decoders
+//! (each datagram is told apart by its first bytes).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ pub enum Timing {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PcapConfig {
-    /// A pcap or pcapng capture of NetFlow/IPFIX export traffic.
+    /// A pcap or pcapng capture of NetFlow/IPFIX or sFlow export traffic.
     pub path: PathBuf,
     /// `fast` (default) or `recorded`.
     #[serde(default)]
@@ -82,7 +83,7 @@ impl SourceConfig for PcapConfig {
     }
 
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
-        collector::named_outputs()
+        collector::sflow_named_outputs()
     }
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
@@ -94,7 +95,7 @@ impl SourceConfig for PcapConfig {
 spillway_core::register_source! {
     config: PcapConfig,
     name: "pcap",
-    description: "Replays NetFlow/IPFIX export traffic from a pcap or pcapng capture; ends with the file.",
+    description: "Replays NetFlow/IPFIX and sFlow export traffic from a pcap or pcapng capture; ends with the file.",
     example: "type: pcap\npath: ./export.pcap\ntiming: fast\n",
 }
 
@@ -109,6 +110,7 @@ impl Source for Pcap {
     async fn run(self: Box<Self>, cx: SourceContext) -> Result<(), ComponentError> {
         let SourceContext { name, mut out, mut named, shutdown, events, metrics, .. } = cx;
         let mut loss_out = named.take("loss");
+        let mut counters_out = named.take("counters");
         let path = self.path.clone();
         let (datagrams, skipped) = tokio::task::spawn_blocking(move || crate::capture::read_file(&path))
             .await
@@ -139,17 +141,23 @@ impl Source for Pcap {
         }
         let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
         let cfg = collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, 1);
+        let cfg_sampling = cfg.sampling.clone();
         let mut c = Collector::new(
             cfg,
             self.cfg.batch_size.get(),
             &extras,
             events,
-            SourceMetrics::new(&metrics),
+            SourceMetrics::new(&metrics).with_sflow(&metrics),
             name.clone(),
         );
         if loss_out.is_some() {
             c.enable_loss();
         }
+        if counters_out.is_some() {
+            c.enable_counters();
+        }
+        let sflow = crate::sflow::DecoderSettings { sampling: cfg_sampling, ..Default::default() };
+        c.set_protocol(collector::Protocol::Auto, sflow);
         let first_ts = datagrams.first().map_or(0, |d| d.time_ns);
         let mut last_house = first_ts;
         let mut latest = first_ts;
@@ -183,14 +191,14 @@ impl Source for Pcap {
             }
             c.ingest(&d.payload, Addr::from(d.src), d.time_ns);
             if c.is_full() {
-                send(&mut c, &mut out, &mut loss_out, &name).await?;
+                send(&mut c, &mut out, &mut loss_out, &mut counters_out, &name).await?;
             }
         }
         // Nothing will ever release data still waiting for a template: it
         // is counted (`template_missing`), never silently forgotten.
         c.housekeeping(latest);
         c.abandon_parked();
-        send(&mut c, &mut out, &mut loss_out, &name).await?;
+        send(&mut c, &mut out, &mut loss_out, &mut counters_out, &name).await?;
         let s = c.decoder().stats;
         tracing::info!(component = %name, templates = s.templates, options_templates = s.options_templates, parked_then_decoded = s.pending_decoded, expired_sets = s.pending_expired, evicted_sets = s.pending_evicted, "capture replayed");
         Ok(())
@@ -201,6 +209,7 @@ async fn send(
     c: &mut Collector,
     out: &mut Output,
     loss_out: &mut Option<Output>,
+    counters_out: &mut Option<Output>,
     name: &Arc<str>,
 ) -> Result<(), ComponentError> {
     let failed = |_| ComponentError::new("every downstream component has failed");
@@ -208,6 +217,9 @@ async fn send(
         out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none()))
             .await
             .map_err(failed)?;
+    }
+    if let (Some(o), Some(data)) = (counters_out.as_mut(), c.take_counters()) {
+        o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await.map_err(failed)?;
     }
     if let (Some(o), Some(data)) = (loss_out.as_mut(), c.take_loss()) {
         o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await.map_err(failed)?;

@@ -334,6 +334,11 @@ impl FlowBuilders {
         self.rows >= self.capacity
     }
 
+    /// Rows per batch.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Receive-time range of the buffered rows.
     pub fn received_range(&self) -> (i64, i64) {
         if self.rows == 0 { (0, 0) } else { (self.received_min, self.received_max) }

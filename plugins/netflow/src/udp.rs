@@ -81,6 +81,106 @@ pub struct NetflowConfig {
     /// and a `netflow_decode` transform behind the `kafka` source.
     #[serde(default)]
     pub relay: bool,
+    /// What the source decodes: NetFlow here, sFlow for an `sflow` source.
+    #[serde(skip)]
+    pub protocol: collector::Protocol,
+    /// sFlow sequence positions kept (an `sflow` source's `max_streams`).
+    #[serde(skip, default = "default_max_streams")]
+    pub max_streams: usize,
+}
+
+fn default_max_streams() -> usize {
+    crate::sflow::DecoderSettings::default().max_streams
+}
+
+/// Config of the `sflow` source: sFlow v5 over UDP, on the `netflow`
+/// source's receive path. sFlow describes itself in every datagram, so there
+/// are no template settings and no shared state to configure.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SflowSourceConfig {
+    /// Address to listen on (`0.0.0.0:6343` is sFlow's port).
+    pub listen: SocketAddr,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    #[serde(default = "default_receive_buffer")]
+    pub receive_buffer: ByteSize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: spillway_core::config::BatchSize,
+    #[serde(default = "default_flush_interval")]
+    pub flush_interval: HumanDuration,
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: HumanDuration,
+    /// Agent prefixes accepted (by the datagram's source address).
+    #[serde(default)]
+    pub allow: Vec<collector::Prefix>,
+    /// Rates from the config: an override wins over the sample's own rate;
+    /// a default serves samples that announce rate 0.
+    #[serde(default)]
+    pub sampling: SamplingSettings,
+    /// Most sequence positions kept ((agent, sub-agent) datagram streams
+    /// and (agent, source id) sample streams); the least recently used is
+    /// evicted beyond it (counted).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: usize,
+    /// Relay instead of decoding, as the `netflow` source's `relay`.
+    #[serde(default)]
+    pub relay: bool,
+}
+
+impl SflowSourceConfig {
+    /// The `netflow` source's config that receives this.
+    fn as_netflow(&self) -> NetflowConfig {
+        NetflowConfig {
+            listen: self.listen,
+            workers: self.workers,
+            receive_buffer: self.receive_buffer,
+            batch_size: self.batch_size,
+            flush_interval: self.flush_interval,
+            drain_timeout: self.drain_timeout,
+            allow: self.allow.clone(),
+            templates: TemplateSettings::default(),
+            sampling: self.sampling.clone(),
+            extra_fields: Vec::new(),
+            shared_state: None,
+            relay: self.relay,
+            protocol: collector::Protocol::Sflow,
+            max_streams: self.max_streams,
+        }
+    }
+}
+
+impl SourceConfig for SflowSourceConfig {
+    fn validate(&self) -> Vec<FieldIssue> {
+        let mut v = self.as_netflow().validate();
+        if self.max_streams == 0 {
+            v.push(FieldIssue::new("max_streams", "must be at least 1"));
+        }
+        v
+    }
+
+    fn output_schema(&self) -> SchemaRef {
+        self.as_netflow().output_schema()
+    }
+
+    fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
+        self.as_netflow().named_outputs()
+    }
+
+    fn reports_ready(&self) -> bool {
+        true
+    }
+
+    fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
+        self.as_netflow().build(cx)
+    }
+}
+
+spillway_core::register_source! {
+    config: SflowSourceConfig,
+    name: "sflow",
+    description: "Receives sFlow v5 over UDP: flow samples as flow records, counter samples on `counters` (SO_REUSEPORT workers, recvmmsg).",
+    example: "type: sflow\nlisten: \"0.0.0.0:6343\"\nworkers: 2\nallow: [\"10.0.0.0/8\"]\n",
 }
 
 fn default_workers() -> usize {
@@ -132,7 +232,11 @@ impl SourceConfig for NetflowConfig {
     }
 
     fn named_outputs(&self) -> Vec<(&'static str, SchemaRef)> {
-        if self.relay { Vec::new() } else { collector::named_outputs() }
+        match (self.relay, self.protocol) {
+            (true, _) => Vec::new(),
+            (false, collector::Protocol::Netflow) => collector::named_outputs(),
+            (false, _) => collector::sflow_named_outputs(),
+        }
     }
 
     fn reports_ready(&self) -> bool {
@@ -166,6 +270,7 @@ struct Netflow {
 enum Sent {
     Flows(RecordBatch, i64, i64),
     Loss(RecordBatch),
+    Counters(RecordBatch),
 }
 
 fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
@@ -227,6 +332,7 @@ impl Source for Netflow {
             predecessor,
         } = cx;
         let mut loss_out = named.take("loss");
+        let mut counters_out = named.take("counters");
         // A reload replacing the source before us leaves its sockets, when
         // they are what we need: the same address, as many workers.
         let inherited = match predecessor {
@@ -282,7 +388,7 @@ impl Source for Netflow {
         let rcvbuf = metrics
             .gauge("spillway_netflow_receive_buffer_bytes", "Kernel receive buffer granted per socket.");
         rcvbuf.set(workers[0].0.recv_buffer_size().unwrap_or(0) as u64 / 2);
-        tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for NetFlow/IPFIX");
+        tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for {}", self.cfg.protocol.describe());
         // The store is read after the sockets are bound (datagrams wait in
         // them meanwhile) and before the source reports ready.
         let (warm, _store, mut shares) = match &self.cfg.shared_state {
@@ -296,7 +402,14 @@ impl Source for Netflow {
         ready.ready();
         let mode = Arc::new(AtomicU8::new(RUNNING));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
-        let source_metrics = SourceMetrics::new(&metrics);
+        let source_metrics = match self.cfg.protocol {
+            collector::Protocol::Netflow => SourceMetrics::new(&metrics),
+            _ => SourceMetrics::new(&metrics).with_sflow(&metrics),
+        };
+        let sflow_settings = crate::sflow::DecoderSettings {
+            sampling: decoder_cfg.sampling.clone(),
+            max_streams: (self.cfg.max_streams / self.cfg.workers).max(1),
+        };
         let sockets: Vec<&Socket> = workers.iter().map(|(s, _)| s).collect();
         let drops = KernelDrops::new(&sockets, events.clone(), drops_seen);
         let mut threads = Vec::new();
@@ -321,6 +434,12 @@ impl Source for Netflow {
             };
             if loss_out.is_some() {
                 collector.enable_loss();
+            }
+            if counters_out.is_some() {
+                collector.enable_counters();
+            }
+            if self.cfg.protocol != collector::Protocol::Netflow {
+                collector.set_protocol(self.cfg.protocol, sflow_settings.clone());
             }
             if self.cfg.relay {
                 let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(self.cfg.listen);
@@ -362,6 +481,10 @@ impl Source for Netflow {
                             out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none())).await
                         }
                         Some(Sent::Loss(data)) => match loss_out.as_mut() {
+                            Some(o) => o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await,
+                            None => Ok(()),
+                        },
+                        Some(Sent::Counters(data)) => match counters_out.as_mut() {
                             Some(o) => o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await,
                             None => Ok(()),
                         },
@@ -568,6 +691,11 @@ impl Worker {
     fn send(&mut self) -> bool {
         if let Some((b, lo, hi)) = self.collector.take()
             && self.tx.blocking_send(Sent::Flows(b, lo, hi)).is_err()
+        {
+            return false;
+        }
+        if let Some(c) = self.collector.take_counters()
+            && self.tx.blocking_send(Sent::Counters(c)).is_err()
         {
             return false;
         }

@@ -52,6 +52,14 @@ pub enum DecodeError {
     BadTemplate { template: u16, why: &'static str },
     #[error("data record of template {template} runs past the end of its set")]
     RecordOverrun { template: u16 },
+    #[error("sFlow: {0}")]
+    Sflow(crate::sflow::SflowError),
+    #[error("an sFlow datagram reached a NetFlow source: receive sFlow with an `sflow` source")]
+    SflowOnNetflow,
+    #[error(
+        "not an sFlow datagram (it starts like NetFlow version {version}): receive NetFlow with a `netflow` source"
+    )]
+    NetflowOnSflow { version: u16 },
 }
 
 impl DecodeError {
@@ -65,6 +73,9 @@ impl DecodeError {
             Self::SetLength { .. } => "set_length",
             Self::BadTemplate { .. } => "bad_template",
             Self::RecordOverrun { .. } => "record_overrun",
+            Self::Sflow(_) => "sflow",
+            Self::SflowOnNetflow => "sflow_on_netflow",
+            Self::NetflowOnSflow { .. } => "netflow_on_sflow",
         }
     }
 }
@@ -79,7 +90,7 @@ pub struct SamplingConfig {
 }
 
 impl SamplingConfig {
-    fn lookup(list: &[(ipnet::IpNet, u32)], exporter: Addr) -> Option<u32> {
+    pub(crate) fn lookup(list: &[(ipnet::IpNet, u32)], exporter: Addr) -> Option<u32> {
         if list.is_empty() {
             return None;
         }
@@ -184,7 +195,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn fail(&mut self, e: DecodeError) {
+    pub(crate) fn fail(&mut self, e: DecodeError) {
         self.dropped += 1;
         if self.error.is_none() {
             self.error = Some(e);
