@@ -46,6 +46,8 @@ fn every_registered_example_builds() {
         "kafka",
         "wasm",
         "netflow_decode",
+        "sflow",
+        "geoip",
     ] {
         assert!(names.contains(&expected), "`{expected}` is not registered: {names:?}");
     }

@@ -338,7 +338,7 @@ spillway_core::register_transform! {
     config: GeoipConfig,
     name: "geoip",
     description: "Adds country, city, AS number and AS organisation of address columns from MaxMind-format databases (memory-mapped, hot reload).",
-    example: "type: geoip\ninputs: [flows]\nfields: [src_addr, dst_addr]\ngeo: ./GeoLite2-City.mmdb\nasn: ./GeoLite2-ASN.mmdb\n",
+    example: "type: geoip\ninputs: [flows]\nfields: [src_addr, dst_addr]\ngeo: ./pipelines/geoip/example-city.mmdb\nasn: ./pipelines/geoip/example-asn.mmdb\n",
 }
 
 struct Stats {
