@@ -3,6 +3,8 @@
 //! the cost of shared state on the hot path (`with_shared_state`: a decoder
 //! recording changes for a store while the exporters refresh unchanged
 //! templates, which must cost nothing measurable beside `spillway_into_arrow`).
+//! `decode_sflow`: sFlow v5 flow samples (128-byte raw headers, 7 per
+//! datagram as pmacctd and switches send them) in the same run, records/s.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use spillway_core::addr::Addr;
@@ -64,6 +66,24 @@ fn bench(c: &mut Criterion) {
         });
         g.finish();
     }
+    let datagrams = spillway_netflow::sflow::encode::flow_datagrams(100, PACKETS, 7);
+    let mut g = c.benchmark_group("decode_sflow");
+    g.throughput(Throughput::Elements((PACKETS * 7) as u64));
+    g.bench_function("spillway_into_arrow", |b| {
+        let mut d = spillway_netflow::sflow::SflowDecoder::new(Default::default());
+        let mut out = FlowBuilders::new(8192);
+        b.iter(|| {
+            let mut n = 0;
+            for (_, m) in &datagrams {
+                n += d.decode(m, 0, &mut out).records;
+                if out.is_full() {
+                    std::hint::black_box(out.finish());
+                }
+            }
+            n
+        })
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -45,6 +45,10 @@ fn bench(c: &mut Criterion) {
         ),
         ("enrich_cidr_3_prefixes", "type: enrich_cidr, file: ./pipelines/customers.csv, field: src_addr"),
         (
+            "geoip_city_asn_2_fields",
+            "type: geoip, fields: [src_addr, dst_addr], geo: ./pipelines/geoip/example-city.mmdb, asn: ./pipelines/geoip/example-asn.mmdb",
+        ),
+        (
             "aggregate_1m_by_exporter_if",
             "type: aggregate, window: 1m, group_by: [exporter, in_if], aggregates: { bytes: sum(bytes), flows: count() }",
         ),

@@ -6,6 +6,46 @@ use spillway_core::addr::Addr;
 
 use super::counters::{Ethernet, Generic};
 
+/// `count` datagrams from `agents` agents (round robin), each with
+/// `samples` flow samples of a 128-byte Ethernet/IPv4/TCP header, as a
+/// switch exports them: for benches and load.
+pub fn flow_datagrams(agents: u32, count: usize, samples: usize) -> Vec<(Addr, Vec<u8>)> {
+    let mut header = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    header.extend_from_slice(&[0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    header.extend_from_slice(&[0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    header.resize(128, 0);
+    (0..count)
+        .map(|i| {
+            let a = i as u32 % agents;
+            let agent = Addr::v4(0x0a00_0000 | a);
+            let seq = (i as u32 / agents) + 1;
+            let samples = (0..samples as u32)
+                .map(|s| {
+                    let mut h = header.clone();
+                    // Vary the 5-tuple per sample.
+                    h[29] = s as u8;
+                    h[34] = (i >> 8) as u8;
+                    h[35] = i as u8;
+                    Sample::Flow(FlowSample {
+                        sequence: seq * samples as u32 + s,
+                        source_id: 3,
+                        rate: 1024,
+                        pool: seq * 1024,
+                        input: 3,
+                        output: 7,
+                        records: vec![
+                            FlowRecord::Header { protocol: 1, frame_length: 1518, stripped: 4, bytes: h },
+                            FlowRecord::Switch { src_vlan: 10, dst_vlan: 10 },
+                        ],
+                        ..FlowSample::default()
+                    })
+                })
+                .collect();
+            (agent, Datagram { agent, sub_agent: 0, sequence: seq, uptime_ms: seq * 10, samples }.encode())
+        })
+        .collect()
+}
+
 /// One sFlow v5 datagram.
 #[derive(Debug, Clone)]
 pub struct Datagram {
