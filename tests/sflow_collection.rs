@@ -255,7 +255,8 @@ fn pmacctd_sfprobe_live_into_the_sflow_source_matches_sfcapd_and_nfdump() {
     assert_eq!(common::entry(&ledger, "replay")["dropped_total"], 0, "{ledger}");
     assert_eq!(parquet(&replay.join("data")).0, want, "the capture through the pcap source");
 
-    // The real datagrams cut at every byte: counted, never a panic.
+    // The real datagrams cut at every byte and with every byte flipped:
+    // counted, never a panic.
     let (datagrams, _) = spillway_netflow::capture::read_file(&capture).unwrap();
     assert!(datagrams.len() > 1000, "{} datagrams captured", datagrams.len());
     for d in datagrams.iter().step_by(datagrams.len() / 25) {
@@ -269,6 +270,15 @@ fn pmacctd_sfprobe_live_into_the_sflow_source_matches_sfcapd_and_nfdump() {
                 d.payload.len()
             );
             assert_eq!(o.records, b.len() as u64);
+        }
+        for at in 0..d.payload.len() {
+            let mut m = d.payload.clone();
+            m[at] ^= 0xff;
+            let mut dec = spillway_netflow::sflow::SflowDecoder::new(Default::default());
+            let mut b = spillway_netflow::row::FlowBuilders::new(16);
+            let o = dec.decode(&m, 0, &mut b);
+            assert_eq!(o.records, b.len() as u64, "byte {at} flipped");
+            assert_eq!(o.error.is_some(), o.dropped > 0, "byte {at} flipped: {o:?}");
         }
     }
 }

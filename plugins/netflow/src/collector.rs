@@ -157,12 +157,19 @@ pub fn output_schema(extra_fields: &[String]) -> arrow::datatypes::SchemaRef {
 
 /// The named outputs of both NetFlow sources.
 pub fn named_outputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
-    vec![("loss", loss_schema())]
+    vec![("loss", loss_schema()), ("completeness", crate::completeness::schema())]
 }
 
 /// The named outputs of sources that take sFlow: also its counter samples.
 pub fn sflow_named_outputs() -> Vec<(&'static str, arrow::datatypes::SchemaRef)> {
-    vec![("loss", loss_schema()), ("counters", crate::sflow::counters::schema())]
+    let mut v = named_outputs();
+    v.push(("counters", crate::sflow::counters::schema()));
+    v
+}
+
+/// How often a source emits completeness rows unless told otherwise.
+pub fn default_completeness_interval() -> HumanDuration {
+    HumanDuration::from_secs(60)
 }
 
 /// The config of each of `decoders` decoders sharing these settings: the
@@ -345,6 +352,8 @@ pub struct Collector {
     sflow: Option<Box<crate::sflow::SflowDecoder>>,
     /// Whether counter samples are kept (the `counters` output is read).
     counters: bool,
+    /// Per-exporter completeness rows, when the output is read.
+    completeness: Option<crate::completeness::Completeness>,
     builders: FlowBuilders,
     /// Sequence gaps for the `loss` output (which counts them as it takes
     /// them in); `None` when nobody reads it.
@@ -392,6 +401,7 @@ impl Collector {
             protocol: Protocol::Netflow,
             sflow: None,
             counters: false,
+            completeness: None,
             builders: FlowBuilders::with_extras(batch_size, extras),
             loss: None,
             events,
@@ -447,6 +457,7 @@ impl Collector {
     #[inline]
     pub fn ingest(&mut self, msg: &[u8], exporter: Addr, now_ns: i64) {
         self.metrics.packets.add(1);
+        let before = (self.decoder.stats.sampling_unknown, self.decoder.stats.pending_sets);
         let sflow = crate::sflow::is_sflow(msg);
         let o = match (self.protocol, sflow) {
             (Protocol::Netflow | Protocol::Auto, false) => {
@@ -477,7 +488,68 @@ impl Collector {
                 o
             }
         };
+        if self.completeness.is_some() {
+            // sFlow rows name the agent in the datagram, and so does its row.
+            let who = if sflow {
+                self.sflow.as_ref().and_then(|d| d.last_agent).unwrap_or(exporter)
+            } else {
+                exporter
+            };
+            let s = self.decoder.stats;
+            self.complete(now_ns, who, &o, 1, s.sampling_unknown - before.0, s.pending_sets - before.1);
+        }
         self.account(o, exporter);
+    }
+
+    /// Produces completeness rows per `interval`.
+    pub fn enable_completeness(&mut self, interval: std::time::Duration) {
+        self.completeness = Some(crate::completeness::Completeness::new(interval));
+        self.decoder.track_owners();
+    }
+
+    /// Whether completeness rows are kept.
+    pub fn has_completeness(&self) -> bool {
+        self.completeness.is_some()
+    }
+
+    /// Completeness rows of the windows that have passed, as a batch.
+    pub fn take_completeness(&mut self) -> Option<RecordBatch> {
+        self.completeness.as_mut().and_then(|c| c.take())
+    }
+
+    /// Counts `n` records dropped for `reason` that belong to no exporter
+    /// (kernel drops, datagrams refused at a stop, a capture's unreadable
+    /// parts) in the completeness rows; the caller counts them in the ledger.
+    pub fn unattributed(&mut self, reason: DropReason, n: u64, now_ns: i64) {
+        if let (Some(c), true) = (&mut self.completeness, n > 0) {
+            c.at(now_ns, None).drop(reason, n);
+        }
+    }
+
+    /// Attributes one message's outcome to `who`.
+    fn complete(
+        &mut self,
+        now: i64,
+        who: Addr,
+        o: &crate::decode::Outcome,
+        datagrams: u64,
+        unknown: u64,
+        parked: u64,
+    ) {
+        let owners = self.decoder.take_gone_owners();
+        let Some(c) = &mut self.completeness else { return };
+        let row = c.at(now, Some(who));
+        row.datagrams += datagrams;
+        row.records += o.records;
+        row.sampling_unknown += unknown;
+        row.parked_sets += parked;
+        row.sequence_missing += o.loss.map_or(0, |l| l.missing);
+        row.drop(DropReason::Malformed, o.dropped);
+        // Sets this message pushed out of the parking budget are their own
+        // exporters' loss.
+        for e in owners {
+            c.at(now, Some(e)).drop(DropReason::Evicted, 1);
+        }
     }
 
     /// Decodes `protocol` from now on, sFlow with `cfg`.
@@ -509,9 +581,15 @@ impl Collector {
     /// Applies a fact another decoder learned (shared state): a template
     /// decodes what was parked for it into the batch being built.
     pub fn apply(&mut self, l: &crate::decode::Learned) {
+        let before = self.decoder.stats.sampling_unknown;
         let (kept, o) = self.decoder.apply(l, &mut self.builders);
         if !kept {
             self.decoder.stats.options_refused += 1;
+        }
+        if self.completeness.is_some() {
+            let now = wall_ns();
+            let unknown = self.decoder.stats.sampling_unknown - before;
+            self.complete(now, l.key.exporter, &o, 0, unknown, 0);
         }
         self.account(o, l.key.exporter);
     }
@@ -608,6 +686,18 @@ impl Collector {
 
     /// Counts a message rejected by the allowlist.
     pub fn reject(&mut self, exporter: Addr) {
+        self.reject_at(exporter, None);
+    }
+
+    /// Counts a message rejected by the allowlist, received at `now_ns`
+    /// (for its completeness row; the wall clock when `None`).
+    pub fn reject_at(&mut self, exporter: Addr, now_ns: Option<i64>) {
+        if let Some(c) = &mut self.completeness {
+            let now = now_ns.unwrap_or_else(wall_ns);
+            let row = c.at(now, Some(exporter));
+            row.datagrams += 1;
+            row.drop(DropReason::NotAllowed, 1);
+        }
         self.metrics.packets.add(1);
         let ip = std::net::IpAddr::from(exporter);
         self.events.dropped(DropReason::NotAllowed, 1, &format_args!("exporter {ip} is not in `allow`"));
@@ -617,6 +707,13 @@ impl Collector {
     /// ledger and metrics. Call about once a second.
     pub fn housekeeping(&mut self, now_ns: i64) {
         let gone = self.decoder.expire(now_ns);
+        let owners = self.decoder.take_gone_owners();
+        if let Some(c) = &mut self.completeness {
+            for e in owners {
+                c.at(now_ns, Some(e)).drop(DropReason::TemplateTimeout, 1);
+            }
+            c.roll(now_ns);
+        }
         // A parked set's record count is unknown: each counts as one.
         self.events.dropped(
             DropReason::TemplateTimeout,
@@ -628,8 +725,14 @@ impl Collector {
 
     /// Counts every set still waiting for a template as dropped
     /// (`template_missing`): at a stop, nothing will release them.
-    pub fn abandon_parked(&mut self) {
-        let sets = self.decoder.drain_parked().len() as u64;
+    pub fn abandon_parked(&mut self, now_ns: i64) {
+        let parked = self.decoder.drain_parked();
+        let sets = parked.len() as u64;
+        if let Some(c) = &mut self.completeness {
+            for s in &parked {
+                c.at(now_ns, Some(s.header.exporter)).drop(DropReason::TemplateMissing, 1);
+            }
+        }
         self.events.dropped(
             DropReason::TemplateMissing,
             sets,
@@ -686,9 +789,18 @@ impl Collector {
         }
     }
 
+    /// Closes the completeness window (at a stop: what it counted is
+    /// emitted with the last batch).
+    pub fn close_completeness(&mut self) {
+        if let Some(c) = &mut self.completeness {
+            c.close();
+        }
+    }
+
     /// Rows waiting in the builders.
     pub fn buffered(&self) -> usize {
-        self.builders.len()
+        self.completeness.as_ref().map_or(0, |c| c.len())
+            + self.builders.len()
             + self.relay.as_ref().map_or(0, |(r, _)| r.len())
             + self.sflow.as_ref().map_or(0, |d| d.counters_buffered())
             + self.loss.as_ref().map_or(0, |l| l.len())
@@ -740,6 +852,11 @@ impl Collector {
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
     }
+}
+
+/// Now, in ns since the epoch.
+pub fn wall_ns() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// An sFlow decoder keeping losses and counter rows when they are read.

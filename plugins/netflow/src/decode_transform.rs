@@ -262,7 +262,7 @@ impl Transform for NetflowDecode {
     fn finish(&mut self, out: &mut Emitter) {
         let Some(r) = self.running.as_mut() else { return };
         r.exchange(out);
-        r.collector.abandon_parked();
+        r.collector.abandon_parked(crate::collector::wall_ns());
         r.account(0, 0, out);
         r.emit_unacked(&self.name, out);
     }

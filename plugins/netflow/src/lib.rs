@@ -18,6 +18,7 @@
 
 pub mod capture;
 pub mod collector;
+pub mod completeness;
 pub mod decode;
 pub mod decode_transform;
 pub mod generate;

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use spillway_core::ack::Acks;
 use spillway_core::component::{ComponentError, Output, Source, SourceContext};
+use spillway_core::config::HumanDuration;
 use spillway_core::ledger::DropReason;
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SourceConfig};
 use spillway_core::schema::Addr;
@@ -59,6 +60,9 @@ pub struct PcapConfig {
     /// (`flowEndReason`, `postNATSourceIPv4Address`, …), named in snake case.
     #[serde(default)]
     pub extra_fields: Vec<String>,
+    /// Interval of the `completeness` output's rows (by capture time).
+    #[serde(default = "crate::collector::default_completeness_interval")]
+    pub completeness_interval: HumanDuration,
 }
 
 fn one() -> f64 {
@@ -123,6 +127,7 @@ impl Source for Pcap {
             not_udp = skipped.not_udp,
             "replaying capture"
         );
+        let first_ts = datagrams.first().map_or(0, |d| d.time_ns);
         if skipped.lost() > 0 {
             // Each damaged record may have held a datagram of unknown size:
             // one record each, like any undecodable message.
@@ -156,9 +161,14 @@ impl Source for Pcap {
         if counters_out.is_some() {
             c.enable_counters();
         }
+        let mut completeness_out = named.take("completeness");
+        if completeness_out.is_some() {
+            c.enable_completeness(self.cfg.completeness_interval.get());
+            // The capture's unreadable parts belong to no exporter.
+            c.unattributed(DropReason::Malformed, skipped.lost(), first_ts);
+        }
         let sflow = crate::sflow::DecoderSettings { sampling: cfg_sampling, ..Default::default() };
         c.set_protocol(collector::Protocol::Auto, sflow);
-        let first_ts = datagrams.first().map_or(0, |d| d.time_ns);
         let mut last_house = first_ts;
         let mut latest = first_ts;
         let started = tokio::time::Instant::now();
@@ -178,7 +188,7 @@ impl Source for Pcap {
                 }
             }
             if !self.allow.is_empty() && !self.allow.iter().any(|n| n.contains(&d.src)) {
-                c.reject(Addr::from(d.src));
+                c.reject_at(Addr::from(d.src), Some(d.time_ns));
                 continue;
             }
             // The capture's timestamp is the receive time: replays are
@@ -191,14 +201,16 @@ impl Source for Pcap {
             }
             c.ingest(&d.payload, Addr::from(d.src), d.time_ns);
             if c.is_full() {
-                send(&mut c, &mut out, &mut loss_out, &mut counters_out, &name).await?;
+                send(&mut c, &mut out, &mut loss_out, &mut counters_out, &mut completeness_out, &name)
+                    .await?;
             }
         }
         // Nothing will ever release data still waiting for a template: it
         // is counted (`template_missing`), never silently forgotten.
         c.housekeeping(latest);
-        c.abandon_parked();
-        send(&mut c, &mut out, &mut loss_out, &mut counters_out, &name).await?;
+        c.abandon_parked(latest);
+        c.close_completeness();
+        send(&mut c, &mut out, &mut loss_out, &mut counters_out, &mut completeness_out, &name).await?;
         let s = c.decoder().stats;
         tracing::info!(component = %name, templates = s.templates, options_templates = s.options_templates, parked_then_decoded = s.pending_decoded, expired_sets = s.pending_expired, evicted_sets = s.pending_evicted, "capture replayed");
         Ok(())
@@ -210,6 +222,7 @@ async fn send(
     out: &mut Output,
     loss_out: &mut Option<Output>,
     counters_out: &mut Option<Output>,
+    completeness_out: &mut Option<Output>,
     name: &Arc<str>,
 ) -> Result<(), ComponentError> {
     let failed = |_| ComponentError::new("every downstream component has failed");
@@ -217,6 +230,9 @@ async fn send(
         out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none()))
             .await
             .map_err(failed)?;
+    }
+    if let (Some(o), Some(data)) = (completeness_out.as_mut(), c.take_completeness()) {
+        o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await.map_err(failed)?;
     }
     if let (Some(o), Some(data)) = (counters_out.as_mut(), c.take_counters()) {
         o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await.map_err(failed)?;

@@ -87,6 +87,9 @@ pub struct NetflowConfig {
     /// sFlow sequence positions kept (an `sflow` source's `max_streams`).
     #[serde(skip, default = "default_max_streams")]
     pub max_streams: usize,
+    /// Interval of the `completeness` output's rows.
+    #[serde(default = "collector::default_completeness_interval")]
+    pub completeness_interval: HumanDuration,
 }
 
 fn default_max_streams() -> usize {
@@ -126,6 +129,9 @@ pub struct SflowSourceConfig {
     /// Relay instead of decoding, as the `netflow` source's `relay`.
     #[serde(default)]
     pub relay: bool,
+    /// Interval of the `completeness` output's rows.
+    #[serde(default = "collector::default_completeness_interval")]
+    pub completeness_interval: HumanDuration,
 }
 
 impl SflowSourceConfig {
@@ -146,6 +152,7 @@ impl SflowSourceConfig {
             relay: self.relay,
             protocol: collector::Protocol::Sflow,
             max_streams: self.max_streams,
+            completeness_interval: self.completeness_interval,
         }
     }
 }
@@ -271,6 +278,7 @@ enum Sent {
     Flows(RecordBatch, i64, i64),
     Loss(RecordBatch),
     Counters(RecordBatch),
+    Completeness(RecordBatch),
 }
 
 fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
@@ -333,6 +341,12 @@ impl Source for Netflow {
         } = cx;
         let mut loss_out = named.take("loss");
         let mut counters_out = named.take("counters");
+        let mut completeness_out = named.take("completeness");
+        // Drops that belong to no exporter (the kernel's), for the
+        // completeness output.
+        let mut unattributed = completeness_out
+            .is_some()
+            .then(|| crate::completeness::Completeness::new(self.cfg.completeness_interval.get()));
         // A reload replacing the source before us leaves its sockets, when
         // they are what we need: the same address, as many workers.
         let inherited = match predecessor {
@@ -342,7 +356,8 @@ impl Source for Netflow {
         let inherited = match inherited {
             Some(i) if i.listen == self.cfg.listen && i.workers.len() == self.cfg.workers => Some(i),
             Some(i) => {
-                discard_inherited(i, &events);
+                let n = discard_inherited(i, &events);
+                note(&mut unattributed, Some((DropReason::Stopping, n)));
                 None
             }
             None => None,
@@ -438,6 +453,9 @@ impl Source for Netflow {
             if counters_out.is_some() {
                 collector.enable_counters();
             }
+            if completeness_out.is_some() {
+                collector.enable_completeness(self.cfg.completeness_interval.get());
+            }
             if self.cfg.protocol != collector::Protocol::Netflow {
                 collector.set_protocol(self.cfg.protocol, sflow_settings.clone());
             }
@@ -488,6 +506,10 @@ impl Source for Netflow {
                             Some(o) => o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await,
                             None => Ok(()),
                         },
+                        Some(Sent::Completeness(data)) => match completeness_out.as_mut() {
+                            Some(o) => o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await,
+                            None => Ok(()),
+                        },
                         None => break,
                     };
                     if sent.is_err() {
@@ -502,15 +524,29 @@ impl Source for Netflow {
                     } else {
                         // Drops the kernel counts from here on are datagrams
                         // our closed sockets refused, not a full buffer.
-                        drops.poll();
+                        note(&mut unattributed, drops.poll());
                         drops.refusing.store(true, Ordering::Relaxed);
                         mode.store(STOP, Ordering::Relaxed);
                     }
                 }
-                _ = drops_tick.tick() => drops.poll(),
+                _ = drops_tick.tick() => {
+                    note(&mut unattributed, drops.poll());
+                    if let (Some(c), Some(o)) = (&mut unattributed, completeness_out.as_mut()) {
+                        c.roll(now_ns());
+                        if let Some(data) = c.take() {
+                            let _ = o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await;
+                        }
+                    }
+                }
             }
         }
-        drops.poll();
+        note(&mut unattributed, drops.poll());
+        if let (Some(c), Some(o)) = (&mut unattributed, completeness_out.as_mut()) {
+            c.close();
+            if let Some(data) = c.take() {
+                let _ = o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await;
+            }
+        }
         let mut left = Vec::new();
         for t in threads {
             if let Ok(Some(w)) = t.join() {
@@ -526,10 +562,20 @@ impl Source for Netflow {
     }
 }
 
+/// Counts what the kernel dropped in the completeness rows, as drops that
+/// belong to no exporter.
+fn note(c: &mut Option<crate::completeness::Completeness>, dropped: Option<(DropReason, u64)>) {
+    if let (Some(c), Some((reason, n))) = (c, dropped)
+        && n > 0
+    {
+        c.at(now_ns(), None).drop(reason, n);
+    }
+}
+
 /// Inherited sockets this source cannot use (another address or number of
 /// workers): what they hold is read and counted as `stopping`, then they
 /// close.
-fn discard_inherited(i: Inherited, events: &Events) {
+fn discard_inherited(i: Inherited, events: &Events) -> u64 {
     let mut bufs = MmsgBufs::new();
     let mut n = 0u64;
     for (s, mut d) in i.workers {
@@ -547,6 +593,7 @@ fn discard_inherited(i: Inherited, events: &Events) {
         n,
         &"a reload changed the address or the number of workers: what the old sockets held is dropped",
     );
+    n
 }
 
 struct Worker {
@@ -587,6 +634,7 @@ impl Worker {
                 // it, and everything the decoder knows (parked data
                 // included) go to the successor.
                 self.collector.housekeeping(now_ns());
+                self.collector.close_completeness();
                 if !self.send() {
                     return None;
                 }
@@ -654,7 +702,8 @@ impl Worker {
             }
         }
         self.collector.housekeeping(now_ns());
-        self.collector.abandon_parked();
+        self.collector.abandon_parked(now_ns());
+        self.collector.close_completeness();
         self.send();
         None
     }
@@ -676,6 +725,7 @@ impl Worker {
             discarded,
             &"datagrams still queued when the drain deadline passed",
         );
+        self.collector.unattributed(DropReason::Stopping, discarded, now_ns());
     }
 
     fn allowed(&self, src: Addr) -> bool {
@@ -696,6 +746,11 @@ impl Worker {
         }
         if let Some(c) = self.collector.take_counters()
             && self.tx.blocking_send(Sent::Counters(c)).is_err()
+        {
+            return false;
+        }
+        if let Some(c) = self.collector.take_completeness()
+            && self.tx.blocking_send(Sent::Completeness(c)).is_err()
         {
             return false;
         }
@@ -842,26 +897,30 @@ impl KernelDrops {
         *self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn poll(&self) {
+    /// Counts what the kernel dropped since the last poll; returns it.
+    fn poll(&self) -> Option<(DropReason, u64)> {
         let total: u64 = proc_net_udp().filter(|s| self.inodes.contains(&s.inode)).map(|s| s.drops).sum();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if total > *seen {
-            // Each lost datagram held at least one record.
-            let new = total - *seen;
-            if self.refusing.load(Ordering::Relaxed) {
-                self.events.dropped(
-                    DropReason::Stopping,
-                    new,
-                    &"datagrams arrived while the source was stopping and were refused",
-                );
-            } else {
-                self.events.dropped(
-                    DropReason::BufferFull,
-                    new,
-                    &"the kernel dropped datagrams: the receive buffer was full",
-                );
-            }
-            *seen = total;
+        if total <= *seen {
+            return None;
+        }
+        // Each lost datagram held at least one record.
+        let new = total - *seen;
+        *seen = total;
+        if self.refusing.load(Ordering::Relaxed) {
+            self.events.dropped(
+                DropReason::Stopping,
+                new,
+                &"datagrams arrived while the source was stopping and were refused",
+            );
+            Some((DropReason::Stopping, new))
+        } else {
+            self.events.dropped(
+                DropReason::BufferFull,
+                new,
+                &"the kernel dropped datagrams: the receive buffer was full",
+            );
+            Some((DropReason::BufferFull, new))
         }
     }
 }

@@ -337,6 +337,18 @@ impl Decoder {
         o
     }
 
+    /// Records the exporter of every parked set dropped (evicted or
+    /// expired) from now on, for [`Decoder::take_gone_owners`].
+    pub fn track_owners(&mut self) {
+        self.parked.track_owners();
+    }
+
+    /// The exporters of the parked sets dropped since the last call (one
+    /// entry per set).
+    pub fn take_gone_owners(&mut self) -> Vec<Addr> {
+        if self.parked.has_gone_owners() { self.parked.take_gone_owners() } else { Vec::new() }
+    }
+
     /// Drops parked data sets older than the template timeout.
     pub fn expire(&mut self, now: i64) -> Gone {
         let gone = self.parked.expire(now.saturating_sub(self.cfg.template_timeout_ns));

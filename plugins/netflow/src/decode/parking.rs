@@ -58,12 +58,39 @@ pub struct Parked {
     /// Sets waiting (slots not yet taken).
     live: usize,
     max_bytes: usize,
+    /// The exporters of the sets dropped (evicted or expired) since the
+    /// last [`Parked::take_gone_owners`], when someone attributes them.
+    owners: Option<Vec<spillway_core::addr::Addr>>,
 }
 
 impl Parked {
     /// An empty store of at most `max_bytes`.
     pub fn new(max_bytes: usize) -> Self {
-        Self { queue: VecDeque::new(), first_id: 0, by_key: HashMap::new(), bytes: 0, live: 0, max_bytes }
+        Self {
+            queue: VecDeque::new(),
+            first_id: 0,
+            by_key: HashMap::new(),
+            bytes: 0,
+            live: 0,
+            max_bytes,
+            owners: None,
+        }
+    }
+
+    /// Records whose sets are dropped from now on.
+    pub fn track_owners(&mut self) {
+        self.owners.get_or_insert_with(Vec::new);
+    }
+
+    /// The exporters of the sets dropped since the last call, one entry per
+    /// set.
+    pub fn take_gone_owners(&mut self) -> Vec<spillway_core::addr::Addr> {
+        self.owners.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Whether dropped sets wait to be attributed.
+    pub fn has_gone_owners(&self) -> bool {
+        self.owners.as_ref().is_some_and(|o| !o.is_empty())
     }
 
     /// A new budget; a smaller one takes effect at the next park.
@@ -89,6 +116,9 @@ impl Parked {
         let cost = set.body.len() + SET_OVERHEAD;
         if cost > self.max_bytes {
             gone.evicted += 1;
+            if let Some(o) = &mut self.owners {
+                o.push(set.header.exporter);
+            }
             return gone;
         }
         while self.bytes + cost > self.max_bytes {
@@ -159,6 +189,9 @@ impl Parked {
         let Some(set) = slot.set else { return Some(false) };
         self.bytes -= set.body.len();
         self.live -= 1;
+        if let Some(o) = &mut self.owners {
+            o.push(set.header.exporter);
+        }
         if let Some(ids) = self.by_key.get_mut(&set.key) {
             // Ids of a key ascend, and every older slot has left: ours is first.
             if ids.front() == Some(&id) {

@@ -12,7 +12,9 @@ use super::counters::{Ethernet, Generic};
 pub fn flow_datagrams(agents: u32, count: usize, samples: usize) -> Vec<(Addr, Vec<u8>)> {
     let mut header = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
     header.extend_from_slice(&[0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-    header.extend_from_slice(&[0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+    header.extend_from_slice(&[
+        0x04, 0xd2, 0x01, 0xbb, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
     header.resize(128, 0);
     (0..count)
         .map(|i| {

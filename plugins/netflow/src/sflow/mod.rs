@@ -193,6 +193,8 @@ pub struct SflowDecoder {
     /// Losses found since the last [`SflowDecoder::take_losses`], when
     /// someone reads them.
     losses: Option<Vec<SflowLoss>>,
+    /// The agent of the last datagram whose header could be read.
+    pub last_agent: Option<Addr>,
     pub stats: SflowStats,
 }
 
@@ -285,6 +287,7 @@ impl SflowDecoder {
             seq: SeqStats::default(),
             counters: None,
             losses: None,
+            last_agent: None,
             stats: SflowStats::default(),
         }
     }
@@ -329,6 +332,7 @@ impl SflowDecoder {
     pub fn decode(&mut self, msg: &[u8], now: i64, out: &mut FlowBuilders) -> Outcome {
         let mut o = Outcome::default();
         let mut c = Cursor { b: msg, at: 0 };
+        self.last_agent = None;
         if let Err((e, left)) = self.datagram(&mut c, now, out, &mut o) {
             // The samples announced but not read, bounded by what the
             // remaining bytes could hold; at least the part that failed.
@@ -358,6 +362,7 @@ impl SflowDecoder {
         let sequence = c.u32("the sequence number").map_err(fail)?;
         let uptime_ms = c.u32("the uptime").map_err(fail)?;
         let samples = c.u32("the sample count").map_err(fail)?;
+        self.last_agent = Some(agent);
         self.stats.datagrams += 1;
         self.observe(StreamKey::Datagrams { agent, sub_agent }, sequence, now, None);
         let h = Header {
