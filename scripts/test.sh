@@ -28,6 +28,8 @@ command -v tshark >/dev/null || need_apt+=(tshark)
 command -v pmacctd >/dev/null || need_apt+=(pmacct)
 command -v nfdump >/dev/null || need_apt+=(nfdump)
 command -v sfcapd >/dev/null || need_apt+=(nfdump-sflow)
+# tmux: a real terminal for the progress-bar tests.
+command -v tmux >/dev/null || need_apt+=(tmux)
 # net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
 command -v snmpd >/dev/null || need_apt+=(snmpd)
 command -v snmpbulkwalk >/dev/null || need_apt+=(snmp)

@@ -504,7 +504,23 @@ fn generate(what: Generate) -> ExitCode {
         seed,
     };
     let started = std::time::Instant::now();
-    match spillway_netflow::generate::run(&opts) {
+    // Progress on a terminal only: piped or redirected, stderr stays clean.
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let style = match count {
+            Some(_) => "{spinner} sending [{bar:40}] {human_pos}/{human_len} records ({per_sec}, {eta} left)",
+            None => "{spinner} sending {human_pos} records ({per_sec}, {elapsed})",
+        };
+        let b = indicatif::ProgressBar::new(count.unwrap_or(0));
+        if let Ok(s) = indicatif::ProgressStyle::with_template(style) {
+            b.set_style(s.progress_chars("=> "));
+        }
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let result = spillway_netflow::generate::run_paced(&opts, &mut |records| bar.set_position(records));
+    bar.finish_and_clear();
+    match result {
         Ok(t) => {
             let secs = started.elapsed().as_secs_f64();
             if json {

@@ -172,7 +172,25 @@ impl Source for Pcap {
         let mut last_house = first_ts;
         let mut latest = first_ts;
         let started = tokio::time::Instant::now();
-        for d in &datagrams {
+        // Progress on a terminal only (`spillway run` in a shell); nothing
+        // when stderr is piped or redirected.
+        let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            let b = indicatif::ProgressBar::new(datagrams.len() as u64);
+            let style = "{spinner} replaying {msg} [{bar:40}] {human_pos}/{human_len} datagrams ({per_sec}, {eta} left)";
+            if let Ok(s) = indicatif::ProgressStyle::with_template(style) {
+                b.set_style(s.progress_chars("=> "));
+            }
+            b.set_message(
+                self.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            );
+            b
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        for (i, d) in datagrams.iter().enumerate() {
+            if i % 256 == 0 {
+                bar.set_position(i as u64);
+            }
             if shutdown.is_cancelled() {
                 break;
             }
@@ -208,6 +226,7 @@ impl Source for Pcap {
         // Nothing will ever release data still waiting for a template: it
         // is counted (`template_missing`), never silently forgotten.
         c.housekeeping(latest);
+        bar.finish_and_clear();
         c.abandon_parked(latest);
         c.close_completeness();
         send(&mut c, &mut out, &mut loss_out, &mut counters_out, &mut completeness_out, &name).await?;
