@@ -28,7 +28,9 @@ command -v tshark >/dev/null || need_apt+=(tshark)
 command -v pmacctd >/dev/null || need_apt+=(pmacct)
 command -v nfdump >/dev/null || need_apt+=(nfdump)
 command -v sfcapd >/dev/null || need_apt+=(nfdump-sflow)
-# tmux: a real terminal for the progress-bar tests.
+# Chromium renders the status page headless (tests/status_views.rs).
+command -v chromium >/dev/null || need_apt+=(chromium)
+# tmux: a real terminal for the progress-bar and `spillway top` tests.
 command -v tmux >/dev/null || need_apt+=(tmux)
 # net-snmp's agent and tools: the SNMP polling tests run their own snmpd.
 command -v snmpd >/dev/null || need_apt+=(snmpd)

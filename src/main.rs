@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod plugin_cmd;
+mod top;
 use spillway_core::config::{self, LoadError};
 use spillway_core::ledger::render_table;
 use spillway_core::registry;
@@ -105,6 +106,13 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         what: PluginCmd,
+    },
+    /// A live terminal view of a running pipeline (its admin endpoint): components with
+    /// rates and drops, exporters with rates and sequence loss. `q` quits.
+    Top {
+        /// The pipeline's admin endpoint (`admin:` in the pipeline file).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: std::net::SocketAddr,
     },
     /// List every available component with its description and example config.
     Plugins {
@@ -231,6 +239,13 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Quickstart { records, rate, listen, out } => quickstart(records, rate, listen, out),
+        Command::Top { admin } => match top::run(admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("spillway top: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Plugin { what: PluginCmd::New { name, dir, sdk } } => plugin_cmd::new(&name, dir, sdk),
         Command::Plugin { what: PluginCmd::Test { module, input, config, timeout, memory_mib } } => {
             plugin_cmd::test(

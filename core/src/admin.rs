@@ -1,4 +1,6 @@
-//! The admin HTTP endpoint: `/metrics` (Prometheus text) and `/health`.
+//! The admin HTTP endpoint: `/metrics` (Prometheus text), `/health`, the
+//! JSON behind the status page (`/api/topology`, `/api/ledger`,
+//! `/api/exporters`) and the page itself at `/` (embedded, no CDN).
 //!
 //! It serves HTTP/1.1 with limits, so a slow or hostile client cannot tie it
 //! up: a request's headers must arrive within [`HEADER_TIMEOUT`] (an idle
@@ -27,6 +29,8 @@ pub(crate) struct AdminState {
     pub health: Health,
     pub metrics: crate::metrics::Registry,
     pub readiness: Arc<Readiness>,
+    /// What components published (the flow sources' exporter tables).
+    pub shared: crate::registry::Shared,
 }
 
 /// How long a client may take to send a request's headers, and how long an
@@ -48,6 +52,10 @@ pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Resul
         .route("/ready", get(ready_handler))
         .route("/health/ready", get(ready_handler))
         .route("/health/live", get(live_handler))
+        .route("/", get(page_handler))
+        .route("/api/topology", get(topology_handler))
+        .route("/api/ledger", get(ledger_handler))
+        .route("/api/exporters", get(exporters_handler))
         .with_state(state);
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let refused = metrics.counter(
@@ -89,6 +97,73 @@ pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Resul
             });
         }
     }))
+}
+
+/// The status page: one HTML file with its script and style inline.
+const PAGE: &str = include_str!("status.html");
+
+async fn page_handler() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE)
+}
+
+fn json(v: serde_json::Value) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], v.to_string())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn edges(s: &AdminState) -> Vec<serde_json::Value> {
+    s.ledger
+        .edges()
+        .into_iter()
+        .map(|(from, to, records)| serde_json::json!({ "from": from, "to": to, "records": records }))
+        .collect()
+}
+
+/// The pipeline's components (name, kind, state) and edges, with what each
+/// edge carried so far.
+async fn topology_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    let states = s.health.lock().map(|h| h.clone()).unwrap_or_default();
+    let components: Vec<serde_json::Value> = s
+        .ledger
+        .snapshot()
+        .into_iter()
+        .map(|e| {
+            let state = states.iter().find(|(n, _)| *n == e.component).map(|(_, st)| *st);
+            serde_json::json!({ "name": e.component, "kind": e.kind, "state": state })
+        })
+        .collect();
+    json(serde_json::json!({ "time_ms": now_ms(), "components": components, "edges": edges(&s) }))
+}
+
+/// Every component's ledger counters (as `--ledger-json` writes them at the
+/// end), and the edges.
+async fn ledger_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    let imbalances: Vec<String> =
+        s.ledger.imbalances(false).iter().map(|i| format!("{}: {}", i.component, i.message)).collect();
+    json(serde_json::json!({
+        "time_ms": now_ms(),
+        "components": s.ledger.snapshot(),
+        "edges": edges(&s),
+        "imbalances": imbalances,
+    }))
+}
+
+/// Every flow source's exporters with their live counts.
+async fn exporters_handler(State(s): State<AdminState>) -> impl IntoResponse {
+    let published: Vec<(String, Arc<dyn std::any::Any + Send + Sync>)> =
+        s.shared.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let mut sources: Vec<serde_json::Value> = published
+        .into_iter()
+        .filter_map(|(name, v)| {
+            let t = v.downcast::<crate::exporters::SeenExporters>().ok()?;
+            Some(serde_json::json!({ "source": name, "overflow": t.overflow(), "exporters": t.table() }))
+        })
+        .collect();
+    sources.sort_by(|a, b| a["source"].as_str().cmp(&b["source"].as_str()));
+    json(serde_json::json!({ "time_ms": now_ms(), "sources": sources }))
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {

@@ -1,20 +1,89 @@
 //! The exporters a flow source has heard from, shared with components that
-//! act on them (the `snmp` source polls every router that sends flows).
+//! act on them (the `snmp` source polls every router that sends flows) and
+//! with the admin endpoint (`/api/exporters`, the status page, `spillway
+//! top`), with live counts per exporter.
 //!
 //! A flow source publishes one [`SeenExporters`] under its name at build
 //! time; each receive thread keeps a [`SeenCache`] so that the shared set is
-//! locked only when an address is new to that thread.
+//! locked only when an address is new to that thread, and adds its counts
+//! about once a second ([`SeenExporters::update`]).
 
 use crate::addr::Addr;
+use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-/// Exporter address → when it was first seen.
+/// Live counts of one exporter, since the source started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ExporterStats {
+    pub datagrams: u64,
+    /// Records decoded.
+    pub records: u64,
+    /// Records dropped (each undecodable part, parked set dropped or
+    /// rejected datagram counts one, as in the ledger).
+    pub dropped: u64,
+    /// What the sequence numbers say never arrived.
+    pub sequence_missing: u64,
+    /// Data sets that waited for a template.
+    pub parked_sets: u64,
+    /// Templates (and options templates) received.
+    pub templates: u64,
+    /// Rows whose sampling rate is unknown.
+    pub sampling_unknown: u64,
+    /// When the last datagram arrived (ms since the epoch).
+    pub last_seen_ms: i64,
+    /// The sampling rate of the latest record, and where it came from.
+    pub sampling_rate: Option<u32>,
+    pub sampling_source: Option<&'static str>,
+}
+
+impl ExporterStats {
+    /// Adds what `d` counted since the last update.
+    pub fn add(&mut self, d: &ExporterStats) {
+        self.datagrams += d.datagrams;
+        self.records += d.records;
+        self.dropped += d.dropped;
+        self.sequence_missing += d.sequence_missing;
+        self.parked_sets += d.parked_sets;
+        self.templates += d.templates;
+        self.sampling_unknown += d.sampling_unknown;
+        self.last_seen_ms = self.last_seen_ms.max(d.last_seen_ms);
+        if d.sampling_source.is_some() {
+            (self.sampling_rate, self.sampling_source) = (d.sampling_rate, d.sampling_source);
+        }
+    }
+}
+
+/// One exporter of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExporterRow {
+    pub exporter: IpAddr,
+    pub first_seen_ms: i64,
+    #[serde(flatten)]
+    pub stats: ExporterStats,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    first_seen: SystemTime,
+    stats: ExporterStats,
+}
+
+/// Most exporters a table holds: beyond it (spoofed sources) new ones are
+/// counted in [`SeenExporters::overflow`] and not listed.
+const MAX_EXPORTERS: usize = 1 << 18;
+
+/// Exporter address → when it was first seen, and its live counts.
 #[derive(Debug, Default)]
 pub struct SeenExporters {
-    inner: Mutex<HashMap<IpAddr, SystemTime>>,
+    inner: Mutex<HashMap<IpAddr, Entry>>,
+    overflow: std::sync::atomic::AtomicU64,
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 impl SeenExporters {
@@ -22,8 +91,59 @@ impl SeenExporters {
     pub fn note(&self, addr: IpAddr) {
         let addr = addr.to_canonical();
         if let Ok(mut m) = self.inner.lock() {
-            m.entry(addr).or_insert_with(SystemTime::now);
+            if m.len() >= MAX_EXPORTERS && !m.contains_key(&addr) {
+                self.overflow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
+            m.entry(addr)
+                .or_insert_with(|| Entry { first_seen: SystemTime::now(), stats: ExporterStats::default() });
         }
+    }
+
+    /// Adds a worker's counts since its last update, and empties them.
+    pub fn update(&self, counts: &mut HashMap<Addr, ExporterStats>) {
+        if counts.is_empty() {
+            return;
+        }
+        if let Ok(mut m) = self.inner.lock() {
+            for (a, d) in counts.drain() {
+                let addr = IpAddr::from(a).to_canonical();
+                if m.len() >= MAX_EXPORTERS && !m.contains_key(&addr) {
+                    continue;
+                }
+                m.entry(addr)
+                    .or_insert_with(|| Entry {
+                        first_seen: SystemTime::now(),
+                        stats: ExporterStats::default(),
+                    })
+                    .stats
+                    .add(&d);
+            }
+        }
+    }
+
+    /// Every exporter with its counts, in address order.
+    pub fn table(&self) -> Vec<ExporterRow> {
+        let mut v: Vec<ExporterRow> = self
+            .inner
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(a, e)| ExporterRow {
+                        exporter: *a,
+                        first_seen_ms: ms(e.first_seen),
+                        stats: e.stats,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by_key(|r| r.exporter);
+        v
+    }
+
+    /// New exporters not listed because the table was full.
+    pub fn overflow(&self) -> u64 {
+        self.overflow.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Every exporter seen so far, in address order.
@@ -59,6 +179,11 @@ impl SeenCache {
     /// A cache in front of `shared`.
     pub fn new(shared: std::sync::Arc<SeenExporters>) -> Self {
         Self { shared, local: HashSet::new() }
+    }
+
+    /// The shared table.
+    pub fn shared(&self) -> &SeenExporters {
+        &self.shared
     }
 
     /// Notes an exporter given as a 16-byte (v4-mapped for IPv4) address.

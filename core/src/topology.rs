@@ -639,7 +639,11 @@ impl Runner {
                 return;
             }
         };
-        self.shared = shared;
+        // Into the same map, which the admin endpoint reads.
+        let fresh = shared.lock().map(|m| m.clone()).unwrap_or_default();
+        if let Ok(mut m) = self.shared.lock() {
+            *m = fresh;
+        }
         self.base_dir = base_dir;
         let replaced = changed.iter().filter(|n| self.live.contains_key(*n)).count();
         // Retire the changed and removed instances.
@@ -702,6 +706,7 @@ impl Runner {
             health: self.health.clone(),
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
+            shared: self.shared.clone(),
         }
     }
 

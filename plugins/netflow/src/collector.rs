@@ -354,6 +354,9 @@ pub struct Collector {
     counters: bool,
     /// Per-exporter completeness rows, when the output is read.
     completeness: Option<crate::completeness::Completeness>,
+    /// Per-exporter live counts since the last [`Collector::take_live`]
+    /// (the admin endpoint's exporter table).
+    live: std::collections::HashMap<Addr, spillway_core::exporters::ExporterStats>,
     builders: FlowBuilders,
     /// Sequence gaps for the `loss` output (which counts them as it takes
     /// them in); `None` when nobody reads it.
@@ -397,11 +400,17 @@ impl Collector {
         name: Arc<str>,
     ) -> Self {
         Self {
-            decoder: Decoder::new(cfg),
+            decoder: {
+                // Dropped parked sets are attributed to their exporters.
+                let mut d = Decoder::new(cfg);
+                d.track_owners();
+                d
+            },
             protocol: Protocol::Netflow,
             sflow: None,
             counters: false,
             completeness: None,
+            live: std::collections::HashMap::new(),
             builders: FlowBuilders::with_extras(batch_size, extras),
             loss: None,
             events,
@@ -425,6 +434,7 @@ impl Collector {
     ) -> Self {
         let mut c = Self::new(DecoderConfig::default(), batch_size, extras, events, metrics, name);
         c.decoder = decoder;
+        c.decoder.track_owners();
         c.seen.stats = c.decoder.stats;
         c.seen.seq = c.decoder.sequence_stats();
         let st = c.decoder.state();
@@ -457,7 +467,7 @@ impl Collector {
     #[inline]
     pub fn ingest(&mut self, msg: &[u8], exporter: Addr, now_ns: i64) {
         self.metrics.packets.add(1);
-        let before = (self.decoder.stats.sampling_unknown, self.decoder.stats.pending_sets);
+        let before = self.decoder.stats;
         let sflow = crate::sflow::is_sflow(msg);
         let o = match (self.protocol, sflow) {
             (Protocol::Netflow | Protocol::Auto, false) => {
@@ -488,23 +498,31 @@ impl Collector {
                 o
             }
         };
-        if self.completeness.is_some() {
-            // sFlow rows name the agent in the datagram, and so does its row.
-            let who = if sflow {
-                self.sflow.as_ref().and_then(|d| d.last_agent).unwrap_or(exporter)
-            } else {
-                exporter
-            };
-            let s = self.decoder.stats;
-            self.complete(now_ns, who, &o, 1, s.sampling_unknown - before.0, s.pending_sets - before.1);
-        }
+        // sFlow rows name the agent in the datagram, and so do its counts.
+        let who =
+            if sflow { self.sflow.as_ref().and_then(|d| d.last_agent).unwrap_or(exporter) } else { exporter };
+        let s = self.decoder.stats;
+        let d = Delta {
+            datagrams: 1,
+            unknown: s.sampling_unknown - before.sampling_unknown,
+            parked: s.pending_sets - before.pending_sets,
+            templates: (s.templates + s.options_templates) - (before.templates + before.options_templates),
+        };
+        self.complete(now_ns, who, &o, d);
         self.account(o, exporter);
+    }
+
+    /// Per-exporter counts since the last call, for the shared exporter
+    /// table (about once a second).
+    pub fn take_live(
+        &mut self,
+    ) -> &mut std::collections::HashMap<Addr, spillway_core::exporters::ExporterStats> {
+        &mut self.live
     }
 
     /// Produces completeness rows per `interval`.
     pub fn enable_completeness(&mut self, interval: std::time::Duration) {
         self.completeness = Some(crate::completeness::Completeness::new(interval));
-        self.decoder.track_owners();
     }
 
     /// Whether completeness rows are kept.
@@ -526,30 +544,52 @@ impl Collector {
         }
     }
 
-    /// Attributes one message's outcome to `who`.
-    fn complete(
-        &mut self,
-        now: i64,
-        who: Addr,
-        o: &crate::decode::Outcome,
-        datagrams: u64,
-        unknown: u64,
-        parked: u64,
-    ) {
+    /// Attributes one message's outcome to `who`: its live counts and, when
+    /// read, its completeness row.
+    fn complete(&mut self, now: i64, who: Addr, o: &crate::decode::Outcome, d: Delta) {
         let owners = self.decoder.take_gone_owners();
+        let missing = o.loss.map_or(0, |l| l.missing);
+        let sampling = if o.records > 0 { self.builders.last_sampling() } else { None };
+        if let Some(l) = self.live_entry(who) {
+            l.datagrams += d.datagrams;
+            l.records += o.records;
+            l.dropped += o.dropped;
+            l.sequence_missing += missing;
+            l.parked_sets += d.parked;
+            l.templates += d.templates;
+            l.sampling_unknown += d.unknown;
+            l.last_seen_ms = now / 1_000_000;
+            if let Some((rate, source)) = sampling {
+                (l.sampling_rate, l.sampling_source) = (rate, Some(source.as_str()));
+            }
+        }
+        for e in &owners {
+            if let Some(l) = self.live_entry(*e) {
+                l.dropped += 1;
+            }
+        }
         let Some(c) = &mut self.completeness else { return };
         let row = c.at(now, Some(who));
-        row.datagrams += datagrams;
+        row.datagrams += d.datagrams;
         row.records += o.records;
-        row.sampling_unknown += unknown;
-        row.parked_sets += parked;
-        row.sequence_missing += o.loss.map_or(0, |l| l.missing);
+        row.sampling_unknown += d.unknown;
+        row.parked_sets += d.parked;
+        row.sequence_missing += missing;
         row.drop(DropReason::Malformed, o.dropped);
         // Sets this message pushed out of the parking budget are their own
         // exporters' loss.
         for e in owners {
             c.at(now, Some(e)).drop(DropReason::Evicted, 1);
         }
+    }
+
+    /// The live counts of `who`; `None` when a flood filled the map since
+    /// the last flush (the ledger and completeness rows still count it).
+    fn live_entry(&mut self, who: Addr) -> Option<&mut spillway_core::exporters::ExporterStats> {
+        if self.live.len() >= MAX_LIVE && !self.live.contains_key(&who) {
+            return None;
+        }
+        Some(self.live.entry(who).or_default())
     }
 
     /// Decodes `protocol` from now on, sFlow with `cfg`.
@@ -586,11 +626,8 @@ impl Collector {
         if !kept {
             self.decoder.stats.options_refused += 1;
         }
-        if self.completeness.is_some() {
-            let now = wall_ns();
-            let unknown = self.decoder.stats.sampling_unknown - before;
-            self.complete(now, l.key.exporter, &o, 0, unknown, 0);
-        }
+        let unknown = self.decoder.stats.sampling_unknown - before;
+        self.complete(wall_ns(), l.key.exporter, &o, Delta { unknown, ..Delta::default() });
         self.account(o, l.key.exporter);
     }
 
@@ -692,8 +729,13 @@ impl Collector {
     /// Counts a message rejected by the allowlist, received at `now_ns`
     /// (for its completeness row; the wall clock when `None`).
     pub fn reject_at(&mut self, exporter: Addr, now_ns: Option<i64>) {
+        let now = now_ns.unwrap_or_else(wall_ns);
+        if let Some(l) = self.live_entry(exporter) {
+            l.datagrams += 1;
+            l.dropped += 1;
+            l.last_seen_ms = now / 1_000_000;
+        }
         if let Some(c) = &mut self.completeness {
-            let now = now_ns.unwrap_or_else(wall_ns);
             let row = c.at(now, Some(exporter));
             row.datagrams += 1;
             row.drop(DropReason::NotAllowed, 1);
@@ -708,6 +750,11 @@ impl Collector {
     pub fn housekeeping(&mut self, now_ns: i64) {
         let gone = self.decoder.expire(now_ns);
         let owners = self.decoder.take_gone_owners();
+        for e in &owners {
+            if let Some(l) = self.live_entry(*e) {
+                l.dropped += 1;
+            }
+        }
         if let Some(c) = &mut self.completeness {
             for e in owners {
                 c.at(now_ns, Some(e)).drop(DropReason::TemplateTimeout, 1);
@@ -728,6 +775,11 @@ impl Collector {
     pub fn abandon_parked(&mut self, now_ns: i64) {
         let parked = self.decoder.drain_parked();
         let sets = parked.len() as u64;
+        for s in &parked {
+            if let Some(l) = self.live_entry(s.header.exporter) {
+                l.dropped += 1;
+            }
+        }
         if let Some(c) = &mut self.completeness {
             for s in &parked {
                 c.at(now_ns, Some(s.header.exporter)).drop(DropReason::TemplateMissing, 1);
@@ -852,6 +904,18 @@ impl Collector {
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
     }
+}
+
+/// Exporters with live counts between two flushes of one collector.
+const MAX_LIVE: usize = 1 << 16;
+
+/// What one message changed besides its outcome.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    datagrams: u64,
+    unknown: u64,
+    parked: u64,
+    templates: u64,
 }
 
 /// Now, in ns since the epoch.

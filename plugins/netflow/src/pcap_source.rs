@@ -92,7 +92,10 @@ impl SourceConfig for PcapConfig {
 
     fn build(&self, cx: &BuildContext) -> Result<Box<dyn Source>, BuildError> {
         let allow = collector::allowlist(&self.allow);
-        Ok(Box::new(Pcap { cfg: self.clone(), path: cx.resolve(&self.path), allow }))
+        // The admin endpoint's exporter table reads what the replay saw.
+        let seen = Arc::new(spillway_core::exporters::SeenExporters::default());
+        cx.publish(seen.clone());
+        Ok(Box::new(Pcap { cfg: self.clone(), path: cx.resolve(&self.path), allow, seen }))
     }
 }
 
@@ -107,6 +110,7 @@ struct Pcap {
     cfg: PcapConfig,
     path: PathBuf,
     allow: Vec<ipnet::IpNet>,
+    seen: Arc<spillway_core::exporters::SeenExporters>,
 }
 
 #[async_trait]
@@ -215,6 +219,7 @@ impl Source for Pcap {
             latest = latest.max(d.time_ns);
             if latest >= last_house.saturating_add(1_000_000_000) {
                 c.housekeeping(latest);
+                self.seen.update(c.take_live());
                 last_house = latest;
             }
             c.ingest(&d.payload, Addr::from(d.src), d.time_ns);
@@ -228,6 +233,7 @@ impl Source for Pcap {
         c.housekeeping(latest);
         bar.finish_and_clear();
         c.abandon_parked(latest);
+        self.seen.update(c.take_live());
         c.close_completeness();
         send(&mut c, &mut out, &mut loss_out, &mut counters_out, &mut completeness_out, &name).await?;
         let s = c.decoder().stats;

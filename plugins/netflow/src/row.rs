@@ -334,6 +334,20 @@ impl FlowBuilders {
         self.rows >= self.capacity
     }
 
+    /// The sampling rate and its source of the last row appended.
+    pub fn last_sampling(&self) -> Option<(Option<u32>, SamplingSource)> {
+        let source = *self.sampling_source.last()?;
+        let rate = self
+            .sampling_rate
+            .valid
+            .last()
+            .copied()
+            .unwrap_or(false)
+            .then(|| self.sampling_rate.values.last().copied())
+            .flatten();
+        Some((rate, SamplingSource::ALL.get(source as usize).copied().unwrap_or_default()))
+    }
+
     /// Rows per batch.
     pub fn capacity(&self) -> usize {
         self.capacity

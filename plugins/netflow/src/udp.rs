@@ -635,6 +635,7 @@ impl Worker {
                 // included) go to the successor.
                 self.collector.housekeeping(now_ns());
                 self.collector.close_completeness();
+                self.seen.shared().update(self.collector.take_live());
                 if !self.send() {
                     return None;
                 }
@@ -698,12 +699,14 @@ impl Worker {
             }
             if last_house.elapsed() >= Duration::from_secs(1) {
                 self.collector.housekeeping(now_ns());
+                self.seen.shared().update(self.collector.take_live());
                 last_house = Instant::now();
             }
         }
         self.collector.housekeeping(now_ns());
         self.collector.abandon_parked(now_ns());
         self.collector.close_completeness();
+        self.seen.shared().update(self.collector.take_live());
         self.send();
         None
     }
