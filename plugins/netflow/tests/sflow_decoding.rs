@@ -140,8 +140,8 @@ fn an_expanded_sample_from_an_ipv6_agent_with_only_a_sampled_ipv6_record() {
     let sample = FlowSample {
         expanded: true,
         sequence: 9,
-        source_id: (0 << 24) | 0x00ab_cdef,
-        rate: 0, // announces none: the config's default (1) with its source
+        source_id: 0x00ab_cdef, // type 0 (ifIndex), index 0xabcdef
+        rate: 0,                // announces none: the config's default (1) with its source
         input: 1_000_000,
         output: (2 << 30) | 3, // several interfaces: no one ifIndex
         records: vec![FlowRecord::Ip {
@@ -257,7 +257,7 @@ fn counters(seq: u32, if_index: u32, in_octets: u64) -> Sample {
     };
     let e = Ethernet { fcs_errors: 21, alignment_errors: 22, symbol_errors: 23, ..Ethernet::default() };
     Sample::Counters(CounterSample {
-        expanded: seq % 2 == 0,
+        expanded: seq.is_multiple_of(2),
         sequence: seq,
         source_id: if_index,
         generic: Some((if_index, g)),
