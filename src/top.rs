@@ -120,7 +120,7 @@ pub fn run(addr: SocketAddr) -> Result<(), String> {
 struct View {
     title: String,
     components: Vec<[String; 7]>,
-    exporters: Vec<[String; 6]>,
+    exporters: Vec<[String; 7]>,
     footer: String,
 }
 
@@ -169,7 +169,7 @@ fn view(now: &Snapshot, before: Option<&Snapshot>, addr: SocketAddr, error: &str
             }
         }
     }
-    let mut exporters: Vec<(f64, [String; 6])> = Vec::new();
+    let mut exporters: Vec<(f64, [String; 7])> = Vec::new();
     for s in now.exporters["sources"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
         for x in s["exporters"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
             let records = u(&x["records"]);
@@ -182,6 +182,18 @@ fn view(now: &Snapshot, before: Option<&Snapshot>, addr: SocketAddr, error: &str
                 (None, Some(src)) => format!("? ({src})"),
                 _ => String::new(),
             };
+            let st = &x["snmp"]["status"];
+            let snmp = match st["ok"].as_bool() {
+                None => String::new(),
+                Some(ok) => {
+                    let name = st["sys_name"].as_str().or(st["target"].as_str()).unwrap_or("");
+                    if ok {
+                        format!("{name} ok")
+                    } else {
+                        format!("{name} FAILING ({})", st["error_kind"].as_str().unwrap_or(""))
+                    }
+                }
+            };
             exporters.push((
                 r,
                 [
@@ -191,6 +203,7 @@ fn view(now: &Snapshot, before: Option<&Snapshot>, addr: SocketAddr, error: &str
                     human(records as f64),
                     if missing > 0 { format!("{loss:.2}% LOSSY") } else { "0%".into() },
                     sampling,
+                    snmp,
                 ],
             ));
         }
@@ -243,11 +256,13 @@ impl View {
                 Constraint::Length(12),
                 Constraint::Length(12),
                 Constraint::Length(16),
+                Constraint::Length(20),
                 Constraint::Min(12),
             ],
         )
         .header(
-            Row::new(["exporter", "source", "records/s", "records", "sequence loss", "sampling"]).style(bold),
+            Row::new(["exporter", "source", "records/s", "records", "sequence loss", "sampling", "SNMP"])
+                .style(bold),
         )
         .block(Block::bordered().title(format!(" exporters ({}) ", self.exporters.len())));
         f.render_widget(exporters, bottom);

@@ -1,7 +1,8 @@
 //! The operator's views of a running pipeline: the JSON APIs (equal to the
 //! ledger), the status page rendered by headless Chromium, and `spillway
 //! top` in a real terminal under tmux; a lossy exporter shows as lossy in
-//! both views.
+//! both views, and the SNMP status of the exporters' routers (a real snmpd
+//! answering for one, nothing for another) beside them.
 
 mod common;
 
@@ -38,18 +39,55 @@ struct Running {
     admin: u16,
     generator: Child,
     dir: tempfile::TempDir,
+    snmpd: Option<Child>,
+}
+
+/// net-snmp's agent on `port`, answering v2c `public` with sysName
+/// `edge-test` (its state in `dir`).
+fn snmpd(dir: &std::path::Path, port: u16) -> Option<Child> {
+    let have = Command::new("snmpd").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !common::require("net-snmp's snmpd", have) {
+        return None;
+    }
+    let conf = dir.join("snmpd.conf");
+    std::fs::write(
+        &conf,
+        format!("agentAddress udp:127.0.0.1:{port}\nrocommunity public 127.0.0.0/8\nsysName edge-test\n"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("persist")).unwrap();
+    let child = Command::new("snmpd")
+        .args(["-f", "-C", "-c"])
+        .arg(&conf)
+        .arg("-Lf")
+        .arg(dir.join("snmpd.log"))
+        .env("SNMP_PERSISTENT_DIR", dir.join("persist"))
+        .env("MIBS", "")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_udp_listening(port, Duration::from_secs(10)), "snmpd did not bind");
+    Some(child)
 }
 
 fn start(secs: u32) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_udp_port();
     let admin = common::free_tcp_port();
+    let agent = common::free_udp_port();
+    let dead = common::free_udp_port();
+    let snmpd = snmpd(dir.path(), agent);
+    // The lossy exporter's router answers SNMP; 127.1.0.1's does not.
     let p = common::write_pipeline(
         dir.path(),
         &format!(
             "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 2, flush_interval: 50ms }}\n\
+             \x20 routers: {{ type: snmp, interval: 1s, timeout: 200ms, retries: 0, community: public, targets: [\
+             {{ address: 127.0.0.1, port: {agent}, name: edge1, exporter: 127.0.0.1 }}, \
+             {{ address: 127.0.0.1, port: {dead}, name: dead1, exporter: 127.1.0.1 }}] }}\n\
              transforms:\n  web: {{ type: filter, inputs: [flows], condition: \"protocol == 6\" }}\n\
-             sinks:\n  out: {{ type: blackhole, inputs: [web] }}\n\
+             sinks:\n  out: {{ type: blackhole, inputs: [web] }}\n  ifaces: {{ type: blackhole, inputs: [routers] }}\n\
              admin: {{ listen: \"127.0.0.1:{admin}\" }}\n"
         ),
     );
@@ -69,7 +107,7 @@ fn start(secs: u32) -> Running {
     for i in 0..20 {
         s.send_to(&v5(i * 8), ("127.0.0.1", port)).unwrap();
     }
-    Running { guard, admin, generator, dir }
+    Running { guard, admin, generator, dir, snmpd }
 }
 
 impl Running {
@@ -78,15 +116,23 @@ impl Running {
         let _ = self.generator.wait();
         common::signal(self.guard.id(), "TERM");
         let out = self.guard.wait();
+        if let Some(mut s) = self.snmpd.take() {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
         assert!(out.status.success(), "{}", common::text(&out));
         serde_json::from_slice(&std::fs::read(self.dir.path().join("ledger.json")).unwrap()).unwrap()
     }
 }
 
+/// Waits until the table lists the four exporters, with both routers'
+/// SNMP status.
 fn wait_exporters(admin: u16) {
     common::wait_until("the exporter table fills", Duration::from_secs(20), || {
         let v: serde_json::Value = serde_json::from_str(&http(admin, "/api/exporters")).unwrap_or_default();
-        v["sources"][0]["exporters"].as_array().is_some_and(|a| a.len() >= 4)
+        let rows = v["sources"][0]["exporters"].as_array().cloned().unwrap_or_default();
+        let snmp = |e: &str| rows.iter().any(|x| x["exporter"] == e && !x["snmp"].is_null());
+        rows.len() >= 4 && snmp("127.0.0.1") && snmp("127.1.0.1")
     });
 }
 
@@ -110,7 +156,13 @@ fn the_json_apis_equal_the_ledger_and_show_each_exporter() {
     let api: serde_json::Value = serde_json::from_str(&http(r.admin, "/api/ledger")).unwrap();
     let exporters: serde_json::Value = serde_json::from_str(&http(r.admin, "/api/exporters")).unwrap();
     let ledger = r.stop();
-    for c in api["components"].as_array().unwrap() {
+    // The flow path only: the `snmp` source keeps polling.
+    for c in api["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["component"] != "routers" && c["component"] != "ifaces")
+    {
         let name = c["component"].as_str().unwrap();
         let fin = common::entry(&ledger, name);
         for k in ["received", "emitted", "delivered", "dropped_total"] {
@@ -127,6 +179,17 @@ fn the_json_apis_equal_the_ledger_and_show_each_exporter() {
         "{lossy}"
     );
     assert!(lossy["sampling_source"].is_string(), "{lossy}");
+    let st = &lossy["snmp"]["status"];
+    assert_eq!(
+        (st["ok"].as_bool(), st["sys_name"].as_str(), st["target"].as_str()),
+        (Some(true), Some("edge-test"), Some("edge1")),
+        "{lossy}"
+    );
+    let dead = rows.iter().find(|x| x["exporter"] == "127.1.0.1").unwrap();
+    assert_eq!(dead["snmp"]["status"]["ok"], false, "{dead}");
+    // Nothing listens on its port: loopback answers port unreachable.
+    assert_eq!(dead["snmp"]["status"]["error_kind"], "unreachable", "{dead}");
+    assert_eq!(dead["snmp"]["source"], "routers", "{dead}");
 }
 
 fn chromium() -> Option<&'static str> {
@@ -185,6 +248,8 @@ fn the_status_page_in_headless_chromium_shows_components_exporters_and_loss() {
         "127.0.0.1 not lossy:\n{first}"
     );
     assert!(first.contains("the ledger balances"), "{first}");
+    assert!(first.contains("edge-test ok"), "the answering router's SNMP status:\n{first}");
+    assert!(first.contains("dead1 failing: unreachable"), "the silent router's SNMP status:\n{first}");
     let (a, b) = (received(&first, "flows"), received(&second, "flows"));
     assert!(b > a, "the page did not move between two loads: {a} then {b}");
 }
@@ -223,9 +288,20 @@ fn spillway_top_shows_components_and_exporters_and_quits_on_q() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let shown = ["flows", "web", "out", "127.1.0.1", "127.0.0.1", "LOSSY", "ready"]
-        .iter()
-        .all(|s| screen.contains(s));
+    let shown = [
+        "flows",
+        "web",
+        "out",
+        "routers",
+        "127.1.0.1",
+        "127.0.0.1",
+        "LOSSY",
+        "ready",
+        "edge-test ok",
+        "dead1 FAILING",
+    ]
+    .iter()
+    .all(|s| screen.contains(s));
     Command::new("tmux").args(["send-keys", "-t", &session, "q"]).status().unwrap();
     let t = Instant::now();
     let mut after = String::new();

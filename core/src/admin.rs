@@ -155,11 +155,30 @@ async fn ledger_handler(State(s): State<AdminState>) -> impl IntoResponse {
 async fn exporters_handler(State(s): State<AdminState>) -> impl IntoResponse {
     let published: Vec<(String, Arc<dyn std::any::Any + Send + Sync>)> =
         s.shared.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    // What `snmp` sources say of the same routers, joined by exporter.
+    let mut polled = std::collections::HashMap::new();
+    for (name, v) in &published {
+        if let Ok(t) = v.clone().downcast::<crate::exporters::PolledTargets>() {
+            for (ip, st) in t.snapshot() {
+                polled.insert(ip, serde_json::json!({ "source": name, "status": st }));
+            }
+        }
+    }
     let mut sources: Vec<serde_json::Value> = published
         .into_iter()
         .filter_map(|(name, v)| {
             let t = v.downcast::<crate::exporters::SeenExporters>().ok()?;
-            Some(serde_json::json!({ "source": name, "overflow": t.overflow(), "exporters": t.table() }))
+            let rows: Vec<serde_json::Value> = t
+                .table()
+                .into_iter()
+                .map(|r| {
+                    let snmp = polled.get(&r.exporter).cloned().unwrap_or(serde_json::Value::Null);
+                    let mut v = serde_json::to_value(r).unwrap_or_default();
+                    v["snmp"] = snmp;
+                    v
+                })
+                .collect();
+            Some(serde_json::json!({ "source": name, "overflow": t.overflow(), "exporters": rows }))
         })
         .collect();
     sources.sort_by(|a, b| a["source"].as_str().cmp(&b["source"].as_str()));

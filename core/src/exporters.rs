@@ -164,6 +164,50 @@ impl SeenExporters {
     }
 }
 
+/// How an `snmp` source's poll of one exporter's router last went: what the
+/// admin endpoint joins into its exporter table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PollStatus {
+    /// The target's name in the config.
+    pub target: String,
+    /// sysName, from the last good poll.
+    pub sys_name: Option<String>,
+    pub ok: bool,
+    /// Why the last poll failed (`timeout`, `auth`, …).
+    pub error_kind: Option<&'static str>,
+    pub consecutive_failures: u32,
+    pub last_poll_ms: i64,
+    pub last_success_ms: Option<i64>,
+}
+
+/// An `snmp` source's targets by exporter address, published under its name.
+#[derive(Debug, Default)]
+pub struct PolledTargets {
+    inner: Mutex<HashMap<IpAddr, PollStatus>>,
+}
+
+impl PolledTargets {
+    /// Records the outcome of a poll of the router exporting as `exporter`.
+    pub fn set(&self, exporter: IpAddr, status: PollStatus) {
+        if let Ok(mut m) = self.inner.lock() {
+            let keep = status
+                .sys_name
+                .is_none()
+                .then(|| m.get(&exporter.to_canonical()).and_then(|s| s.sys_name.clone()));
+            let e = m.entry(exporter.to_canonical()).or_default();
+            *e = status;
+            if let Some(name) = keep.flatten() {
+                e.sys_name = Some(name);
+            }
+        }
+    }
+
+    /// Every target's status by exporter.
+    pub fn snapshot(&self) -> HashMap<IpAddr, PollStatus> {
+        self.inner.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
 /// A thread's memory of what it already reported, bounded so that a flood
 /// of spoofed sources cannot grow it without limit (beyond the bound every
 /// message takes the shared lock, which is still correct).

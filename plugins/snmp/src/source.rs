@@ -132,7 +132,11 @@ pub(crate) fn build(cfg: &SnmpConfig, cx: &BuildContext) -> Result<Box<dyn Sourc
             _ => ExtraKind::U64,
         });
     }
+    // The admin endpoint's exporter table shows each router's poll status.
+    let polled = Arc::new(spillway_core::exporters::PolledTargets::default());
+    cx.publish(polled.clone());
     Ok(Box::new(Snmp {
+        polled,
         cfg: cfg.clone(),
         base,
         inline,
@@ -146,6 +150,7 @@ pub(crate) fn build(cfg: &SnmpConfig, cx: &BuildContext) -> Result<Box<dyn Sourc
 }
 
 struct Snmp {
+    polled: Arc<spillway_core::exporters::PolledTargets>,
     cfg: SnmpConfig,
     base: CredentialConfig,
     inline: Vec<Target>,
@@ -496,6 +501,18 @@ impl<'a> Poller<'a> {
             }
         };
         s.m_failures.set(s.failures as u64);
+        self.snmp.polled.set(
+            s.target.exporter,
+            spillway_core::exporters::PollStatus {
+                target: s.target.name.clone(),
+                sys_name: done.result.as_ref().ok().and_then(|p| p.sys_name.clone()),
+                ok,
+                error_kind: error.map(|e| e.kind()),
+                consecutive_failures: s.failures,
+                last_poll_ms: done.started_ns / 1_000_000,
+                last_success_ms: s.last_success_ns.map(|n| n / 1_000_000),
+            },
+        );
         let exporter = Addr::from(s.target.exporter);
         self.health.push(HealthRow {
             time: done.started_ns,
