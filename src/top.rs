@@ -3,7 +3,6 @@
 //! `/health/ready`), refreshed every second: components with their rates
 //! and drops, exporters with their rates and sequence loss. `q` quits.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -74,11 +73,10 @@ fn human(n: f64) -> String {
 pub fn run(addr: SocketAddr) -> Result<(), String> {
     // Fail before taking over the terminal when nothing answers.
     let mut now = read(addr)?;
-    let mut before: Option<Snapshot> = None;
     let mut error = String::new();
     let mut terminal = ratatui::init();
     let result = loop {
-        let view = view(&now, before.as_ref(), addr, &error);
+        let view = view(&now, addr, &error);
         if let Err(e) = terminal.draw(|f| view.draw(f)) {
             break Err(e.to_string());
         }
@@ -106,7 +104,7 @@ pub fn run(addr: SocketAddr) -> Result<(), String> {
         }
         match read(addr) {
             Ok(s) => {
-                before = Some(std::mem::replace(&mut now, s));
+                now = s;
                 error.clear();
             }
             Err(e) => error = format!("cannot reach {addr}: {e}"),
@@ -124,18 +122,9 @@ struct View {
     footer: String,
 }
 
-fn view(now: &Snapshot, before: Option<&Snapshot>, addr: SocketAddr, error: &str) -> View {
-    let dt = before.map_or(0.0, |b| (now.at - b.at).as_secs_f64());
-    let rate = |n: u64, was: Option<u64>| match was {
-        Some(w) if dt > 0.0 => n.saturating_sub(w) as f64 / dt,
-        _ => 0.0,
-    };
-    let was: HashMap<String, u64> = before
-        .and_then(|b| b.ledger["components"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .map(|c| (c["component"].as_str().unwrap_or("").to_string(), u(&c["received"])))
-        .collect();
+fn view(now: &Snapshot, addr: SocketAddr, error: &str) -> View {
+    // Rates come from the engine, which samples its counters every second.
+    let rate = |v: &serde_json::Value| v["records_per_s"].as_f64().unwrap_or(0.0);
     let components = now.ledger["components"]
         .as_array()
         .map(|a| a.as_slice())
@@ -148,9 +137,9 @@ fn view(now: &Snapshot, before: Option<&Snapshot>, addr: SocketAddr, error: &str
                 .map(|m| m.iter().map(|(k, v)| format!("{k} {}", u(v))).collect())
                 .unwrap_or_default();
             [
-                name.clone(),
+                name,
                 c["kind"].as_str().unwrap_or("").to_string(),
-                human(rate(u(&c["received"]), was.get(&name).copied())),
+                human(rate(c)),
                 human(u(&c["received"]) as f64),
                 human(u(&c["emitted"]) as f64 + u(&c["delivered"]) as f64),
                 human(u(&c["dropped_total"]) as f64),
@@ -158,23 +147,12 @@ fn view(now: &Snapshot, before: Option<&Snapshot>, addr: SocketAddr, error: &str
             ]
         })
         .collect();
-    let key = |s: &serde_json::Value, x: &serde_json::Value| {
-        format!("{}|{}", s["source"].as_str().unwrap_or(""), x["exporter"].as_str().unwrap_or(""))
-    };
-    let mut was_exp = HashMap::new();
-    if let Some(b) = before {
-        for s in b.exporters["sources"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
-            for x in s["exporters"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
-                was_exp.insert(key(s, x), u(&x["records"]));
-            }
-        }
-    }
     let mut exporters: Vec<(f64, [String; 7])> = Vec::new();
     for s in now.exporters["sources"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
         for x in s["exporters"].as_array().map(|a| a.as_slice()).unwrap_or_default() {
             let records = u(&x["records"]);
             let missing = u(&x["sequence_missing"]);
-            let r = rate(records, was_exp.get(&key(s, x)).copied());
+            let r = rate(x);
             let loss =
                 if records + missing > 0 { missing as f64 * 100.0 / (records + missing) as f64 } else { 0.0 };
             let sampling = match (x["sampling_rate"].as_u64(), x["sampling_source"].as_str()) {

@@ -179,6 +179,10 @@ fn the_json_apis_equal_the_ledger_and_show_each_exporter() {
         "{lossy}"
     );
     assert!(lossy["sampling_source"].is_string(), "{lossy}");
+    // v9 exporters' templates are held; v5 has none.
+    let v9 = rows.iter().find(|x| x["exporter"] == "127.1.0.2").unwrap();
+    assert!(v9["templates_known"].as_u64().unwrap() >= 1, "{v9}");
+    assert_eq!(lossy["templates_known"], 0, "{lossy}");
     let st = &lossy["snmp"]["status"];
     assert_eq!(
         (st["ok"].as_bool(), st["sys_name"].as_str(), st["target"].as_str()),
@@ -212,12 +216,13 @@ fn dump_dom(browser: &str, url: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The `received` cell of `component` in the page's ledger table.
-fn received(dom: &str, component: &str) -> u64 {
+/// Cell `i` (0: the name) of `component`'s row in the page's ledger table,
+/// as a number.
+fn cell(dom: &str, component: &str, i: usize) -> u64 {
     let row = dom.split(&format!("<tr data-component=\"{component}\">")).nth(1).expect("the component's row");
-    let cells: Vec<&str> = row.split("<td").skip(1).take(4).collect();
-    let cell = cells[3].split('>').nth(1).unwrap().split('<').next().unwrap();
-    cell.replace(',', "").parse().unwrap_or_else(|_| panic!("received cell {cell:?}"))
+    let cells: Vec<&str> = row.split("<td").skip(1).take(i + 1).collect();
+    let cell = cells[i].split('>').nth(1).unwrap().split('<').next().unwrap();
+    cell.replace(',', "").parse().unwrap_or_else(|_| panic!("cell {i} {cell:?}"))
 }
 
 #[test]
@@ -250,8 +255,11 @@ fn the_status_page_in_headless_chromium_shows_components_exporters_and_loss() {
     assert!(first.contains("the ledger balances"), "{first}");
     assert!(first.contains("edge-test ok"), "the answering router's SNMP status:\n{first}");
     assert!(first.contains("dead1 failing: unreachable"), "the silent router's SNMP status:\n{first}");
-    let (a, b) = (received(&first, "flows"), received(&second, "flows"));
+    // Column 2 is records/s, 3 received.
+    let (a, b) = (cell(&first, "flows", 3), cell(&second, "flows", 3));
     assert!(b > a, "the page did not move between two loads: {a} then {b}");
+    let (ra, rb) = (cell(&first, "flows", 2), cell(&second, "flows", 2));
+    assert!(ra > 0 && rb > 0, "rates of a source receiving 20k records/s: {ra}, {rb}");
 }
 
 #[test]

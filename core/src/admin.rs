@@ -31,6 +31,74 @@ pub(crate) struct AdminState {
     pub readiness: Arc<Readiness>,
     /// What components published (the flow sources' exporter tables).
     pub shared: crate::registry::Shared,
+    /// Records per second over the last second, sampled by the endpoint.
+    pub rates: Arc<std::sync::Mutex<Rates>>,
+}
+
+/// Counters as last sampled, and the rates between the last two samples:
+/// components' `received`, edges' records, exporters' records.
+#[derive(Debug, Default)]
+pub(crate) struct Rates {
+    at: Option<std::time::Instant>,
+    counts: std::collections::HashMap<String, u64>,
+    rates: std::collections::HashMap<String, f64>,
+}
+
+impl Rates {
+    fn get(&self, key: &str) -> f64 {
+        self.rates.get(key).copied().unwrap_or(0.0)
+    }
+}
+
+fn exporter_tables(s: &AdminState) -> Vec<(String, Arc<crate::exporters::SeenExporters>)> {
+    let published: Vec<(String, Arc<dyn std::any::Any + Send + Sync>)> =
+        s.shared.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    published
+        .into_iter()
+        .filter_map(|(n, v)| v.downcast::<crate::exporters::SeenExporters>().ok().map(|t| (n, t)))
+        .collect()
+}
+
+/// Samples the counters once a second and keeps the rates between the last
+/// two samples, so every client (the page, `spillway top`) sees the same.
+fn sample(s: &AdminState) {
+    let mut counts = std::collections::HashMap::new();
+    for e in s.ledger.snapshot() {
+        counts.insert(format!("c|{}", e.component), e.received);
+    }
+    for (from, to, n) in s.ledger.edges() {
+        counts.insert(format!("e|{from}|{to}"), n);
+    }
+    for (name, t) in exporter_tables(s) {
+        for r in t.table() {
+            counts.insert(format!("x|{name}|{}", r.exporter), r.stats.records);
+        }
+    }
+    let now = std::time::Instant::now();
+    let Ok(mut r) = s.rates.lock() else { return };
+    if let Some(at) = r.at {
+        let dt = (now - at).as_secs_f64();
+        if dt > 0.0 {
+            let rates = counts
+                .iter()
+                .map(|(k, n)| {
+                    (k.clone(), n.saturating_sub(r.counts.get(k).copied().unwrap_or(*n)) as f64 / dt)
+                })
+                .collect();
+            r.rates = rates;
+        }
+    }
+    r.at = Some(now);
+    r.counts = counts;
+}
+
+/// Aborts the sampler when the endpoint's task ends (or is aborted).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How long a client may take to send a request's headers, and how long an
@@ -56,14 +124,23 @@ pub(crate) async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Resul
         .route("/api/topology", get(topology_handler))
         .route("/api/ledger", get(ledger_handler))
         .route("/api/exporters", get(exporters_handler))
-        .with_state(state);
+        .with_state(state.clone());
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let refused = metrics.counter(
         "spillway_admin_connections_refused_total",
         "Admin connections closed at once because MAX_CONNECTIONS were being served.",
         &[],
     );
+    let sampled = state.clone();
+    let sampler = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            sample(&sampled);
+        }
+    });
     Ok(tokio::spawn(async move {
+        let _sampler = AbortOnDrop(sampler);
         let mut logs = crate::metrics::LogLimit::default();
         loop {
             let (stream, peer) = match listener.accept().await {
@@ -115,10 +192,14 @@ fn now_ms() -> i64 {
 }
 
 fn edges(s: &AdminState) -> Vec<serde_json::Value> {
+    let rates = s.rates.lock();
     s.ledger
         .edges()
         .into_iter()
-        .map(|(from, to, records)| serde_json::json!({ "from": from, "to": to, "records": records }))
+        .map(|(from, to, records)| {
+            let r = rates.as_ref().map_or(0.0, |r| r.get(&format!("e|{from}|{to}")));
+            serde_json::json!({ "from": from, "to": to, "records": records, "records_per_s": r })
+        })
         .collect()
 }
 
@@ -143,9 +224,22 @@ async fn topology_handler(State(s): State<AdminState>) -> impl IntoResponse {
 async fn ledger_handler(State(s): State<AdminState>) -> impl IntoResponse {
     let imbalances: Vec<String> =
         s.ledger.imbalances(false).iter().map(|i| format!("{}: {}", i.component, i.message)).collect();
+    let components: Vec<serde_json::Value> = {
+        let rates = s.rates.lock();
+        s.ledger
+            .snapshot()
+            .into_iter()
+            .map(|e| {
+                let r = rates.as_ref().map_or(0.0, |r| r.get(&format!("c|{}", e.component)));
+                let mut v = serde_json::to_value(e).unwrap_or_default();
+                v["records_per_s"] = serde_json::json!(r);
+                v
+            })
+            .collect()
+    };
     json(serde_json::json!({
         "time_ms": now_ms(),
-        "components": s.ledger.snapshot(),
+        "components": components,
         "edges": edges(&s),
         "imbalances": imbalances,
     }))
@@ -155,6 +249,7 @@ async fn ledger_handler(State(s): State<AdminState>) -> impl IntoResponse {
 async fn exporters_handler(State(s): State<AdminState>) -> impl IntoResponse {
     let published: Vec<(String, Arc<dyn std::any::Any + Send + Sync>)> =
         s.shared.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
+    let rates = s.rates.lock();
     // What `snmp` sources say of the same routers, joined by exporter.
     let mut polled = std::collections::HashMap::new();
     for (name, v) in &published {
@@ -173,8 +268,10 @@ async fn exporters_handler(State(s): State<AdminState>) -> impl IntoResponse {
                 .into_iter()
                 .map(|r| {
                     let snmp = polled.get(&r.exporter).cloned().unwrap_or(serde_json::Value::Null);
+                    let rate = rates.as_ref().map_or(0.0, |x| x.get(&format!("x|{name}|{}", r.exporter)));
                     let mut v = serde_json::to_value(r).unwrap_or_default();
                     v["snmp"] = snmp;
+                    v["records_per_s"] = serde_json::json!(rate);
                     v
                 })
                 .collect();

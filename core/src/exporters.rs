@@ -37,6 +37,10 @@ pub struct ExporterStats {
     /// The sampling rate of the latest record, and where it came from.
     pub sampling_rate: Option<u32>,
     pub sampling_source: Option<&'static str>,
+    /// Templates held now (over the receive workers).
+    pub templates_known: u32,
+    /// Data sets waiting for their template now.
+    pub parked_now: u32,
 }
 
 impl ExporterStats {
@@ -65,10 +69,18 @@ pub struct ExporterRow {
     pub stats: ExporterStats,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Entry {
     first_seen: SystemTime,
     stats: ExporterStats,
+    /// (worker, templates held, sets parked) as each worker last said.
+    held: Vec<(u16, u32, u32)>,
+}
+
+impl Entry {
+    fn new() -> Self {
+        Self { first_seen: SystemTime::now(), stats: ExporterStats::default(), held: Vec::new() }
+    }
 }
 
 /// Most exporters a table holds: beyond it (spoofed sources) new ones are
@@ -95,8 +107,23 @@ impl SeenExporters {
                 self.overflow.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return;
             }
-            m.entry(addr)
-                .or_insert_with(|| Entry { first_seen: SystemTime::now(), stats: ExporterStats::default() });
+            m.entry(addr).or_insert_with(Entry::new);
+        }
+    }
+
+    /// What worker `worker` holds now for each exporter (templates, parked
+    /// sets); what it no longer holds anything for counts zero.
+    pub fn set_held(&self, worker: u16, templates: &HashMap<Addr, u32>, parked: &HashMap<Addr, u32>) {
+        let Ok(mut m) = self.inner.lock() else { return };
+        for e in m.values_mut() {
+            e.held.retain(|(w, ..)| *w != worker);
+        }
+        let keys: HashSet<Addr> = templates.keys().chain(parked.keys()).copied().collect();
+        for a in keys {
+            if let Some(e) = m.get_mut(&IpAddr::from(a).to_canonical()) {
+                let (t, p) = (templates.get(&a).copied().unwrap_or(0), parked.get(&a).copied().unwrap_or(0));
+                e.held.push((worker, t, p));
+            }
         }
     }
 
@@ -111,13 +138,7 @@ impl SeenExporters {
                 if m.len() >= MAX_EXPORTERS && !m.contains_key(&addr) {
                     continue;
                 }
-                m.entry(addr)
-                    .or_insert_with(|| Entry {
-                        first_seen: SystemTime::now(),
-                        stats: ExporterStats::default(),
-                    })
-                    .stats
-                    .add(&d);
+                m.entry(addr).or_insert_with(Entry::new).stats.add(&d);
             }
         }
     }
@@ -129,10 +150,11 @@ impl SeenExporters {
             .lock()
             .map(|m| {
                 m.iter()
-                    .map(|(a, e)| ExporterRow {
-                        exporter: *a,
-                        first_seen_ms: ms(e.first_seen),
-                        stats: e.stats,
+                    .map(|(a, e)| {
+                        let mut stats = e.stats;
+                        stats.templates_known = e.held.iter().map(|h| h.1).sum();
+                        stats.parked_now = e.held.iter().map(|h| h.2).sum();
+                        ExporterRow { exporter: *a, first_seen_ms: ms(e.first_seen), stats }
                     })
                     .collect()
             })

@@ -707,6 +707,7 @@ impl Runner {
             metrics: self.metrics.clone(),
             readiness: self.readiness.clone(),
             shared: self.shared.clone(),
+            rates: Default::default(),
         }
     }
 

@@ -512,6 +512,13 @@ impl Collector {
         self.account(o, exporter);
     }
 
+    /// Per exporter: templates held and sets parked now.
+    pub fn held_by_exporter(
+        &self,
+    ) -> (std::collections::HashMap<Addr, u32>, std::collections::HashMap<Addr, u32>) {
+        self.decoder.held_by_exporter()
+    }
+
     /// Per-exporter counts since the last call, for the shared exporter
     /// table (about once a second).
     pub fn take_live(

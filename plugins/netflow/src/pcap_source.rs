@@ -220,6 +220,8 @@ impl Source for Pcap {
             if latest >= last_house.saturating_add(1_000_000_000) {
                 c.housekeeping(latest);
                 self.seen.update(c.take_live());
+                let (templates, parked) = c.held_by_exporter();
+                self.seen.set_held(0, &templates, &parked);
                 last_house = latest;
             }
             c.ingest(&d.payload, Addr::from(d.src), d.time_ns);

@@ -222,6 +222,15 @@ impl StateStore {
         self.domains.get_mut(key)
     }
 
+    /// Templates (and options templates) held, per exporter.
+    pub fn templates_by_exporter(&self) -> HashMap<Addr, u32> {
+        let mut m = HashMap::new();
+        for (k, d) in self.domains.iter() {
+            *m.entry(k.exporter).or_insert(0) += d.template_count() as u32;
+        }
+        m
+    }
+
     /// The state of `key` without marking it used.
     pub fn peek(&self, key: &DomainKey) -> Option<&DomainState> {
         self.domains.peek(key)

@@ -471,6 +471,7 @@ impl Source for Netflow {
                 }
             }
             let w = Worker {
+                index: i as u16,
                 share,
                 socket,
                 collector,
@@ -597,6 +598,8 @@ fn discard_inherited(i: Inherited, events: &Events) -> u64 {
 }
 
 struct Worker {
+    /// Which worker of the source this is.
+    index: u16,
     /// This worker's end of the shared state, when there is one.
     share: Option<crate::shared_state::WorkerShare>,
     socket: Socket,
@@ -700,6 +703,8 @@ impl Worker {
             if last_house.elapsed() >= Duration::from_secs(1) {
                 self.collector.housekeeping(now_ns());
                 self.seen.shared().update(self.collector.take_live());
+                let (templates, parked) = self.collector.held_by_exporter();
+                self.seen.shared().set_held(self.index, &templates, &parked);
                 last_house = Instant::now();
             }
         }

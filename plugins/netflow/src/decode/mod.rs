@@ -337,6 +337,14 @@ impl Decoder {
         o
     }
 
+    /// Per exporter: templates held and data sets waiting for one (the
+    /// exporter table's gauges).
+    pub fn held_by_exporter(
+        &self,
+    ) -> (std::collections::HashMap<Addr, u32>, std::collections::HashMap<Addr, u32>) {
+        (self.state.templates_by_exporter(), self.parked.by_exporter())
+    }
+
     /// Records the exporter of every parked set dropped (evicted or
     /// expired) from now on, for [`Decoder::take_gone_owners`].
     pub fn track_owners(&mut self) {

@@ -103,6 +103,15 @@ impl Parked {
         (self.live, self.bytes)
     }
 
+    /// Sets waiting, per exporter.
+    pub fn by_exporter(&self) -> HashMap<spillway_core::addr::Addr, u32> {
+        let mut m = HashMap::new();
+        for (k, ids) in &self.by_key {
+            *m.entry(k.domain.exporter).or_insert(0) += ids.len() as u32;
+        }
+        m
+    }
+
     /// Whether any set waits for `key`.
     pub fn has(&self, key: &TemplateKey) -> bool {
         self.by_key.contains_key(key)
@@ -227,6 +236,24 @@ mod tests {
             uptime_ms: 0,
             body: vec![0u8; len].into_boxed_slice(),
         }
+    }
+
+    #[test]
+    fn waiting_sets_are_counted_per_exporter_and_dropped_ones_attributed() {
+        let mut p = Parked::new(1 << 20);
+        p.track_owners();
+        for i in 0..3 {
+            p.park(set(256 + i, i as i64, 10));
+        }
+        let one = spillway_core::addr::Addr([1; 16]);
+        assert_eq!(p.by_exporter().get(&one), Some(&3));
+        let mut out = Vec::new();
+        p.take(&set(256, 0, 0).key, &mut out);
+        assert_eq!(p.by_exporter().get(&one), Some(&2), "a released set no longer waits");
+        assert!(p.take_gone_owners().is_empty(), "a release is not a drop");
+        assert_eq!(p.expire(10).expired, 2);
+        assert_eq!(p.take_gone_owners(), vec![one, one], "each expired set names its exporter");
+        assert!(p.by_exporter().is_empty());
     }
 
     #[test]
