@@ -132,7 +132,13 @@ fn wait_exporters(admin: u16) {
         let v: serde_json::Value = serde_json::from_str(&http(admin, "/api/exporters")).unwrap_or_default();
         let rows = v["sources"][0]["exporters"].as_array().cloned().unwrap_or_default();
         let snmp = |e: &str| rows.iter().any(|x| x["exporter"] == e && !x["snmp"].is_null());
-        rows.len() >= 4 && snmp("127.0.0.1") && snmp("127.1.0.1")
+        // The workers add their counts about once a second.
+        let counted = |e: &str, k: &str| rows.iter().any(|x| x["exporter"] == e && x[k].as_u64() > Some(0));
+        rows.len() >= 4
+            && snmp("127.0.0.1")
+            && snmp("127.1.0.1")
+            && counted("127.0.0.1", "sequence_missing")
+            && ["127.1.0.1", "127.1.0.2", "127.1.0.3"].iter().all(|e| counted(e, "records"))
     });
 }
 
