@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let mut rest = data;
     // Each message: exporter byte, 2-byte length, then the message.
     while rest.len() >= 3 {
-        let exporter = [rest[0]; 16];
+        let exporter = spillway_core::addr::Addr([rest[0]; 16]);
         let len = u16::from_be_bytes([rest[1], rest[2]]) as usize;
         let end = (3 + len).min(rest.len());
         let before = out.len();

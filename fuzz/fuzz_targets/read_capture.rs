@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         let mut decoder = Decoder::new(DecoderConfig::default());
         let mut out = FlowBuilders::new(1024);
         for d in datagrams.iter().take(64) {
-            decoder.decode(&d.payload, [1; 16], d.time_ns, &mut out);
+            decoder.decode(&d.payload, spillway_core::addr::Addr([1; 16]), d.time_ns, &mut out);
         }
     }
 });
