@@ -546,8 +546,7 @@ impl SflowDecoder {
             sampling_rate,
             sampling_source,
         };
-        let h = Header { sequence: h.sequence, ..*h };
-        out.push(&h, &row, &ExtraValues::NONE);
+        out.push(h, &row, &ExtraValues::NONE);
         o.records += 1;
         Ok(())
     }
