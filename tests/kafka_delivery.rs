@@ -105,8 +105,16 @@ for m in messages():
     out.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
+/// The complete lines of a file sink's output: a line the sink was still
+/// writing (read while it runs, or left torn by `kill -9`) is not a record
+/// yet; its record was never acknowledged and is read again.
 fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().map(String::from).collect()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    complete.lines().map(String::from).collect()
 }
 
 fn counts<T: Ord>(v: impl IntoIterator<Item = T>) -> BTreeMap<T, usize> {
