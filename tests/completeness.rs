@@ -10,18 +10,6 @@ use std::time::Duration;
 
 use common::Guard;
 
-/// A NetFlow v5 packet with one record and the given flow sequence number.
-fn v5(sequence: u32) -> Vec<u8> {
-    let mut p = vec![0u8; 24 + 48];
-    p[1] = 5;
-    p[3] = 1;
-    p[16..20].copy_from_slice(&sequence.to_be_bytes());
-    p[24..28].copy_from_slice(&[10, 0, 0, 1]);
-    p[24 + 16..24 + 20].copy_from_slice(&1u32.to_be_bytes());
-    p[24 + 20..24 + 24].copy_from_slice(&100u32.to_be_bytes());
-    p
-}
-
 /// A v9 message holding only a data set of template 300, never defined.
 fn v9_data_only(sequence: u32) -> Vec<u8> {
     let mut p = vec![0, 9, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1];
@@ -64,7 +52,7 @@ fn completeness_rows_add_up_to_the_ledger_and_to_each_exporter() {
         std::thread::sleep(Duration::from_millis(5));
     };
     for seq in [0, 1, 9] {
-        send(&v5(seq));
+        send(&common::v5_packet(seq));
     }
     send(&v9_data_only(1));
     send(&v9_data_only(2));
@@ -72,7 +60,7 @@ fn completeness_rows_add_up_to_the_ledger_and_to_each_exporter() {
     // 127.2.0.1 is outside the allowlist: two refused.
     let outsider = std::net::UdpSocket::bind("127.2.0.1:0").unwrap();
     for seq in [0, 1] {
-        outsider.send_to(&v5(seq), ("127.0.0.1", port)).unwrap();
+        outsider.send_to(&common::v5_packet(seq), ("127.0.0.1", port)).unwrap();
     }
     // Rows of passed windows are emitted while running, the rest at the stop.
     std::thread::sleep(Duration::from_millis(1500));

@@ -21,18 +21,6 @@ fn start(dir: &std::path::Path, yaml: &str) -> Guard {
     g
 }
 
-fn stop(g: Guard, dir: &std::path::Path) -> serde_json::Value {
-    // Let the last datagrams reach the socket, then stop gracefully.
-    std::thread::sleep(Duration::from_millis(300));
-    common::signal(g.id(), "TERM");
-    let out = g.wait();
-    assert!(out.status.success(), "{}", common::text(&out));
-    let ledger: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap()).unwrap();
-    common::assert_balanced(&ledger);
-    ledger
-}
-
 #[test]
 fn generated_v5_v9_and_ipfix_arrive_to_the_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +43,7 @@ fn generated_v5_v9_and_ipfix_arrive_to_the_record() {
         ]);
         sent += t["records"].as_u64().unwrap();
     }
-    let ledger = stop(g, dir.path());
+    let ledger = common::stop_collector(g, dir.path());
     let flows = common::entry(&ledger, "flows");
     assert_eq!(flows["received"].as_u64().unwrap(), sent, "{ledger}");
     assert_eq!(flows["dropped_total"], 0, "{ledger}");
@@ -89,7 +77,7 @@ fn udp_to_parquet_keeps_every_byte_and_packet_count() {
         "--rate",
         "100000",
     ]);
-    let ledger = stop(g, dir.path());
+    let ledger = common::stop_collector(g, dir.path());
     assert_eq!(common::entry(&ledger, "out")["delivered"], t["records"]);
     let got = common::run_python(
         r#"
@@ -133,7 +121,7 @@ fn exporters_outside_the_allowlist_are_counted_not_decoded() {
         "--rate",
         "150000",
     ]);
-    let ledger = stop(g, dir.path());
+    let ledger = common::stop_collector(g, dir.path());
     let flows = common::entry(&ledger, "flows");
     // 90,000 records in 3,000 packets round-robin over 300 exporters: each
     // exporter sends 10 packets; the 50 outside the allowlist send 500.
@@ -213,24 +201,12 @@ fn softflowd_exporting_live_into_the_udp_source_matches_the_reference_totals() {
         }
         let out = std::process::Command::new("softflowd").args(&args).output().unwrap();
         assert!(out.status.success(), "softflowd: {}", common::text(&out));
-        let ledger = stop(g, dir.path());
+        let ledger = common::stop_collector(g, dir.path());
         let flows = common::entry(&ledger, "flows");
         assert_eq!(flows["received"].as_u64().unwrap(), e.records, "v{version}: {ledger}");
         assert_eq!(flows["dropped_total"], 0, "v{version}: {ledger}");
         assert_eq!(parquet_totals(&dir.path().join("data")), (e.records, e.packets, e.bytes), "v{version}");
     }
-}
-
-/// A NetFlow v5 packet with one record and the given flow sequence number.
-fn v5_packet(sequence: u32) -> Vec<u8> {
-    let mut p = vec![0u8; 24 + 48];
-    p[1] = 5;
-    p[3] = 1;
-    p[16..20].copy_from_slice(&sequence.to_be_bytes());
-    p[24..28].copy_from_slice(&[10, 0, 0, 1]);
-    p[24 + 16..24 + 20].copy_from_slice(&1u32.to_be_bytes());
-    p[24 + 20..24 + 24].copy_from_slice(&100u32.to_be_bytes());
-    p
 }
 
 #[test]
@@ -245,10 +221,10 @@ fn sequence_gaps_become_records_on_the_loss_output() {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     // v5 counts flows: after 0, 1, 2 the next should be 3; 10 means 7 lost.
     for seq in [0, 1, 2, 10, 11] {
-        s.send_to(&v5_packet(seq), ("127.0.0.1", port)).unwrap();
+        s.send_to(&common::v5_packet(seq), ("127.0.0.1", port)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
-    let ledger = stop(g, dir.path());
+    let ledger = common::stop_collector(g, dir.path());
     assert_eq!(common::entry(&ledger, "out")["delivered"], 5);
     assert_eq!(common::entry(&ledger, "flows.loss")["received"], 1, "{ledger}");
     assert_eq!(common::entry(&ledger, "gaps")["delivered"], 1);
@@ -426,7 +402,7 @@ fn sigterm_under_a_sender_that_never_stops_exits_within_the_drain_deadline() {
             while sending.load(std::sync::atomic::Ordering::Relaxed) {
                 // After the collector is gone the kernel answers with ICMP
                 // errors; the sender does not care, like a router.
-                let _ = s.send_to(&v5_packet(seq), ("127.0.0.1", port));
+                let _ = s.send_to(&common::v5_packet(seq), ("127.0.0.1", port));
                 seq = seq.wrapping_add(1);
                 if seq.is_multiple_of(20) {
                     std::thread::sleep(Duration::from_millis(1));

@@ -177,17 +177,6 @@ fn start(dir: &Path, yaml: &str) -> Guard {
     g
 }
 
-fn stop(g: Guard, dir: &Path) -> serde_json::Value {
-    std::thread::sleep(Duration::from_millis(300));
-    common::signal(g.id(), "TERM");
-    let out = g.wait();
-    assert!(out.status.success(), "{}", common::text(&out));
-    let ledger: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap()).unwrap();
-    common::assert_balanced(&ledger);
-    ledger
-}
-
 #[test]
 fn pmacctd_sfprobe_live_into_the_sflow_source_matches_sfcapd_and_nfdump() {
     let Some(corpus) = common::corpus() else { return };
@@ -222,7 +211,7 @@ fn pmacctd_sfprobe_live_into_the_sflow_source_matches_sfcapd_and_nfdump() {
     // dumpcap says nothing when it is ready: give it a moment.
     std::thread::sleep(Duration::from_secs(2));
     sfprobe(dir.path(), &traffic, port);
-    let ledger = stop(g, dir.path());
+    let ledger = common::stop_collector(g, dir.path());
     std::thread::sleep(Duration::from_millis(500));
     dumpcap.stop();
     let flows = common::entry(&ledger, "flows");
@@ -354,7 +343,7 @@ fn counter_samples_and_losses_reach_their_named_outputs_and_netflow_is_refused()
         g.wait_for("receive NetFlow with a `netflow` source", Duration::from_secs(10)),
         "no reason logged"
     );
-    let ledger = stop(g, dir.path());
+    let ledger = common::stop_collector(g, dir.path());
     let sf = common::entry(&ledger, "sf");
     assert_eq!(sf["emitted"], 3, "{ledger}");
     assert_eq!(sf["dropped"]["malformed"], 1, "{ledger}");

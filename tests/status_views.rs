@@ -20,18 +20,6 @@ fn http(port: u16, path: &str) -> String {
     b.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default()
 }
 
-/// A NetFlow v5 packet with one record and the given flow sequence number.
-fn v5(sequence: u32) -> Vec<u8> {
-    let mut p = vec![0u8; 24 + 48];
-    p[1] = 5;
-    p[3] = 1;
-    p[16..20].copy_from_slice(&sequence.to_be_bytes());
-    p[24..28].copy_from_slice(&[10, 0, 0, 1]);
-    p[24 + 16..24 + 20].copy_from_slice(&1u32.to_be_bytes());
-    p[24 + 20..24 + 24].copy_from_slice(&100u32.to_be_bytes());
-    p
-}
-
 /// A pipeline with an admin endpoint, fed by the generator (3 exporters,
 /// paced, for `secs`) and by one exporter that loses packets.
 struct Running {
@@ -105,7 +93,7 @@ fn start(secs: u32) -> Running {
     // 127.0.0.1 loses 7 records of every 8.
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     for i in 0..20 {
-        s.send_to(&v5(i * 8), ("127.0.0.1", port)).unwrap();
+        s.send_to(&common::v5_packet(i * 8), ("127.0.0.1", port)).unwrap();
     }
     Running { guard, admin, generator, dir, snmpd }
 }

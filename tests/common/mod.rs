@@ -434,3 +434,30 @@ impl Drop for Broker {
         self.stop();
     }
 }
+
+/// A NetFlow v5 packet with one record (10.0.0.1, 1 packet, 100 bytes) and
+/// the given flow sequence number.
+pub fn v5_packet(sequence: u32) -> Vec<u8> {
+    let mut p = vec![0u8; 24 + 48];
+    p[1] = 5;
+    p[3] = 1;
+    p[16..20].copy_from_slice(&sequence.to_be_bytes());
+    p[24..28].copy_from_slice(&[10, 0, 0, 1]);
+    p[24 + 16..24 + 20].copy_from_slice(&1u32.to_be_bytes());
+    p[24 + 20..24 + 24].copy_from_slice(&100u32.to_be_bytes());
+    p
+}
+
+/// Stops a collector started with `--ledger-json DIR/ledger.json`
+/// gracefully (after letting the last datagrams reach its socket) and
+/// returns its final ledger, checked to balance.
+pub fn stop_collector(g: Guard, dir: &Path) -> serde_json::Value {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    signal(g.id(), "TERM");
+    let out = g.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap()).unwrap();
+    assert_balanced(&ledger);
+    ledger
+}

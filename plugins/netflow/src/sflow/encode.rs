@@ -155,6 +155,16 @@ fn address(out: &mut Vec<u8>, a: std::net::IpAddr) {
     }
 }
 
+/// A sample's data source: one word compact, type and index expanded.
+fn source_id(out: &mut Vec<u8>, expanded: bool, id: u32) {
+    if expanded {
+        put(out, id >> 24);
+        put(out, id & 0x00ff_ffff);
+    } else {
+        put(out, id);
+    }
+}
+
 /// Writes `format`, a length word, and what `body` writes.
 fn framed(out: &mut Vec<u8>, format: u32, body: impl FnOnce(&mut Vec<u8>)) {
     put(out, format);
@@ -188,12 +198,7 @@ impl Datagram {
 impl FlowSample {
     fn write(&self, o: &mut Vec<u8>) {
         put(o, self.sequence);
-        if self.expanded {
-            put(o, self.source_id >> 24);
-            put(o, self.source_id & 0x00ff_ffff);
-        } else {
-            put(o, self.source_id);
-        }
+        source_id(o, self.expanded, self.source_id);
         put(o, self.rate);
         put(o, self.pool);
         put(o, self.drops);
@@ -273,12 +278,7 @@ impl FlowRecord {
 impl CounterSample {
     fn write(&self, o: &mut Vec<u8>) {
         put(o, self.sequence);
-        if self.expanded {
-            put(o, self.source_id >> 24);
-            put(o, self.source_id & 0x00ff_ffff);
-        } else {
-            put(o, self.source_id);
-        }
+        source_id(o, self.expanded, self.source_id);
         put(o, self.generic.is_some() as u32 + self.ethernet.is_some() as u32);
         if let Some((if_index, g)) = &self.generic {
             framed(o, 1, |o| {

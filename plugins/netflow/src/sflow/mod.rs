@@ -247,6 +247,17 @@ impl<'a> Cursor<'a> {
         Ok(Cursor { b, at: 0 })
     }
 
+    /// A sample's data source as type << 24 | index: one word in the
+    /// compact formats, two in the expanded ones.
+    fn source_id(&mut self, expanded: bool) -> Result<u32, SflowError> {
+        if !expanded {
+            return self.u32("a sample's source id");
+        }
+        let ty = self.u32("a sample's source type")?;
+        let index = self.u32("a sample's source index")?;
+        Ok(ty << 24 | (index & 0x00ff_ffff))
+    }
+
     fn remaining(&self) -> usize {
         self.b.len() - self.at
     }
@@ -476,13 +487,7 @@ impl SflowDecoder {
         o: &mut Outcome,
     ) -> Result<(), SflowError> {
         let sequence = s.u32("a flow sample's sequence number")?;
-        let source_id = if expanded {
-            let ty = s.u32("a flow sample's source type")?;
-            let index = s.u32("a flow sample's source index")?;
-            ty << 24 | (index & 0x00ff_ffff)
-        } else {
-            s.u32("a flow sample's source id")?
-        };
+        let source_id = s.source_id(expanded)?;
         let rate = s.u32("a flow sample's sampling rate")?;
         let _pool = s.u32("a flow sample's sample pool")?;
         let drops = s.u32("a flow sample's drops")?;
@@ -643,13 +648,7 @@ impl SflowDecoder {
         uptime_ms: u32,
     ) -> Result<(), SflowError> {
         let sequence = s.u32("a counter sample's sequence number")?;
-        let source_id = if expanded {
-            let ty = s.u32("a counter sample's source type")?;
-            let index = s.u32("a counter sample's source index")?;
-            ty << 24 | (index & 0x00ff_ffff)
-        } else {
-            s.u32("a counter sample's source id")?
-        };
+        let source_id = s.source_id(expanded)?;
         let records = s.u32("a counter sample's record count")?;
         let mut row = counters::CounterRow {
             time: h.time_received,
