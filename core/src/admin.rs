@@ -50,13 +50,14 @@ impl Rates {
     }
 }
 
+/// What components published of type `T`, by component name.
+fn published<T: std::any::Any + Send + Sync>(s: &AdminState) -> Vec<(String, Arc<T>)> {
+    let Ok(m) = s.shared.lock() else { return Vec::new() };
+    m.iter().filter_map(|(n, v)| v.clone().downcast::<T>().ok().map(|t| (n.clone(), t))).collect()
+}
+
 fn exporter_tables(s: &AdminState) -> Vec<(String, Arc<crate::exporters::SeenExporters>)> {
-    let published: Vec<(String, Arc<dyn std::any::Any + Send + Sync>)> =
-        s.shared.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    published
-        .into_iter()
-        .filter_map(|(n, v)| v.downcast::<crate::exporters::SeenExporters>().ok().map(|t| (n, t)))
-        .collect()
+    published(s)
 }
 
 /// Samples the counters once a second and keeps the rates between the last
@@ -247,22 +248,18 @@ async fn ledger_handler(State(s): State<AdminState>) -> impl IntoResponse {
 
 /// Every flow source's exporters with their live counts.
 async fn exporters_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    let published: Vec<(String, Arc<dyn std::any::Any + Send + Sync>)> =
-        s.shared.lock().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
-    let rates = s.rates.lock();
     // What `snmp` sources say of the same routers, joined by exporter.
     let mut polled = std::collections::HashMap::new();
-    for (name, v) in &published {
-        if let Ok(t) = v.clone().downcast::<crate::exporters::PolledTargets>() {
-            for (ip, st) in t.snapshot() {
-                polled.insert(ip, serde_json::json!({ "source": name, "status": st }));
-            }
+    for (name, t) in published::<crate::exporters::PolledTargets>(&s) {
+        for (ip, st) in t.snapshot() {
+            polled.insert(ip, serde_json::json!({ "source": name, "status": st }));
         }
     }
-    let mut sources: Vec<serde_json::Value> = published
+    let tables = exporter_tables(&s);
+    let rates = s.rates.lock();
+    let mut sources: Vec<serde_json::Value> = tables
         .into_iter()
-        .filter_map(|(name, v)| {
-            let t = v.downcast::<crate::exporters::SeenExporters>().ok()?;
+        .map(|(name, t)| {
             let rows: Vec<serde_json::Value> = t
                 .table()
                 .into_iter()
@@ -275,7 +272,7 @@ async fn exporters_handler(State(s): State<AdminState>) -> impl IntoResponse {
                     v
                 })
                 .collect();
-            Some(serde_json::json!({ "source": name, "overflow": t.overflow(), "exporters": rows }))
+            serde_json::json!({ "source": name, "overflow": t.overflow(), "exporters": rows })
         })
         .collect();
     sources.sort_by(|a, b| a["source"].as_str().cmp(&b["source"].as_str()));

@@ -211,17 +211,13 @@ pub struct PolledTargets {
 impl PolledTargets {
     /// Records the outcome of a poll of the router exporting as `exporter`.
     pub fn set(&self, exporter: IpAddr, status: PollStatus) {
-        if let Ok(mut m) = self.inner.lock() {
-            let keep = status
-                .sys_name
-                .is_none()
-                .then(|| m.get(&exporter.to_canonical()).and_then(|s| s.sys_name.clone()));
-            let e = m.entry(exporter.to_canonical()).or_default();
-            *e = status;
-            if let Some(name) = keep.flatten() {
-                e.sys_name = Some(name);
-            }
+        let Ok(mut m) = self.inner.lock() else { return };
+        let mut status = status;
+        if let Some(old) = m.remove(&exporter.to_canonical()) {
+            // A failed poll learns no name: keep the last one known.
+            status.sys_name = status.sys_name.or(old.sys_name);
         }
+        m.insert(exporter.to_canonical(), status);
     }
 
     /// Every target's status by exporter.
