@@ -58,6 +58,8 @@ struct Inner {
     id: u64,
     status: AtomicU8,
     notify: mpsc::UnboundedSender<Settled>,
+    /// The journal records the batch holds, for sinks that store it.
+    mark: Option<crate::journal::Mark>,
 }
 
 impl Drop for Inner {
@@ -150,6 +152,11 @@ impl Acks {
         other.done.store(true, Ordering::Release);
     }
 
+    /// The journal marks of the data (one per handle that has one).
+    pub fn marks(&self) -> impl Iterator<Item = &crate::journal::Mark> {
+        self.handles.iter().filter_map(|a| a.0.mark.as_ref())
+    }
+
     /// Number of handles carried.
     pub fn len(&self) -> usize {
         self.handles.len()
@@ -182,7 +189,25 @@ impl AckTracker {
     pub fn ack(&mut self) -> (u64, Ack) {
         let id = self.next_id;
         self.next_id += 1;
-        let inner = Inner { id, status: AtomicU8::new(AckStatus::Dropped as u8), notify: self.tx.clone() };
+        let inner = Inner {
+            id,
+            status: AtomicU8::new(AckStatus::Dropped as u8),
+            notify: self.tx.clone(),
+            mark: None,
+        };
+        (id, Ack(Arc::new(inner)))
+    }
+
+    /// A fresh handle carrying the journal records its batch holds.
+    pub fn ack_marked(&mut self, mark: crate::journal::Mark) -> (u64, Ack) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let inner = Inner {
+            id,
+            status: AtomicU8::new(AckStatus::Dropped as u8),
+            notify: self.tx.clone(),
+            mark: Some(mark),
+        };
         (id, Ack(Arc::new(inner)))
     }
 }

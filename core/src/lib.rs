@@ -35,6 +35,7 @@ pub mod events;
 pub mod exporters;
 pub mod health;
 pub mod human;
+pub mod journal;
 pub mod ledger;
 pub mod metrics;
 pub mod rand;

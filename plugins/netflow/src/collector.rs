@@ -371,6 +371,19 @@ pub struct Collector {
     /// Parts that could not be decoded, since the last
     /// [`Collector::take_failed`].
     failed: u64,
+    /// Fed from a journal: what it needs to know of each record.
+    journal: Option<Box<JournalSide>>,
+}
+
+/// A journaled collector's bookkeeping.
+struct JournalSide {
+    /// Where the rows of records a sink already committed go (and are
+    /// thrown away).
+    discard: FlowBuilders,
+    /// Whether the message being decoded is one of those.
+    committed: bool,
+    /// Journal tags of parked sets dropped since the last take.
+    gone: Vec<u64>,
 }
 
 /// The decoder's counters as last mirrored into metrics and gauges.
@@ -419,7 +432,63 @@ impl Collector {
             name,
             relay: None,
             failed: 0,
+            journal: None,
         }
+    }
+
+    /// Feeds this collector from a journal: parked sets remember the record
+    /// they came from, and records a sink already committed can be decoded
+    /// for their state alone ([`Collector::ingest_journaled`]).
+    pub fn enable_journal(&mut self, extras: &[ExtraField]) {
+        self.decoder.track_tags();
+        self.journal = Some(Box::new(JournalSide {
+            discard: FlowBuilders::with_extras(256, extras),
+            committed: false,
+            gone: Vec::new(),
+        }));
+    }
+
+    /// Decodes journal record `seq`; when `committed` (a sink holds its
+    /// records already) only its templates, options and sequence positions
+    /// count. Returns the rows it added.
+    pub fn ingest_journaled(&mut self, msg: &[u8], exporter: Addr, now_ns: i64, seq: u64, committed: bool) {
+        self.decoder.set_tag(seq);
+        if let Some(j) = &mut self.journal {
+            j.committed = committed;
+        }
+        self.ingest(msg, exporter, now_ns);
+        if let Some(j) = &mut self.journal {
+            j.committed = false;
+            if !j.discard.is_empty() {
+                drop(j.discard.finish());
+            }
+        }
+    }
+
+    /// Journal tags of parked sets released since the last call.
+    pub fn take_released_tags(&mut self) -> std::vec::Drain<'_, u64> {
+        self.decoder.take_released_tags()
+    }
+
+    /// Journal tags of parked sets dropped (expired, evicted) since the last
+    /// call.
+    pub fn take_gone_tags(&mut self) -> Vec<u64> {
+        self.journal.as_mut().map(|j| std::mem::take(&mut j.gone)).unwrap_or_default()
+    }
+
+    /// Data sets parked now.
+    pub fn parked_sets(&self) -> usize {
+        self.decoder.pending().0
+    }
+
+    /// Data sets parked since the start (a count that only grows).
+    pub fn parks_total(&self) -> u64 {
+        self.decoder.stats.pending_sets
+    }
+
+    /// Flow rows (or relayed datagrams) buffered.
+    pub fn flow_rows(&self) -> usize {
+        self.builders.len() + self.relay.as_ref().map_or(0, |(r, _)| r.len())
     }
 
     /// A collector continuing with `decoder` (handed over by the source a
@@ -470,15 +539,25 @@ impl Collector {
         let before = self.decoder.stats;
         let sflow = crate::sflow::is_sflow(msg);
         let o = match (self.protocol, sflow) {
-            (Protocol::Netflow | Protocol::Auto, false) => {
-                self.decoder.decode(msg, exporter, now_ns, &mut self.builders)
-            }
+            (Protocol::Netflow | Protocol::Auto, false) => match &mut self.journal {
+                Some(j) if j.committed => {
+                    self.decoder.decode_committed(msg, exporter, now_ns, &mut self.builders, &mut j.discard)
+                }
+                _ => self.decoder.decode(msg, exporter, now_ns, &mut self.builders),
+            },
             (Protocol::Sflow | Protocol::Auto, true) => {
                 let (loss, counters) = (self.loss.is_some(), self.counters);
                 let d = self.sflow.get_or_insert_with(|| {
                     new_sflow(crate::sflow::DecoderSettings::default(), loss, counters)
                 });
-                let o = d.decode(msg, now_ns, &mut self.builders);
+                let o = match &mut self.journal {
+                    Some(j) if j.committed => {
+                        let mut o = d.decode(msg, now_ns, &mut j.discard);
+                        o.records = 0;
+                        o
+                    }
+                    _ => d.decode(msg, now_ns, &mut self.builders),
+                };
                 if let Some(records) = &mut self.loss {
                     for l in d.take_losses() {
                         records.push_sflow(l);
@@ -570,9 +649,12 @@ impl Collector {
                 (l.sampling_rate, l.sampling_source) = (rate, Some(source.as_str()));
             }
         }
-        for e in &owners {
+        for (e, tag) in &owners {
             if let Some(l) = self.live_entry(*e) {
                 l.dropped += 1;
+            }
+            if let Some(j) = &mut self.journal {
+                j.gone.push(*tag);
             }
         }
         let Some(c) = &mut self.completeness else { return };
@@ -585,7 +667,7 @@ impl Collector {
         row.drop(DropReason::Malformed, o.dropped);
         // Sets this message pushed out of the parking budget are their own
         // exporters' loss.
-        for e in owners {
+        for (e, _) in owners {
             c.at(now, Some(e)).drop(DropReason::Evicted, 1);
         }
     }
@@ -757,13 +839,16 @@ impl Collector {
     pub fn housekeeping(&mut self, now_ns: i64) {
         let gone = self.decoder.expire(now_ns);
         let owners = self.decoder.take_gone_owners();
-        for e in &owners {
+        for (e, tag) in &owners {
             if let Some(l) = self.live_entry(*e) {
                 l.dropped += 1;
             }
+            if let Some(j) = &mut self.journal {
+                j.gone.push(*tag);
+            }
         }
         if let Some(c) = &mut self.completeness {
-            for e in owners {
+            for (e, _) in owners {
                 c.at(now_ns, Some(e)).drop(DropReason::TemplateTimeout, 1);
             }
             c.roll(now_ns);

@@ -23,6 +23,7 @@ pub mod decode;
 pub mod decode_transform;
 pub mod generate;
 pub mod iana;
+pub mod journaled;
 pub mod packet;
 pub mod pcap_source;
 pub mod quickstart;

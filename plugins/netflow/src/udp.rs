@@ -90,6 +90,11 @@ pub struct NetflowConfig {
     /// Interval of the `completeness` output's rows.
     #[serde(default = "collector::default_completeness_interval")]
     pub completeness_interval: HumanDuration,
+    /// A write-ahead journal on local disk: every datagram is appended as
+    /// it arrives and decoded from there, so a crash, a sink outage or a
+    /// slow disk costs nothing (docs/operations.md, "Durability").
+    #[serde(default)]
+    pub journal: Option<crate::journaled::JournalConfig>,
 }
 
 fn default_max_streams() -> usize {
@@ -132,6 +137,9 @@ pub struct SflowSourceConfig {
     /// Interval of the `completeness` output's rows.
     #[serde(default = "collector::default_completeness_interval")]
     pub completeness_interval: HumanDuration,
+    /// A write-ahead journal, as the `netflow` source's.
+    #[serde(default)]
+    pub journal: Option<crate::journaled::JournalConfig>,
 }
 
 impl SflowSourceConfig {
@@ -153,6 +161,7 @@ impl SflowSourceConfig {
             protocol: collector::Protocol::Sflow,
             max_streams: self.max_streams,
             completeness_interval: self.completeness_interval,
+            journal: self.journal.clone(),
         }
     }
 }
@@ -218,6 +227,9 @@ impl SourceConfig for NetflowConfig {
                 ));
             }
         }
+        if let Some(j) = &self.journal {
+            v.extend(j.issues());
+        }
         if self.workers == 0 || self.workers > 64 {
             v.push(FieldIssue::new("workers", "must be between 1 and 64"));
         }
@@ -275,7 +287,7 @@ struct Netflow {
 
 /// What a worker hands to the async side.
 enum Sent {
-    Flows(RecordBatch, i64, i64),
+    Flows(RecordBatch, i64, i64, Acks),
     Loss(RecordBatch),
     Counters(RecordBatch),
     Completeness(RecordBatch),
@@ -313,9 +325,11 @@ fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
 struct Inherited {
     listen: SocketAddr,
     claim: std::fs::File,
-    workers: Vec<(Socket, crate::decode::Decoder)>,
+    workers: Vec<(Socket, crate::decode::Decoder, Option<WorkerJournal>)>,
     /// Kernel drops already counted on these sockets.
     drops_seen: u64,
+    /// The journal directory the workers use.
+    journal: Option<std::path::PathBuf>,
 }
 
 /// How the workers are asked to stop.
@@ -354,7 +368,13 @@ impl Source for Netflow {
             None => None,
         };
         let inherited = match inherited {
-            Some(i) if i.listen == self.cfg.listen && i.workers.len() == self.cfg.workers => Some(i),
+            Some(i)
+                if i.listen == self.cfg.listen
+                    && i.workers.len() == self.cfg.workers
+                    && i.journal == self.cfg.journal.as_ref().map(|j| j.dir.clone()) =>
+            {
+                Some(i)
+            }
             Some(i) => {
                 let n = discard_inherited(i, &events);
                 note(&mut unattributed, Some((DropReason::Stopping, n)));
@@ -365,14 +385,16 @@ impl Source for Netflow {
         let extras = crate::iana::resolve_all(&self.cfg.extra_fields).map_err(ComponentError::new)?;
         let decoder_cfg =
             collector::decoder_config(&self.cfg.templates, &self.cfg.sampling, &extras, self.cfg.workers);
+        let mut inherited_journals = Vec::new();
         let (claim, workers, drops_seen) = match inherited {
             Some(i) => {
                 tracing::info!(component = %name, listen = %self.cfg.listen, "reload: taking over the sockets and decoder state of the source this one replaces");
                 let workers = i
                     .workers
                     .into_iter()
-                    .map(|(s, mut d)| {
+                    .map(|(s, mut d, j)| {
                         d.reconfigure(decoder_cfg.clone());
+                        inherited_journals.push(j);
                         (s, Some(d))
                     })
                     .collect();
@@ -406,7 +428,35 @@ impl Source for Netflow {
         tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for {}", self.cfg.protocol.describe());
         // The store is read after the sockets are bound (datagrams wait in
         // them meanwhile) and before the source reports ready.
-        let (warm, _store, mut shares) = match &self.cfg.shared_state {
+        // A journal replays data after a restart; the templates it needs are
+        // kept beside it when no store is configured.
+        let state_cfg = self.cfg.shared_state.clone().or_else(|| {
+            self.cfg.journal.as_ref().filter(|_| !self.cfg.relay).map(|j| {
+                crate::shared_state::SharedStateConfig::File {
+                    path: j.dir.join("state"),
+                    poll_interval: crate::shared_state::default_poll(),
+                }
+            })
+        });
+        let mut journals = match &self.cfg.journal {
+            // A reload hands over the journals with everything in flight.
+            Some(j) if inherited_journals.iter().all(Option::is_some) && !inherited_journals.is_empty() => {
+                inherited_journals
+                    .into_iter()
+                    .map(|w| {
+                        w.map(|mut w| {
+                            w.cfg = j.clone();
+                            w
+                        })
+                    })
+                    .collect()
+            }
+            Some(j) => {
+                open_journals(j, self.cfg.workers, &name, &events, &metrics)?.into_iter().map(Some).collect()
+            }
+            None => (0..self.cfg.workers).map(|_| None).collect::<Vec<_>>(),
+        };
+        let (warm, _store, mut shares) = match &state_cfg {
             Some(s) => {
                 let (warm, store, shares) = crate::shared_state::start(s, &name, &metrics, self.cfg.workers)
                     .map_err(|e| ComponentError::new(format!("shared state: {e}")))?;
@@ -463,6 +513,10 @@ impl Source for Netflow {
                 let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(self.cfg.listen);
                 collector.relay_to(Addr::from(local.ip()), local.port(), self.cfg.batch_size.get());
             }
+            let journal = journals[i].take();
+            if journal.is_some() {
+                collector.enable_journal(&extras);
+            }
             let share = shares[i].take();
             if share.is_some() {
                 collector.share();
@@ -482,6 +536,7 @@ impl Source for Netflow {
                 drain_timeout: self.cfg.drain_timeout.get(),
                 events: events.clone(),
                 seen: SeenCache::new(self.seen.clone()),
+                journal,
             };
             let t = std::thread::Builder::new()
                 .name(format!("netflow-{i}"))
@@ -496,8 +551,8 @@ impl Source for Netflow {
             tokio::select! {
                 b = rx.recv() => {
                     let sent = match b {
-                        Some(Sent::Flows(data, lo, hi)) => {
-                            out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), Acks::none())).await
+                        Some(Sent::Flows(data, lo, hi, acks)) => {
+                            out.send(Batch::new(data, BatchMeta::new(name.clone(), lo, hi), acks)).await
                         }
                         Some(Sent::Loss(data)) => match loss_out.as_mut() {
                             Some(o) => o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await,
@@ -548,16 +603,26 @@ impl Source for Netflow {
                 let _ = o.send(Batch::new(data, BatchMeta::new(name.clone(), 0, 0), Acks::none())).await;
             }
         }
-        let mut left = Vec::new();
-        for t in threads {
-            if let Ok(Some(w)) = t.join() {
-                left.push(w);
-            }
-        }
+        // Journaled workers wait for the sinks' acknowledgements, which
+        // come once the sinks see the end of our outputs; the wait is off
+        // the async workers (a blocked one would hold the very task woken
+        // by the end of its input).
+        drop((out, loss_out, counters_out, completeness_out));
+        let joined =
+            tokio::task::spawn_blocking(move || threads.into_iter().map(|t| t.join()).collect::<Vec<_>>())
+                .await
+                .unwrap_or_default();
+        let left: Vec<_> = joined.into_iter().filter_map(|r| r.ok().flatten()).collect();
         if mode.load(Ordering::Relaxed) == HAND_OVER && left.len() == self.cfg.workers {
             let drops_seen = drops.seen();
             drop(drops);
-            handover.give(Box::new(Inherited { listen: self.cfg.listen, claim, workers: left, drops_seen }));
+            handover.give(Box::new(Inherited {
+                listen: self.cfg.listen,
+                claim,
+                workers: left,
+                drops_seen,
+                journal: self.cfg.journal.as_ref().map(|j| j.dir.clone()),
+            }));
         }
         Ok(())
     }
@@ -579,7 +644,9 @@ fn note(c: &mut Option<crate::completeness::Completeness>, dropped: Option<(Drop
 fn discard_inherited(i: Inherited, events: &Events) -> u64 {
     let mut bufs = MmsgBufs::new();
     let mut n = 0u64;
-    for (s, mut d) in i.workers {
+    for (s, mut d, j) in i.workers {
+        // A journal keeps what it holds for its next use.
+        drop(j);
         let _ = s.set_nonblocking(true);
         while let Ok(k) = bufs.recv(s.as_raw_fd()) {
             if k == 0 {
@@ -611,6 +678,121 @@ struct Worker {
     drain_timeout: Duration,
     events: Events,
     seen: SeenCache,
+    /// This worker's journal, when the source has one.
+    journal: Option<WorkerJournal>,
+}
+
+/// A worker's journal: it appends, reads back, and tracks what is settled.
+struct WorkerJournal {
+    writer: Option<spillway_core::journal::Writer>,
+    reader: spillway_core::journal::Reader,
+    tracker: crate::journaled::Tracker,
+    cfg: crate::journaled::JournalConfig,
+    metrics: crate::journaled::JournalMetrics,
+    /// A batch downstream had no room for yet.
+    pending: Option<Sent>,
+    /// The journal directory's lock, held while any worker uses it.
+    _lock: Arc<std::fs::File>,
+}
+
+/// Records decoded from the journal per turn of the loop, between reads of
+/// the socket.
+const DECODE_TURN: usize = 256;
+
+/// How long a journaled worker waits on its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Not at all: the journal holds records to decode.
+    None,
+    /// Briefly: downstream has no room for the next batch.
+    Short,
+    /// Up to the usual timeout: everything is decoded.
+    Long,
+}
+
+/// Opens each worker's journal (locked for this process), counting what a
+/// torn tail lost.
+fn open_journals(
+    cfg: &crate::journaled::JournalConfig,
+    workers: usize,
+    name: &str,
+    events: &Events,
+    metrics: &spillway_core::metrics::Metrics,
+) -> Result<Vec<WorkerJournal>, ComponentError> {
+    let fail = |e: &dyn std::fmt::Display| ComponentError::new(format!("journal {}: {e}", cfg.dir.display()));
+    std::fs::create_dir_all(&cfg.dir).map_err(|e| fail(&e))?;
+    // One process per journal.
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(cfg.dir.join("lock"))
+        .map_err(|e| fail(&e))?;
+    if lock.try_lock().is_err() {
+        return Err(fail(&"another process uses this journal (its lock is held)"));
+    }
+    // Data of workers this configuration does not have would never be
+    // replayed: refuse rather than leave it.
+    for e in std::fs::read_dir(&cfg.dir).map_err(|e| fail(&e))?.flatten() {
+        let n = e.file_name();
+        let Some(i) = n.to_str().and_then(|n| n.strip_prefix('w')).and_then(|i| i.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let holds = std::fs::read_dir(e.path())
+            .map(|d| {
+                d.flatten().any(|f| {
+                    f.path().extension().is_some_and(|x| x == "seg")
+                        && f.metadata().is_ok_and(|m| m.len() > spillway_core::journal::HEADER_LEN as u64)
+                })
+            })
+            .unwrap_or(false);
+        if i >= workers && holds {
+            return Err(fail(&format_args!(
+                "it holds data of worker {i}, but the source has {workers} workers; start it once with `workers: {}` to                  replay that data",
+                i + 1
+            )));
+        }
+    }
+    let lock = Arc::new(lock);
+    let jm = crate::journaled::JournalMetrics::new(metrics);
+    let mut out = Vec::new();
+    for i in 0..workers {
+        let dir = cfg.worker_dir(i);
+        let o =
+            spillway_core::journal::open(&dir, cfg.segment_size.get(), cfg.fsync.0).map_err(|e| fail(&e))?;
+        for d in &o.damage {
+            jm.corrupt.add(1);
+            tracing::error!(component = name, file = %d.path.display(), good = d.good, dropped_bytes = d.bad_bytes, why = d.why, "journal segment torn or corrupt: its good records are replayed, the rest is dropped");
+            // How many datagrams the lost bytes held is unknown: one.
+            events.dropped(
+                DropReason::Malformed,
+                1,
+                &format_args!("a torn journal tail ({} bytes) in {}", d.bad_bytes, d.path.display()),
+            );
+        }
+        if o.recovered > 0 {
+            tracing::info!(
+                component = name,
+                worker = i,
+                records = o.recovered,
+                "journal: replaying what was not acknowledged before the last stop"
+            );
+        }
+        let journal: Arc<str> = Arc::from(format!("{:016x}/w{i}", o.id));
+        let replay_end = o.reader.shared().end();
+        let tracker = crate::journaled::Tracker::new(Arc::from(name), journal, &dir, replay_end, jm.clone());
+        out.push(WorkerJournal {
+            writer: Some(o.writer),
+            reader: o.reader,
+            tracker,
+            cfg: cfg.clone(),
+            metrics: jm.clone(),
+            pending: None,
+            _lock: lock.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// A socket filter that accepts nothing: `ret #0` (BPF_RET | BPF_K).
@@ -623,7 +805,10 @@ fn now_ns() -> i64 {
 impl Worker {
     /// Receives until stopped. Asked to hand over, it returns its socket and
     /// decoder for the source that replaces it.
-    fn run(mut self) -> Option<(Socket, crate::decode::Decoder)> {
+    fn run(mut self) -> Option<(Socket, crate::decode::Decoder, Option<WorkerJournal>)> {
+        if let Some(j) = self.journal.take() {
+            return self.run_journaled(j).map(|(s, d, j)| (s, d, Some(j)));
+        }
         let fd = self.socket.as_raw_fd();
         let mut bufs = MmsgBufs::new();
         let mut last_flush = Instant::now();
@@ -642,7 +827,7 @@ impl Worker {
                 if !self.send() {
                     return None;
                 }
-                return Some((self.socket, self.collector.into_decoder()));
+                return Some((self.socket, self.collector.into_decoder(), None));
             }
             if deadline.is_none() && self.mode.load(Ordering::Relaxed) == STOP {
                 deadline = Some(Instant::now() + self.drain_timeout);
@@ -716,6 +901,290 @@ impl Worker {
         None
     }
 
+    /// The journaled loop: append what the socket holds, decode from the
+    /// journal as far as downstream takes it, and settle what the sinks
+    /// acknowledged. A reload is a stop here: the next source replays the
+    /// journal.
+    fn run_journaled(
+        mut self,
+        mut j: WorkerJournal,
+    ) -> Option<(Socket, crate::decode::Decoder, WorkerJournal)> {
+        let mut bufs = MmsgBufs::new();
+        let mut last_flush = Instant::now();
+        let mut last_house = Instant::now();
+        let mut deadline: Option<Instant> = None;
+        // Downstream refusing batches since (at a stop, bounded).
+        let mut stalled: Option<Instant> = None;
+        let mut wait = Wait::Long;
+        let shared = j.reader.shared().clone();
+        let max = j.cfg.max_size.get();
+        loop {
+            if self.mode.load(Ordering::Relaxed) == HAND_OVER {
+                // The successor continues with the socket, the decoder and
+                // the journal (its batches in flight settle there).
+                if let Some(w) = j.writer.as_mut() {
+                    let _ = w.commit();
+                }
+                self.collector.housekeeping(now_ns());
+                j.tracker.gone(&self.collector.take_gone_tags());
+                self.collector.close_completeness();
+                self.seen.shared().update(self.collector.take_live());
+                self.seal(&mut j);
+                if let Some(p) = j.pending.take()
+                    && self.tx.blocking_send(p).is_err()
+                {
+                    return None;
+                }
+                if !self.send() {
+                    return None;
+                }
+                return Some((self.socket, self.collector.into_decoder(), j));
+            }
+            if j.writer.is_some() {
+                if deadline.is_none() && self.mode.load(Ordering::Relaxed) != RUNNING {
+                    deadline = Some(Instant::now() + self.drain_timeout);
+                    if let Err(e) = self.socket.attach_filter(&REFUSE_ALL) {
+                        tracing::warn!(error = %e, "cannot close the socket to new datagrams; reading until the drain deadline");
+                    }
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    self.discard_queued(&mut bufs);
+                    if let Some(w) = j.writer.take() {
+                        w.finish();
+                    }
+                } else {
+                    self.receive_into_journal(&mut j, &mut bufs, &shared, max, deadline.is_some(), &mut wait);
+                }
+            }
+            // Decode while downstream takes batches.
+            if self.offer(&mut j) {
+                stalled = None;
+                let mut n = 0;
+                while n < DECODE_TURN && !self.collector.is_full() {
+                    let Some(e) = j.reader.next() else { break };
+                    n += 1;
+                    let (seq, addr, port, ts) = (e.seq, Addr(e.addr), e.port, e.received_ns);
+                    let committed = j.tracker.is_committed(seq);
+                    let parks = self.collector.parks_total();
+                    let rows = self.collector.flow_rows();
+                    if self.collector.relays() {
+                        if !committed {
+                            self.collector.relay(e.payload, addr, port, ts);
+                        }
+                    } else {
+                        self.collector.ingest_journaled(e.payload, addr, ts, seq, committed);
+                    }
+                    let parked = self.collector.parks_total() - parks;
+                    let own = self.collector.flow_rows() > rows;
+                    let released: Vec<u64> = self.collector.take_released_tags().collect();
+                    j.tracker.decoded(seq, parked, own, released.into_iter());
+                }
+                let dropped = shared.take_dropped();
+                if dropped > 0 {
+                    j.metrics.full_drops.add(dropped);
+                    self.events.dropped(
+                        DropReason::BufferFull,
+                        dropped,
+                        &"journal records deleted unread (`when_full: drop_oldest`, or unreadable)",
+                    );
+                }
+                let flush_due = last_flush.elapsed() >= self.flush;
+                if self.collector.is_full() || (flush_due && (self.collector.buffered() > 0 || n == 0)) {
+                    self.seal(&mut j);
+                    last_flush = Instant::now();
+                }
+            } else if j.writer.is_none() {
+                // Stopping while downstream takes nothing: what is left stays
+                // in the journal for the next start.
+                let since = *stalled.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.drain_timeout {
+                    tracing::warn!(
+                        records = shared.end() - j.reader.position(),
+                        "downstream takes nothing: what the journal holds undecoded is replayed at the next start"
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            j.tracker.poll();
+            if let Some(s) = &self.share {
+                s.publish(self.collector.take_learned());
+                for l in s.received() {
+                    self.collector.apply(&l);
+                }
+            }
+            if last_house.elapsed() >= Duration::from_secs(1) {
+                self.collector.housekeeping(now_ns());
+                j.tracker.gone(&self.collector.take_gone_tags());
+                self.seen.shared().update(self.collector.take_live());
+                let (templates, parked) = self.collector.held_by_exporter();
+                self.seen.shared().set_held(self.index, &templates, &parked);
+                j.tracker.checkpoint(&shared);
+                last_house = Instant::now();
+            }
+            if j.writer.is_none()
+                && j.reader.caught_up()
+                && j.pending.is_none()
+                && self.collector.buffered() == 0
+            {
+                break;
+            }
+        }
+        // Parked sets stay in the journal (their records are held): the next
+        // start decodes them once their template is known.
+        self.collector.housekeeping(now_ns());
+        j.tracker.gone(&self.collector.take_gone_tags());
+        if let Some(s) = &self.share {
+            s.publish(self.collector.take_learned());
+        }
+        self.collector.close_completeness();
+        self.seen.shared().update(self.collector.take_live());
+        self.seal(&mut j);
+        if let Some(p) = j.pending.take() {
+            let _ = self.tx.blocking_send(p);
+        }
+        self.send();
+        if j.tracker.held() > 0 {
+            tracing::info!(
+                records = j.tracker.held(),
+                "journal records with data waiting for its template stay in the journal for the next start"
+            );
+        }
+        if let Some(w) = j.writer.take() {
+            w.finish();
+        }
+        let Worker { tx, .. } = self;
+        drop(tx);
+        j.tracker.wait(j.cfg.settle_timeout.get());
+        j.tracker.checkpoint(&shared);
+        None
+    }
+
+    /// One `recvmmsg` into the journal, under the `when_full` policy.
+    fn receive_into_journal(
+        &mut self,
+        j: &mut WorkerJournal,
+        bufs: &mut MmsgBufs,
+        shared: &spillway_core::journal::Shared,
+        max: u64,
+        draining: bool,
+        wait: &mut Wait,
+    ) {
+        use crate::journaled::WhenFull;
+        let full = shared.bytes() >= max;
+        if full {
+            match j.cfg.when_full {
+                WhenFull::Block => {
+                    j.metrics.full_waits.add(1);
+                    std::thread::sleep(Duration::from_millis(1));
+                    return;
+                }
+                WhenFull::DropOldest => {
+                    shared.drop_oldest();
+                }
+                WhenFull::DropNewest => {}
+            }
+        }
+        // Wait on the socket only when there is nothing to decode, and
+        // briefly while downstream has no room.
+        let want = match (j.pending.is_some(), j.reader.caught_up()) {
+            (true, _) => Wait::Short,
+            (false, false) => Wait::None,
+            (false, true) => Wait::Long,
+        };
+        if want != *wait {
+            let _ = match want {
+                Wait::None => self.socket.set_nonblocking(true),
+                Wait::Short => self
+                    .socket
+                    .set_nonblocking(false)
+                    .and_then(|()| self.socket.set_read_timeout(Some(Duration::from_millis(2)))),
+                Wait::Long => self
+                    .socket
+                    .set_nonblocking(false)
+                    .and_then(|()| self.socket.set_read_timeout(Some(Duration::from_millis(50)))),
+            };
+            *wait = want;
+        }
+        let Some(w) = j.writer.as_mut() else { return };
+        match bufs.recv(self.socket.as_raw_fd()) {
+            Ok(n) => {
+                let now = now_ns();
+                let mut refused = 0u64;
+                for i in 0..n {
+                    let (data, src) = bufs.datagram(i);
+                    let Some((src, port)) = src else { continue };
+                    if !self.allowed(src) {
+                        self.collector.reject(src);
+                        continue;
+                    }
+                    self.seen.note(src);
+                    if full && j.cfg.when_full == WhenFull::DropNewest {
+                        refused += 1;
+                        continue;
+                    }
+                    w.append(now, src.0, port, data);
+                    j.metrics.appended.add(1);
+                }
+                if refused > 0 {
+                    j.metrics.full_drops.add(refused);
+                    self.events.dropped(
+                        DropReason::BufferFull,
+                        refused,
+                        &"the journal is full (`when_full: drop_newest`)",
+                    );
+                }
+                if let Err((lost, e)) = w.commit() {
+                    tracing::error!(error = %e, lost, "cannot write to the journal; the datagrams of this batch are lost");
+                    self.events.dropped(
+                        DropReason::BufferFull,
+                        lost.max(1),
+                        &format_args!("the journal cannot be written: {e}"),
+                    );
+                }
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                if draining && let Some(w) = j.writer.take() {
+                    w.finish();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::error!(error = %e, "receive failed; the worker stops receiving");
+                if let Some(w) = j.writer.take() {
+                    w.finish();
+                }
+            }
+        }
+    }
+
+    /// Sends the batch waiting for room, if any; whether downstream has
+    /// room for more.
+    fn offer(&mut self, j: &mut WorkerJournal) -> bool {
+        let Some(p) = j.pending.take() else { return true };
+        match self.tx.try_send(p) {
+            Ok(()) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(p)) => {
+                j.pending = Some(p);
+                false
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Ends the batch being built: its rows go (or wait) downstream with an
+    /// acknowledgement naming the journal records they hold; the side
+    /// outputs go as they do without a journal.
+    fn seal(&mut self, j: &mut WorkerJournal) {
+        let batch = self.collector.take();
+        let acks = j.tracker.seal(batch.is_some());
+        if let Some((b, lo, hi)) = batch {
+            j.pending = Some(Sent::Flows(b, lo, hi, acks));
+            self.offer(j);
+        }
+        self.send();
+    }
+
     /// Reads and counts (as `stopping`) what is still queued at the drain
     /// deadline: the socket refuses new datagrams, so this ends.
     fn discard_queued(&mut self, bufs: &mut MmsgBufs) {
@@ -748,7 +1217,7 @@ impl Worker {
     /// (backpressure: while we wait, the kernel buffer absorbs the burst).
     fn send(&mut self) -> bool {
         if let Some((b, lo, hi)) = self.collector.take()
-            && self.tx.blocking_send(Sent::Flows(b, lo, hi)).is_err()
+            && self.tx.blocking_send(Sent::Flows(b, lo, hi, Acks::none())).is_err()
         {
             return false;
         }

@@ -73,3 +73,59 @@ mod tests {
         assert!(recover(dir.path()).unwrap().is_empty(), "a second start finds nothing new");
     }
 }
+
+/// Files older than this are not read for journal marks at start: a journal
+/// holds what was not acknowledged, which is minutes to hours old.
+const MARKS_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Reads the journal marks of the committed files under `root` (written in
+/// the last [`MARKS_LOOKBACK`]) into the process's
+/// [`spillway_core::journal::committed`], so a journaled source's replay
+/// skips what these files hold. Only footers are read.
+pub fn read_journal_marks(root: &Path, component: &str) {
+    let mut files = Vec::new();
+    collect_parquet(root, &mut files, 0);
+    let cutoff = std::time::SystemTime::now() - MARKS_LOOKBACK;
+    let mut n = 0usize;
+    for path in files {
+        if std::fs::metadata(&path).and_then(|m| m.modified()).is_ok_and(|t| t < cutoff) {
+            continue;
+        }
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        let Ok(reader) = parquet::file::reader::SerializedFileReader::new(file) else { continue };
+        use parquet::file::reader::FileReader;
+        let Some(kv) = reader.metadata().file_metadata().key_value_metadata() else { continue };
+        let Some(v) = kv.iter().find(|k| k.key == crate::sink::JOURNAL_KEY).and_then(|k| k.value.as_deref())
+        else {
+            continue;
+        };
+        let Ok(marks) = serde_json::from_str::<std::collections::HashMap<String, Vec<(u64, u64)>>>(v) else {
+            tracing::warn!(component, file = %path.display(), "unreadable journal marks in a Parquet file's metadata");
+            continue;
+        };
+        for (journal, ranges) in marks {
+            spillway_core::journal::committed().add(&journal, &ranges);
+        }
+        n += 1;
+    }
+    if n > 0 {
+        tracing::debug!(component, files = n, "journal marks read from committed Parquet files");
+    }
+}
+
+fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('_') || name.starts_with('.') {
+            continue;
+        }
+        if p.is_dir() && depth < 8 {
+            collect_parquet(&p, out, depth + 1);
+        } else if name.ends_with(".parquet") {
+            out.push(p);
+        }
+    }
+}

@@ -234,6 +234,8 @@ impl SinkConfig for ParquetConfig {
             None => None,
         };
         let time_index = input.index_of(&self.time_column).ok();
+        let root = cx.resolve(&self.path);
+        crate::recover::read_journal_marks(&root, &cx.name);
         Ok(Box::new(ParquetSink {
             writer: Writer {
                 root: cx.resolve(&self.path),
@@ -279,7 +281,19 @@ struct OpenFile {
     rows: u64,
     opened: Instant,
     acks: Acks,
+    /// The journal records every row of which is in this file (only
+    /// batches the file holds whole): written in its metadata, so a replay
+    /// after a crash skips them.
+    marks: RangeMarks,
 }
+
+/// Journal ranges per journal.
+type RangeMarks = HashMap<std::sync::Arc<str>, spillway_core::journal::RangeSet>;
+
+/// The key of the file metadata that names the journal records a file
+/// holds: a JSON object of journal name → list of inclusive
+/// `[first, last]` ranges of sequence numbers.
+pub const JOURNAL_KEY: &str = "spillway.journal";
 
 struct Writer {
     root: PathBuf,
@@ -392,11 +406,12 @@ impl Writer {
                     self.fail_batch(&batch, &format!("cannot split the batch into partitions: {e}"));
                     return;
                 }
+                let whole = parts.len() == 1;
                 for (dir, part) in parts {
-                    self.append(&dir, part, &batch.acks);
+                    self.append(&dir, part, &batch.acks, whole);
                 }
             }
-            _ => self.append("", data, &batch.acks),
+            _ => self.append("", data, &batch.acks, true),
         }
     }
 
@@ -421,7 +436,7 @@ impl Writer {
 
     /// Appends rows to the partition's open file, splitting them across
     /// files so that no file exceeds `rotate.max_rows`.
-    fn append(&mut self, dir: &str, mut data: RecordBatch, acks: &Acks) {
+    fn append(&mut self, dir: &str, mut data: RecordBatch, acks: &Acks, mut whole: bool) {
         while data.num_rows() > 0 {
             if !self.open.contains_key(dir) {
                 if self.open.len() >= self.max_open_files
@@ -454,8 +469,17 @@ impl Writer {
             } else {
                 let head = data.slice(0, room);
                 data = data.slice(room, data.num_rows() - room);
+                whole = false;
                 head
             };
+            if whole {
+                for m in acks.marks() {
+                    let set = file.marks.entry(m.journal.clone()).or_default();
+                    for &(lo, hi) in &m.ranges {
+                        set.insert(lo, hi);
+                    }
+                }
+            }
             file.acks.extend(acks);
             file.rows += part.num_rows() as u64;
             if let Err(e) = file.writer.write(&part) {
@@ -486,13 +510,30 @@ impl Writer {
         let handle = file.try_clone().map_err(|e| e.to_string())?;
         let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
             .map_err(|e| format!("cannot start a Parquet writer: {e}"))?;
-        Ok(OpenFile { writer, handle, tmp, dest, rows: 0, opened: Instant::now(), acks: Acks::none() })
+        Ok(OpenFile {
+            writer,
+            handle,
+            tmp,
+            dest,
+            rows: 0,
+            opened: Instant::now(),
+            acks: Acks::none(),
+            marks: HashMap::new(),
+        })
     }
 
     /// Closes, syncs and renames one file, then acknowledges its records.
     fn finish(&mut self, dir: &str) {
         let Some(f) = self.open.remove(dir) else { return };
-        let OpenFile { writer, handle, tmp, dest, rows, acks, .. } = f;
+        let OpenFile { mut writer, handle, tmp, dest, rows, acks, marks, .. } = f;
+        if !marks.is_empty() {
+            let json: serde_json::Map<String, serde_json::Value> =
+                marks.iter().map(|(j, s)| (j.to_string(), serde_json::json!(s.ranges()))).collect();
+            writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+                JOURNAL_KEY.to_string(),
+                serde_json::Value::Object(json).to_string(),
+            ));
+        }
         let result = writer
             .close()
             .map_err(|e| format!("cannot finish the file: {e}"))
@@ -502,6 +543,9 @@ impl Writer {
         match result {
             Ok(()) => {
                 tracing::debug!(component = %self.name, file = %dest.display(), rows, "Parquet file is durable");
+                for (j, s) in &marks {
+                    spillway_core::journal::committed().add(j, s.ranges());
+                }
                 self.events().delivered(rows);
                 acks.settle(AckStatus::Delivered);
             }

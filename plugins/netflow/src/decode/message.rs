@@ -25,6 +25,7 @@ impl Decoder {
         exporter: Addr,
         now: i64,
         out: &mut FlowBuilders,
+        mut discard: Option<&mut FlowBuilders>,
         o: &mut Outcome,
         version: Version,
     ) {
@@ -72,6 +73,18 @@ impl Decoder {
                 (id, _) if id >= 256 => {
                     let tkey = TemplateKey { domain: key, id };
                     match self.state.template(&tkey) {
+                        Some(t) if discard.is_some() => {
+                            // Committed already: only its counts matter.
+                            let r = match discard.as_deref_mut() {
+                                Some(d) => self.data_set(body, &t, tkey, &h, times, d),
+                                None => continue,
+                            };
+                            units.all = units.all.saturating_add(r.records);
+                            units.flows = units.flows.saturating_add(r.flows);
+                            if r.error.is_some() {
+                                countable = false;
+                            }
+                        }
                         Some(t) => {
                             let r = self.data_set(body, &t, tkey, &h, times, out);
                             o.records += r.rows;
@@ -83,6 +96,7 @@ impl Decoder {
                                 countable = false;
                             }
                         }
+                        None if discard.is_some() => countable = false,
                         None => {
                             countable = false;
                             self.stats.pending_sets += 1;
@@ -92,6 +106,7 @@ impl Decoder {
                                 export_ms: times.export_ms,
                                 uptime_ms: times.uptime_ms,
                                 body: body.into(),
+                                tag: self.tag,
                             });
                             self.stats.pending_evicted += gone.evicted;
                             o.evicted += gone.evicted;
@@ -225,6 +240,9 @@ impl Decoder {
         self.parked.take(&key, &mut sets);
         for p in sets.drain(..) {
             self.stats.pending_decoded += 1;
+            if self.tagging {
+                self.released_tags.push(p.tag);
+            }
             let times = MessageTimes { export_ms: p.export_ms, uptime_ms: p.uptime_ms };
             let r = self.data_set(&p.body, &t, key, &p.header, times, out);
             o.records += r.rows;

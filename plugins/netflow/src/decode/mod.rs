@@ -246,6 +246,13 @@ pub struct Decoder {
     /// Whether changes are recorded as facts to share.
     sharing: bool,
     learned: Vec<Learned>,
+    /// The journal record of the message being decoded (given to the sets
+    /// it parks), when a journal feeds this decoder.
+    tag: u64,
+    /// Whether the tags of released sets are kept for
+    /// [`Decoder::take_released_tags`].
+    tagging: bool,
+    released_tags: Vec<u64>,
     /// Decoder counters.
     pub stats: DecodeStats,
 }
@@ -272,8 +279,27 @@ impl Decoder {
             seq: SeqStats::default(),
             sharing: false,
             learned: Vec::new(),
+            tag: 0,
+            tagging: false,
+            released_tags: Vec::new(),
             stats: DecodeStats::default(),
         }
+    }
+
+    /// Keeps the journal tags of released sets from now on.
+    pub fn track_tags(&mut self) {
+        self.tagging = true;
+    }
+
+    /// The journal record the next message comes from.
+    #[inline]
+    pub fn set_tag(&mut self, tag: u64) {
+        self.tag = tag;
+    }
+
+    /// The tags of parked sets released (decoded) since the last call.
+    pub fn take_released_tags(&mut self) -> std::vec::Drain<'_, u64> {
+        self.released_tags.drain(..)
     }
 
     /// Takes new settings, keeping everything learned and parked (a reload).
@@ -330,8 +356,38 @@ impl Decoder {
         }
         match be16(msg, 0) {
             5 => self.v5(msg, exporter, time_received, out, &mut o),
-            9 => self.v9_ipfix(msg, exporter, time_received, out, &mut o, Version::V9),
-            10 => self.v9_ipfix(msg, exporter, time_received, out, &mut o, Version::Ipfix),
+            9 => self.v9_ipfix(msg, exporter, time_received, out, None, &mut o, Version::V9),
+            10 => self.v9_ipfix(msg, exporter, time_received, out, None, &mut o, Version::Ipfix),
+            version => o.fail(DecodeError::UnknownVersion { version }),
+        }
+        o
+    }
+
+    /// Decodes a message whose records a sink already committed (a journal
+    /// replay): templates, options and sequence positions are learned as
+    /// usual, its own records go to `discard` and are not counted, nothing
+    /// of it is parked. Parked sets of earlier messages that it releases
+    /// still go to `out`.
+    pub fn decode_committed(
+        &mut self,
+        msg: &[u8],
+        exporter: Addr,
+        time_received: i64,
+        out: &mut FlowBuilders,
+        discard: &mut FlowBuilders,
+    ) -> Outcome {
+        let mut o = Outcome::default();
+        if msg.len() < 4 {
+            o.fail(DecodeError::TooShort { len: msg.len() });
+            return o;
+        }
+        match be16(msg, 0) {
+            5 => {
+                self.v5(msg, exporter, time_received, discard, &mut o);
+                o.records = 0;
+            }
+            9 => self.v9_ipfix(msg, exporter, time_received, out, Some(discard), &mut o, Version::V9),
+            10 => self.v9_ipfix(msg, exporter, time_received, out, Some(discard), &mut o, Version::Ipfix),
             version => o.fail(DecodeError::UnknownVersion { version }),
         }
         o
@@ -353,7 +409,7 @@ impl Decoder {
 
     /// The exporters of the parked sets dropped since the last call (one
     /// entry per set).
-    pub fn take_gone_owners(&mut self) -> Vec<Addr> {
+    pub fn take_gone_owners(&mut self) -> Vec<(Addr, u64)> {
         if self.parked.has_gone_owners() { self.parked.take_gone_owners() } else { Vec::new() }
     }
 

@@ -28,6 +28,8 @@ pub struct ParkedSet {
     pub export_ms: i64,
     pub uptime_ms: u32,
     pub body: Box<[u8]>,
+    /// The journal record it came from (0 without a journal).
+    pub tag: u64,
 }
 
 #[derive(Debug)]
@@ -60,7 +62,7 @@ pub struct Parked {
     max_bytes: usize,
     /// The exporters of the sets dropped (evicted or expired) since the
     /// last [`Parked::take_gone_owners`], when someone attributes them.
-    owners: Option<Vec<spillway_core::addr::Addr>>,
+    owners: Option<Vec<(spillway_core::addr::Addr, u64)>>,
 }
 
 impl Parked {
@@ -82,9 +84,9 @@ impl Parked {
         self.owners.get_or_insert_with(Vec::new);
     }
 
-    /// The exporters of the sets dropped since the last call, one entry per
-    /// set.
-    pub fn take_gone_owners(&mut self) -> Vec<spillway_core::addr::Addr> {
+    /// The exporters (and journal tags) of the sets dropped since the last
+    /// call, one entry per set.
+    pub fn take_gone_owners(&mut self) -> Vec<(spillway_core::addr::Addr, u64)> {
         self.owners.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
@@ -126,7 +128,7 @@ impl Parked {
         if cost > self.max_bytes {
             gone.evicted += 1;
             if let Some(o) = &mut self.owners {
-                o.push(set.header.exporter);
+                o.push((set.header.exporter, set.tag));
             }
             return gone;
         }
@@ -199,7 +201,7 @@ impl Parked {
         self.bytes -= set.body.len();
         self.live -= 1;
         if let Some(o) = &mut self.owners {
-            o.push(set.header.exporter);
+            o.push((set.header.exporter, set.tag));
         }
         if let Some(ids) = self.by_key.get_mut(&set.key) {
             // Ids of a key ascend, and every older slot has left: ours is first.
@@ -235,6 +237,7 @@ mod tests {
             export_ms: 0,
             uptime_ms: 0,
             body: vec![0u8; len].into_boxed_slice(),
+            tag: 0,
         }
     }
 
@@ -252,7 +255,7 @@ mod tests {
         assert_eq!(p.by_exporter().get(&one), Some(&2), "a released set no longer waits");
         assert!(p.take_gone_owners().is_empty(), "a release is not a drop");
         assert_eq!(p.expire(10).expired, 2);
-        assert_eq!(p.take_gone_owners(), vec![one, one], "each expired set names its exporter");
+        assert_eq!(p.take_gone_owners(), vec![(one, 0), (one, 0)], "each expired set names its exporter");
         assert!(p.by_exporter().is_empty());
     }
 

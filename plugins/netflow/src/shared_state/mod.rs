@@ -64,7 +64,7 @@ pub enum SharedStateConfig {
     },
 }
 
-fn default_poll() -> HumanDuration {
+pub(crate) fn default_poll() -> HumanDuration {
     HumanDuration(Duration::from_millis(200))
 }
 fn default_warm_up() -> HumanDuration {
