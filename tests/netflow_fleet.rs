@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Guard;
+use common::{Guard, generator, http_get, metric, totals};
 
 fn have_balancer() -> bool {
     let ok = |c: &str| {
@@ -90,27 +90,6 @@ impl Drop for Balancer {
             .stderr(Stdio::null())
             .status();
     }
-}
-
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return (0, String::new()) };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    let code = body.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let text = body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, text)
-}
-
-fn metric(admin: &str, name: &str) -> u64 {
-    http_get(admin, "/metrics")
-        .1
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// One collector: a `netflow` source on `port` with `store` as its shared
@@ -197,22 +176,6 @@ fn read_outputs(paths: &[&Path]) -> Received {
         }
     }
     r
-}
-
-fn generator(vip: u16, args: &[&str]) -> std::process::Child {
-    common::spillway()
-        .args(["generate", "netflow", "--target", &format!("127.0.0.1:{vip}"), "--json"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-fn totals(child: std::process::Child) -> serde_json::Value {
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "generator: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 const EXPORTERS: u32 = 1000;

@@ -461,3 +461,44 @@ pub fn stop_collector(g: Guard, dir: &Path) -> serde_json::Value {
     assert_balanced(&ledger);
     ledger
 }
+
+/// `GET path` from an HTTP endpoint: status and body ((0, "") when it does not answer).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return (0, String::new()) };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    let code = body.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let text = body.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, text)
+}
+
+/// The sum of every series of metric `name` on the admin endpoint at `admin`.
+pub fn metric(admin: &str, name: &str) -> u64 {
+    http_get(admin, "/metrics")
+        .1
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Starts `spillway generate netflow --target 127.0.0.1:PORT --json ARGS` in the background.
+pub fn generator(vip: u16, args: &[&str]) -> std::process::Child {
+    spillway()
+        .args(["generate", "netflow", "--target", &format!("127.0.0.1:{vip}"), "--json"])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for a generator started with [`generator`] and returns its totals.
+pub fn totals(child: std::process::Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "generator: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}

@@ -464,6 +464,18 @@ impl Writer {
             let max_rows = self.rotate.max_rows;
             let file = self.open.get_mut(dir).expect("just opened");
             let room = max_rows.saturating_sub(file.rows).max(1) as usize;
+            // A batch that names journal records goes whole into one file
+            // when it can (so the file's marks can name them): it starts
+            // the next file rather than being split.
+            if whole
+                && file.rows > 0
+                && data.num_rows() > room
+                && data.num_rows() as u64 <= max_rows
+                && acks.marks().next().is_some()
+            {
+                self.finish(dir);
+                continue;
+            }
             let part = if data.num_rows() <= room {
                 std::mem::replace(&mut data, RecordBatch::new_empty(self.schema.clone()))
             } else {
