@@ -521,3 +521,81 @@ sinks:
         assert!(got.contains_key(k), "record lost: {k}");
     }
 }
+
+/// A broker outage under UDP load with a journal on the `netflow` source:
+/// the socket never drops (the journal takes what the sink cannot), the
+/// journal grows and shrinks again, and every record reaches Kafka. CI runs
+/// a short outage; `SPILLWAY_OUTAGE_SECS=60 SPILLWAY_OUTAGE_RATE=100000`
+/// runs the full one (docs/operations.md).
+#[test]
+fn a_broker_outage_under_udp_load_costs_no_datagram_with_a_journal() {
+    if !have_peers() || !python_readers() {
+        return;
+    }
+    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (outage, rate) = (env("SPILLWAY_OUTAGE_SECS", 15), env("SPILLWAY_OUTAGE_RATE", 10_000));
+    let mut broker = Broker::start();
+    broker.create_topic("journaled", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_udp_port(), free_tcp_port());
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            r#"
+sources:
+  flows:
+    type: netflow
+    listen: "127.0.0.1:{port}"
+    journal: {{ dir: ./journal, segment_size: 4MiB, max_size: 4GiB }}
+sinks:
+  kafka: {{ type: kafka, inputs: [flows], brokers: "{}", topic: journaled, buffer: 2MiB }}
+admin:
+  listen: "127.0.0.1:{admin}"
+"#,
+            broker.addr()
+        ),
+    );
+    let admin = format!("127.0.0.1:{admin}");
+    let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
+    wait_until("the collector is ready", Duration::from_secs(30), || {
+        http_get(&admin, "/health/ready").0 == 200
+    });
+    let n = rate * (outage + 10);
+    let sender =
+        generator(port, &["--exporters", "20", "--count", &n.to_string(), "--rate", &rate.to_string()]);
+    std::thread::sleep(Duration::from_secs(4));
+    broker.stop();
+    let journal_bytes = || metric(&admin, "spillway_journal_bytes");
+    let before = journal_bytes();
+    let mut peak = before;
+    for _ in 0..outage {
+        std::thread::sleep(Duration::from_secs(1));
+        peak = peak.max(journal_bytes());
+    }
+    broker.resume();
+    let t = totals(sender);
+    assert_eq!(t["records"].as_u64().unwrap(), n);
+    // The backlog drains once the broker is back.
+    let after = std::cell::Cell::new(u64::MAX);
+    wait_until("the journal drains", Duration::from_secs(120), || {
+        after.set(journal_bytes());
+        after.get() < 16 << 20 && metric(&admin, "spillway_records_delivered_total{component=\"kafka\"") >= n
+    });
+    let after = after.get();
+    assert!(peak > before + (1 << 20), "the journal grew during the outage: {before} → {peak}");
+    eprintln!("journal bytes: {before} before, {peak} at the peak of a {outage} s outage, {after} after");
+    let ledger = stop_collector(g, dir.path());
+    assert_eq!(entry(&ledger, "flows")["dropped_total"], 0, "no datagram lost: {ledger}");
+    assert_eq!(entry(&ledger, "kafka")["delivered"], n, "{ledger}");
+    let got = consume(&broker.addr(), "journaled", false, n as usize);
+    let sum: u64 = got
+        .iter()
+        .map(|m| {
+            serde_json::from_str::<serde_json::Value>(m["value"].as_str().unwrap()).unwrap()["bytes"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(got.len() as u64, n, "every record is in Kafka, once");
+    assert_eq!(sum, t["sum_bytes"].as_u64().unwrap());
+}
