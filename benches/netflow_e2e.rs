@@ -2,6 +2,11 @@
 //! → Parquet) in one process, at rising rates; reports delivered/sent and the
 //! kernel's drops for each, to find the highest rate with zero loss.
 //!
+//! A second table runs the blackhole case with the source's journal off
+//! and on (each fsync policy), side by side in the same run, with the
+//! process's CPU time per million records (generator included: the same
+//! in every row, so differences are the journal's).
+//!
 //! Not a criterion bench (the measure is loss at a rate, not time per
 //! iteration); run with `cargo bench --bench netflow_e2e`. The generator and
 //! the collector share the machine's cores, so figures are conservative.
@@ -16,9 +21,19 @@ use spillway_debug as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
 
-fn run(rate: Option<u64>, seconds: u64, sink: &str, port: u16) -> (u64, u64, u64, f64) {
+/// CPU seconds this process has used (user + system).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th, stime the 13th, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    f.get(10..12).map_or(0.0, |t| (t[0] + t[1]) as f64 / 100.0)
+}
+
+fn run(rate: Option<u64>, seconds: u64, sink: &str, port: u16, journal: &str) -> (u64, u64, u64, f64) {
     let yaml = format!(
-        "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 2, batch_size: 16384 }}\nsinks:\n  out: {sink}\n"
+        "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 2, batch_size: 16384{journal} }}\nsinks:\n  out: {sink}\n"
     );
     let pipeline = config::load_str(&yaml, &|_| None, Path::new("")).expect("valid");
     let topology = Topology::build(pipeline, RunOptions::default()).expect("builds");
@@ -80,7 +95,7 @@ fn main() {
         for rate in [Some(500_000), Some(1_000_000), Some(2_000_000), Some(4_000_000), None] {
             port += 1;
             let _ = std::fs::remove_dir_all("/tmp/spillway-e2e-bench");
-            let (sent, delivered, kernel, secs) = run(rate, seconds, sink, port);
+            let (sent, delivered, kernel, secs) = run(rate, seconds, sink, port, "");
             println!(
                 "{name:<10} {:>12} {sent:>12} {delivered:>12} {kernel:>14} {:>10.0}",
                 rate.map_or("max".into(), |r| r.to_string()),
@@ -89,4 +104,32 @@ fn main() {
         }
     }
     let _ = std::fs::remove_dir_all("/tmp/spillway-e2e-bench");
+    println!();
+    println!(
+        "{:<16} {:>12} {:>12} {:>12} {:>14} {:>10} {:>14}",
+        "journal", "target r/s", "sent", "delivered", "kernel drops", "sent r/s", "cpu s / M rec"
+    );
+    let dir = "/tmp/spillway-e2e-journal";
+    for rate in [Some(1_000_000), Some(2_000_000), None] {
+        for (name, journal) in [
+            ("off", String::new()),
+            ("fsync 1s", format!(", journal: {{ dir: {dir}, fsync: 1s }}")),
+            ("fsync 100ms", format!(", journal: {{ dir: {dir}, fsync: 100ms }}")),
+            ("fsync batch", format!(", journal: {{ dir: {dir}, fsync: batch }}")),
+        ] {
+            port += 1;
+            let _ = std::fs::remove_dir_all(dir);
+            let cpu = cpu_seconds();
+            let (sent, delivered, kernel, secs) =
+                run(rate, seconds, "{ type: blackhole, inputs: [flows] }", port, &journal);
+            let cpu = cpu_seconds() - cpu;
+            println!(
+                "{name:<16} {:>12} {sent:>12} {delivered:>12} {kernel:>14} {:>10.0} {:>14.2}",
+                rate.map_or("max".into(), |r| r.to_string()),
+                sent as f64 / secs,
+                cpu / (delivered.max(1) as f64 / 1e6)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

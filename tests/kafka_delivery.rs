@@ -599,3 +599,174 @@ admin:
     assert_eq!(got.len() as u64, n, "every record is in Kafka, once");
     assert_eq!(sum, t["sum_bytes"].as_u64().unwrap());
 }
+
+/// The soak: a fixed UDP rate into a journaled `netflow` source feeding
+/// Parquet and Kafka at once, the broker bounced every sixth of the run,
+/// the engine killed with -9 twice (the sender paused around each kill, so
+/// that everything sent was taken in). Parquet reconciles with the
+/// sender's totals to the record; Kafka holds every record, plus at most
+/// the replays the journal could not prove delivered (at least once).
+/// CI runs 2 minutes; `SPILLWAY_SOAK_SECS=1800` is the full half hour
+/// (docs/operations.md).
+#[test]
+fn soak_broker_bounces_and_kill_9_reconcile_to_the_record() {
+    if !have_peers() || !python_readers() {
+        return;
+    }
+    let secs: u64 = std::env::var("SPILLWAY_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
+    let rate: u64 = std::env::var("SPILLWAY_SOAK_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let mut broker = Broker::start();
+    broker.create_topic("soak", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (free_udp_port(), free_tcp_port());
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            r#"
+sources:
+  flows:
+    type: netflow
+    listen: "127.0.0.1:{port}"
+    journal: {{ dir: ./journal, segment_size: 4MiB, max_size: 4GiB }}
+sinks:
+  kafka: {{ type: kafka, inputs: [flows], brokers: "{}", topic: soak, buffer: 4MiB }}
+  archive: {{ type: parquet, inputs: [flows], path: ./data, rotate: {{ max_age: 20s }} }}
+admin:
+  listen: "127.0.0.1:{admin_port}"
+"#,
+            broker.addr()
+        ),
+    );
+    let admin = format!("127.0.0.1:{admin_port}");
+    let start = || {
+        let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
+        wait_until("the collector is ready", Duration::from_secs(30), || {
+            http_get(&admin, "/health/ready").0 == 200
+        });
+        g
+    };
+    let unproven = || metric(&admin, "spillway_journal_replayed_unproven_total");
+    let kernel = || {
+        metric(
+            &admin,
+            "spillway_records_dropped_total{component=\"flows\",kind=\"source\",reason=\"buffer_full\"}",
+        )
+    };
+    let mut g = start();
+    let n = rate * secs;
+    let sender =
+        generator(port, &["--exporters", "30", "--count", &n.to_string(), "--rate", &rate.to_string()]);
+    let began = std::time::Instant::now();
+    let step = Duration::from_secs(secs / 6);
+    let mut replays = 0;
+    for i in 1..6u32 {
+        while began.elapsed() < step * i {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if i == 2 || i == 4 {
+            // kill -9, the sender paused around it.
+            common::signal(sender.id(), "STOP");
+            std::thread::sleep(Duration::from_millis(1300));
+            assert_eq!(kernel(), 0, "the socket dropped datagrams");
+            replays += unproven();
+            common::signal(g.id(), "KILL");
+            let _ = g.wait();
+            g = start();
+            common::signal(sender.id(), "CONT");
+        } else {
+            // The broker bounces for ten seconds.
+            broker.stop();
+            std::thread::sleep(Duration::from_secs(10));
+            broker.resume();
+        }
+    }
+    let t = totals(sender);
+    // The graceful stop decodes what the journal holds and waits for the
+    // sinks' acknowledgements.
+    assert_eq!(kernel(), 0, "the socket dropped datagrams");
+    replays += unproven();
+    let ledger = stop_collector(g, dir.path());
+    assert_eq!(entry(&ledger, "flows")["dropped_total"], 0, "{ledger}");
+    // Parquet: exactly what was sent.
+    let out = run_python(
+        r#"
+import sys, json, pyarrow.dataset as ds, pyarrow.compute as pc
+t = ds.dataset(sys.argv[1], format='parquet').to_table()
+print(json.dumps({'records': t.num_rows, 'sum_bytes': pc.sum(t['bytes']).as_py()}))
+"#,
+        &[dir.path().join("data").to_str().unwrap()],
+    );
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["records"], t["records"], "parquet {got} vs sent {t}");
+    assert_eq!(got["sum_bytes"], t["sum_bytes"]);
+    // Kafka: everything, duplicates bounded by the unproven replays.
+    let msgs = consume(&broker.addr(), "soak", false, n as usize).len() as u64;
+    eprintln!(
+        "soak {secs} s: sent {n}, Parquet {}, Kafka {msgs} (replays without proof of delivery: {replays})",
+        got["records"]
+    );
+    assert!(msgs >= n && msgs <= n + replays, "Kafka holds {msgs} of {n} (+{replays} possible duplicates)");
+}
+
+/// A disk buffer in front of a sink (`buffer: { type: disk }`), behind a
+/// Kafka source: batches are acknowledged once in the buffer, so the
+/// source commits while the Parquet sink still holds them in an open file;
+/// `kill -9` then; the next start reads the buffer again and the files end
+/// up with every record once.
+#[test]
+fn a_disk_buffer_keeps_what_it_acknowledged_through_kill_9() {
+    if !have_peers() || !python_readers() {
+        return;
+    }
+    let broker = Broker::start();
+    broker.create_topic("buffered", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let n = 60_000;
+    let expected =
+        produce(dir.path(), &broker, "buffered", &format!("{{ type: demo, count: {n}, seed: 7 }}"));
+    assert_eq!(expected.len(), n);
+    let admin = format!("127.0.0.1:{}", free_tcp_port());
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            r#"
+sources:
+  k: {{ type: kafka, brokers: "{}", topics: [buffered], group: buffered, encoding: protobuf, commit_interval: 200ms }}
+sinks:
+  out: {{ type: parquet, inputs: [k], path: ./data, rotate: {{ max_age: 60s }}, buffer: {{ type: disk, dir: ./buffer, max_size: 256MiB }} }}
+admin:
+  listen: "{admin}"
+"#,
+            broker.addr()
+        ),
+    );
+    let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
+    // Everything read and committed, though no Parquet file is closed yet.
+    wait_until("the source has read and committed everything", Duration::from_secs(60), || {
+        http_get(&admin, "/metrics").0 == 200
+            && metric(&admin, "spillway_records_received_total{component=\"k\"") >= n as u64
+            && metric(&admin, "spillway_kafka_uncommitted_records") == 0
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(common::parquet_files(&dir.path().join("data")).is_empty(), "nothing is in Parquet yet");
+    signal(g.id(), "KILL");
+    let _ = g.wait();
+    // The source has nothing left to read; the buffer has it all.
+    let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
+    wait_until("the buffer is read again", Duration::from_secs(60), || {
+        metric(&admin, "spillway_records_created_total{component=\"out\"") >= n as u64
+    });
+    let ledger = stop_collector(g, dir.path());
+    assert_eq!(entry(&ledger, "k")["received"], 0, "the source had committed everything: {ledger}");
+    assert_eq!(entry(&ledger, "out")["delivered"], n as u64, "{ledger}");
+    let out = run_python(
+        r#"
+import sys, json, pyarrow.dataset as ds
+t = ds.dataset(sys.argv[1], format='parquet').to_table()
+print(json.dumps({'records': t.num_rows}))
+"#,
+        &[dir.path().join("data").to_str().unwrap()],
+    );
+    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(got["records"], n, "every record once");
+}

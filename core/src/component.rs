@@ -389,13 +389,29 @@ pub struct TransformError {
 
 /// The input of a sink: batches from every upstream, until they all end.
 pub struct SinkInput {
-    rx: RowReceiver,
+    rx: Input,
     ledger: Arc<ComponentLedger>,
+}
+
+/// Where a sink's batches come from.
+enum Input {
+    /// Its input channel.
+    Channel(RowReceiver),
+    /// Its disk buffer, which counted the records as it took them in.
+    Buffer(tokio::sync::mpsc::Receiver<crate::disk_buffer::Buffered>),
 }
 
 impl SinkInput {
     pub(crate) fn new(rx: RowReceiver, ledger: Arc<ComponentLedger>) -> Self {
-        Self { rx, ledger }
+        Self { rx: Input::Channel(rx), ledger }
+    }
+
+    /// Batches read from the sink's disk buffer.
+    pub(crate) fn buffered(
+        rx: tokio::sync::mpsc::Receiver<crate::disk_buffer::Buffered>,
+        ledger: Arc<ComponentLedger>,
+    ) -> Self {
+        Self { rx: Input::Buffer(rx), ledger }
     }
 
     /// The next batch, or `None` once every upstream has finished. Counts the
@@ -404,8 +420,14 @@ impl SinkInput {
     /// Cancel safety: cancel-safe. If the future is dropped before it
     /// completes, no batch is lost.
     pub async fn recv(&mut self) -> Option<Batch> {
-        let mut b = self.rx.recv().await?;
-        self.ledger.received(b.rows() as u64);
+        let mut b = match &mut self.rx {
+            Input::Channel(rx) => {
+                let b = rx.recv().await?;
+                self.ledger.received(b.rows() as u64);
+                b
+            }
+            Input::Buffer(rx) => rx.recv().await?.batch,
+        };
         // The sink answers for it now: dropped unsettled, it is rejected.
         b.acks.take_responsibility();
         Some(b)

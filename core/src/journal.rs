@@ -41,7 +41,7 @@ const MAGIC: &[u8; 8] = b"SPWJNL01";
 pub const HEADER_LEN: usize = 24;
 /// Record header: length, checksum, receive time, address, port.
 pub const RECORD_OVERHEAD: usize = 8 + 8 + 16 + 2;
-/// Longest payload a record holds (a UDP datagram's limit).
+/// Longest payload a record holds by default (a UDP datagram's limit).
 pub const MAX_PAYLOAD: usize = 65_535;
 
 /// Sets of `u64`s kept as sorted, disjoint, non-adjacent inclusive ranges.
@@ -179,6 +179,23 @@ pub enum Fsync {
     Every(Duration),
 }
 
+/// The `fsync` setting of a journal or a disk buffer: `batch` or a
+/// duration such as `100ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsyncPolicy(pub Fsync);
+
+impl<'de> serde::Deserialize<'de> for FsyncPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "batch" {
+            return Ok(Self(Fsync::Batch));
+        }
+        humantime::parse_duration(&s)
+            .map(|t| Self(Fsync::Every(t)))
+            .map_err(|e| serde::de::Error::custom(format!("`batch` or a duration such as `100ms`: {e}")))
+    }
+}
+
 /// A record read back.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {
@@ -306,16 +323,21 @@ pub struct Writer {
     pending: u64,
     fsync: Fsync,
     dirty_since: Option<Instant>,
+    /// With an interval policy, the thread that flushes to the device.
+    syncer: Option<Syncer>,
     shared: Arc<Shared>,
     /// Appends refused because a write failed (disk full…), not yet taken.
     failed: u64,
+    max_payload: usize,
 }
 
 /// Reads records in order; one per journal, on the decoding thread.
 pub struct Reader {
     shared: Arc<Shared>,
+    max_payload: usize,
     next: u64,
-    file: Option<(File, Segment)>,
+    /// Buffered: one `read` per 256 KiB, not two per record.
+    file: Option<(std::io::BufReader<File>, Segment)>,
     head: [u8; RECORD_OVERHEAD],
     buf: Vec<u8>,
 }
@@ -336,8 +358,14 @@ fn seg_name(first: u64) -> String {
     format!("{first:020}.seg")
 }
 
-/// Opens (or creates) the journal in `dir`.
+/// Opens (or creates) the journal in `dir`, for datagrams.
 pub fn open(dir: &Path, segment_size: u64, fsync: Fsync) -> std::io::Result<Opened> {
+    open_with(dir, segment_size, fsync, MAX_PAYLOAD)
+}
+
+/// Opens (or creates) the journal in `dir`, for records of at most
+/// `max_payload` bytes.
+pub fn open_with(dir: &Path, segment_size: u64, fsync: Fsync, max_payload: usize) -> std::io::Result<Opened> {
     std::fs::create_dir_all(dir)?;
     let mut found: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
@@ -372,7 +400,7 @@ pub fn open(dir: &Path, segment_size: u64, fsync: Fsync) -> std::io::Result<Open
     let mut recovered = 0u64;
     let mut next = 0u64;
     for (first, path) in found {
-        let (good, good_bytes, len, why) = scan(&path, id, first)?;
+        let (good, good_bytes, len, why) = scan(&path, id, first, max_payload)?;
         if let Some(why) = why {
             damage.push(Damage { path: path.clone(), good, bad_bytes: len - good_bytes, why });
         }
@@ -415,10 +443,17 @@ pub fn open(dir: &Path, segment_size: u64, fsync: Fsync) -> std::io::Result<Open
         pending: 0,
         fsync,
         dirty_since: None,
+        syncer: None,
         shared: shared.clone(),
         failed: 0,
+        max_payload,
     };
-    let reader = Reader { shared, next: start, file: None, head: [0; RECORD_OVERHEAD], buf: Vec::new() };
+    let mut writer = writer;
+    if let Fsync::Every(d) = fsync {
+        writer.syncer = Some(Syncer::start(&writer.file, d)?);
+    }
+    let reader =
+        Reader { shared, max_payload, next: start, file: None, head: [0; RECORD_OVERHEAD], buf: Vec::new() };
     Ok(Opened { writer, reader, id, recovered, damage })
 }
 
@@ -435,7 +470,12 @@ fn new_segment(dir: &Path, id: u64, first: u64) -> std::io::Result<(File, PathBu
 
 /// Counts a segment's good records: (records, bytes they end at, file
 /// length, why reading stopped early).
-fn scan(path: &Path, id: u64, first: u64) -> std::io::Result<(u64, u64, u64, Option<&'static str>)> {
+fn scan(
+    path: &Path,
+    id: u64,
+    first: u64,
+    max_payload: usize,
+) -> std::io::Result<(u64, u64, u64, Option<&'static str>)> {
     let mut data = Vec::new();
     File::open(path)?.read_to_end(&mut data)?;
     let len = data.len() as u64;
@@ -450,7 +490,7 @@ fn scan(path: &Path, id: u64, first: u64) -> std::io::Result<(u64, u64, u64, Opt
     let mut at = HEADER_LEN;
     let mut good = 0u64;
     while at < data.len() {
-        match check(&data[at..]) {
+        match check(&data[at..], max_payload) {
             Ok(n) => {
                 at += n;
                 good += 1;
@@ -462,12 +502,12 @@ fn scan(path: &Path, id: u64, first: u64) -> std::io::Result<(u64, u64, u64, Opt
 }
 
 /// The length of the valid record at the start of `b`.
-fn check(b: &[u8]) -> Result<usize, &'static str> {
+fn check(b: &[u8], max_payload: usize) -> Result<usize, &'static str> {
     if b.len() < RECORD_OVERHEAD {
         return Err("a record header is cut short");
     }
     let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-    if len > MAX_PAYLOAD {
+    if len > max_payload {
         return Err("a record's length is impossible");
     }
     let total = RECORD_OVERHEAD + len;
@@ -504,6 +544,77 @@ pub fn store(path: &Path, data: &[u8]) -> std::io::Result<()> {
     write_atomic(path, data)
 }
 
+/// Flushes a journal to the device in the background (`fsync: INTERVAL`),
+/// so the receiving thread never waits for the disk.
+struct Syncer {
+    shared: Arc<SyncShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct SyncShared {
+    /// The segment being written, and closed ones not yet flushed.
+    files: Mutex<(Option<File>, Vec<File>)>,
+    dirty: AtomicBool,
+    stop: AtomicBool,
+}
+
+impl Syncer {
+    fn start(current: &File, every: Duration) -> std::io::Result<Self> {
+        let shared = Arc::new(SyncShared {
+            files: Mutex::new((Some(current.try_clone()?), Vec::new())),
+            dirty: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new().name("journal-sync".into()).spawn(move || {
+            loop {
+                std::thread::park_timeout(every);
+                let stop = s.stop.load(Ordering::Acquire);
+                let (current, closed) = {
+                    let mut f = s.files.lock().unwrap_or_else(|e| e.into_inner());
+                    let current = f.0.as_ref().and_then(|c| c.try_clone().ok());
+                    (current, std::mem::take(&mut f.1))
+                };
+                for f in closed {
+                    if let Err(e) = f.sync_data() {
+                        tracing::warn!(error = %e, "cannot flush a closed journal segment to disk");
+                    }
+                }
+                if s.dirty.swap(false, Ordering::AcqRel)
+                    && let Some(c) = current
+                    && let Err(e) = c.sync_data()
+                {
+                    tracing::warn!(error = %e, "cannot flush the journal to disk");
+                }
+                if stop {
+                    return;
+                }
+            }
+        })?;
+        Ok(Self { shared, thread: Some(thread) })
+    }
+
+    /// Flushes what is left and ends the thread.
+    fn stop(mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.dirty.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
 impl Writer {
     /// What the reader of this journal shares with it.
     pub fn shared(&self) -> &Arc<Shared> {
@@ -512,7 +623,7 @@ impl Writer {
 
     /// Adds one record to the pending batch ([`Writer::commit`] writes it).
     pub fn append(&mut self, received_ns: i64, addr: [u8; 16], port: u16, payload: &[u8]) {
-        let payload = &payload[..payload.len().min(MAX_PAYLOAD)];
+        let payload = &payload[..payload.len().min(self.max_payload)];
         let at = self.buf.len();
         self.buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(&[0; 4]);
@@ -560,6 +671,14 @@ impl Writer {
 
     fn maybe_sync(&mut self, force: bool) {
         let Some(since) = self.dirty_since else { return };
+        if let Some(s) = &self.syncer {
+            // The syncer flushes in the background; a roll hands it the
+            // closed segment instead of waiting for the disk here.
+            s.shared.dirty.store(true, Ordering::Release);
+            if !force {
+                return;
+            }
+        }
         let due = match self.fsync {
             Fsync::Batch => true,
             Fsync::Every(d) => since.elapsed() >= d,
@@ -576,8 +695,17 @@ impl Writer {
 
     /// Closes the current segment and starts the next.
     fn roll(&mut self) -> std::io::Result<()> {
-        self.maybe_sync(true);
+        if self.syncer.is_none() {
+            self.maybe_sync(true);
+        }
         let (file, path) = new_segment(&self.dir, self.id, self.next)?;
+        if let Some(s) = &self.syncer {
+            let mut f = s.shared.files.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(old) = f.0.replace(file.try_clone()?) {
+                f.1.push(old);
+            }
+            s.shared.dirty.store(true, Ordering::Release);
+        }
         sync_dir(&self.dir);
         {
             let mut s = self.shared.segments.lock().unwrap_or_else(|e| e.into_inner());
@@ -608,6 +736,9 @@ impl Writer {
     /// Flushes everything to disk and tells the reader nothing more comes.
     pub fn finish(mut self) {
         let _ = self.commit();
+        if let Some(s) = self.syncer.take() {
+            s.stop();
+        }
         self.maybe_sync(true);
         {
             let mut s = self.shared.segments.lock().unwrap_or_else(|e| e.into_inner());
@@ -668,20 +799,26 @@ impl Reader {
             }
             let len = u32::from_le_bytes(self.head[..4].try_into().unwrap_or_default()) as usize;
             let crc = u32::from_le_bytes(self.head[4..8].try_into().unwrap_or_default());
-            if len > MAX_PAYLOAD {
-                self.skip_segment("a record's length is impossible");
+            if len > self.max_payload {
+                if self.skip_segment("a record's length is impossible") {
+                    return None;
+                }
                 continue;
             }
             self.buf.resize(len, 0);
             if f.read_exact(&mut self.buf).is_err() {
-                self.skip_segment("a record is cut short");
+                if self.skip_segment("a record is cut short") {
+                    return None;
+                }
                 continue;
             }
             let mut h = crc32fast::Hasher::new();
             h.update(&self.head[8..]);
             h.update(&self.buf);
             if h.finalize() != crc {
-                self.skip_segment("a record's checksum does not match");
+                if self.skip_segment("a record's checksum does not match") {
+                    return None;
+                }
                 continue;
             }
             let seq = self.next;
@@ -725,17 +862,30 @@ impl Reader {
             seq += 1;
         }
         f.seek(SeekFrom::Start(at)).ok()?;
-        self.file = Some((f, seg));
+        self.file = Some((std::io::BufReader::with_capacity(256 << 10, f), seg));
         Some(())
     }
 
     /// The rest of the current segment cannot be read: counted, skipped.
-    fn skip_segment(&mut self, why: &'static str) {
-        let Some((_, seg)) = self.file.take() else { return };
-        let end = seg.end.unwrap_or_else(|| self.shared.end());
+    /// Whether reading should pause (the segment being written read short:
+    /// try again later).
+    fn skip_segment(&mut self, why: &'static str) -> bool {
+        let Some((_, seg)) = self.file.take() else { return false };
+        // What we hold may predate a roll: ask where the segment ends now.
+        let Some(now) = self.shared.segment_for(self.next) else { return true };
+        if now.first != seg.first {
+            // The records are in a later segment: nothing is lost.
+            return false;
+        }
+        let Some(end) = now.end else {
+            // The segment being written reads short only while a write is
+            // under way: read it again later.
+            return true;
+        };
         tracing::error!(file = %seg.path.display(), why, "journal segment unreadable from here; its remaining records are dropped");
         self.shared.dropped.fetch_add(end.saturating_sub(self.next), Ordering::AcqRel);
         self.next = end;
+        false
     }
 }
 

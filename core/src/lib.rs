@@ -31,6 +31,7 @@ pub mod batch;
 pub mod channel;
 pub mod component;
 pub mod config;
+pub mod disk_buffer;
 pub mod events;
 pub mod exporters;
 pub mod health;

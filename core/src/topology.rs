@@ -500,13 +500,34 @@ impl Runner {
                 }
                 Built::Sink(s) => {
                     let rx = receivers.remove(&name).expect("every sink has an input channel");
-                    let input = SinkInput::new(rx, entry.clone());
-                    let cx = SinkContext {
-                        name: n,
-                        events: Events::new(entry),
-                        metrics: self.metrics.component(&name),
+                    let metrics = self.metrics.component(&name);
+                    let (input, buffer) = match &spec.disk_buffer {
+                        None => (SinkInput::new(rx, entry.clone()), None),
+                        Some(cfg) => {
+                            let (tx, brx) = tokio::sync::mpsc::channel(2);
+                            let dir = self.base_dir.join(&cfg.dir);
+                            let task = crate::disk_buffer::run(
+                                cfg.clone(),
+                                dir,
+                                n.clone(),
+                                rx,
+                                tx,
+                                entry.clone(),
+                                metrics.clone(),
+                            );
+                            (SinkInput::buffered(brx, entry.clone()), Some(tokio::spawn(task)))
+                        }
                     };
-                    self.tasks.spawn(async move { (iid, s.run(input, cx).await.map_err(|e| e.message)) })
+                    let cx = SinkContext { name: n, events: Events::new(entry), metrics };
+                    self.tasks.spawn(async move {
+                        let r = s.run(input, cx).await.map_err(|e| e.message);
+                        // The buffer ends once the sink has settled what it read.
+                        let b = match buffer {
+                            Some(t) => t.await.map_err(|e| e.to_string()).and_then(|r| r),
+                            None => Ok(()),
+                        };
+                        (iid, r.and(b))
+                    })
                 }
             };
             self.by_task.insert(task.id(), iid);

@@ -89,6 +89,8 @@ pub struct Component {
     /// Its whole definition (type, fields, inputs, input schema) as text:
     /// equal fingerprints mean a reload can leave the component running.
     pub fingerprint: String,
+    /// A sink's disk buffer.
+    pub disk_buffer: Option<crate::disk_buffer::DiskBufferConfig>,
 }
 
 /// A validated pipeline, components in dependency order (every component

@@ -21,6 +21,8 @@ pub(super) struct Entry<'a> {
     /// The fields as given (without `type` and `inputs`).
     pub(super) raw: serde_json::Value,
     pub(super) inputs: Vec<(String, Pos)>,
+    /// A sink's `buffer: { type: disk, … }`.
+    pub(super) disk_buffer: Option<crate::disk_buffer::DiskBufferConfig>,
 }
 
 /// Collects every problem.
@@ -127,6 +129,7 @@ impl Validator {
                     .collect::<Vec<_>>())
             );
             pipeline.components.push(Component {
+                disk_buffer: e.disk_buffer,
                 name: e.name,
                 kind: e.kind,
                 type_name,
@@ -176,6 +179,7 @@ impl Validator {
             config: None,
             raw: serde_json::Value::Null,
             inputs: Vec::new(),
+            disk_buffer: None,
         };
         match body.get("inputs") {
             Some(inputs) if kind == ComponentKind::Source => {
@@ -237,7 +241,7 @@ impl Validator {
             );
             return Some(entry);
         };
-        let rest: serde_json::Map<String, serde_json::Value> = fields
+        let mut rest: serde_json::Map<String, serde_json::Value> = fields
             .iter()
             .filter_map(|(k, v)| {
                 let k = k.as_str()?;
@@ -245,6 +249,24 @@ impl Validator {
             })
             .collect();
         entry.raw = serde_json::Value::Object(rest.clone());
+        // Any sink can have a disk buffer in front of it: `buffer` as a map
+        // with `type: disk` (a sink's own `buffer` setting, such as the
+        // Kafka producer's size, is a scalar).
+        if kind == ComponentKind::Sink
+            && let Some(b) = rest.get("buffer").filter(|b| b.get("type").is_some())
+        {
+            let pos = body.get("buffer").map_or(name_node.pos, |n| n.pos);
+            match serde_json::from_value::<crate::disk_buffer::DiskBufferConfig>(b.clone()) {
+                Ok(c) => {
+                    for m in c.issues() {
+                        self.err(pos, format!("{path}.buffer"), m);
+                    }
+                    entry.disk_buffer = Some(c);
+                }
+                Err(e) => self.err(pos, format!("{path}.buffer"), format!("{e} (a disk buffer: `buffer: {{ type: disk, dir: PATH, max_size: 1GiB, when_full: block }}`)")),
+            }
+            rest.remove("buffer");
+        }
         match (reg.parse)(serde_json::Value::Object(rest)) {
             Ok(config) => {
                 let issues = match &config {

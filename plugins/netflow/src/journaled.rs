@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use spillway_core::ack::{AckReceiver, AckStatus, AckTracker, Acks};
 use spillway_core::config::{ByteSize, HumanDuration};
-use spillway_core::journal::{Fsync, Mark, RangeSet};
+use spillway_core::journal::{Fsync, FsyncPolicy, Mark, RangeSet};
 use spillway_core::metrics::{Counter, Gauge, Metrics};
 use spillway_core::registry::FieldIssue;
 
@@ -78,22 +78,6 @@ pub enum WhenFull {
     /// Delete the oldest segment, decoded or not (what it held unread is
     /// counted, `buffer_full`).
     DropOldest,
-}
-
-/// The `fsync` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FsyncPolicy(pub Fsync);
-
-impl<'de> Deserialize<'de> for FsyncPolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        if s == "batch" {
-            return Ok(Self(Fsync::Batch));
-        }
-        humantime::parse_duration(&s)
-            .map(|t| Self(Fsync::Every(t)))
-            .map_err(|e| serde::de::Error::custom(format!("`batch` or a duration such as `100ms`: {e}")))
-    }
 }
 
 fn default_max_size() -> ByteSize {
