@@ -78,7 +78,7 @@ fn crash_three_times(
     let skipped = || metric(&format!("127.0.0.1:{admin}"), "spillway_journal_skipped_total");
     let mut skips = 0;
     let mut g = start(dir, p, admin);
-    let mut sender = generator(port, &["--exporters", "50", "--count", "240000", "--rate", "20000"]);
+    let sender = generator(port, &["--exporters", "50", "--count", "240000", "--rate", "20000"]);
     for round in 0..3 {
         std::thread::sleep(Duration::from_secs(3));
         pause(sender.id());

@@ -450,7 +450,7 @@ pub fn open_with(dir: &Path, segment_size: u64, fsync: Fsync, max_payload: usize
     };
     let mut writer = writer;
     if let Fsync::Every(d) = fsync {
-        writer.syncer = Some(Syncer::start(&writer.file, d)?);
+        writer.syncer = Some(Syncer::start(&writer.file, dir, d)?);
     }
     let reader =
         Reader { shared, max_payload, next: start, file: None, head: [0; RECORD_OVERHEAD], buf: Vec::new() };
@@ -539,9 +539,14 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Writes `data` to `path` atomically (a temporary file renamed over it).
+/// Writes `data` to `path` atomically (a temporary file renamed over it),
+/// without waiting for the device: for positions whose loss at a power cut
+/// only means more to replay (an fsync here would stall the journal's
+/// writes behind the filesystem's journal commit).
 pub fn store(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    write_atomic(path, data)
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Flushes a journal to the device in the background (`fsync: INTERVAL`),
@@ -556,14 +561,16 @@ struct SyncShared {
     files: Mutex<(Option<File>, Vec<File>)>,
     dirty: AtomicBool,
     stop: AtomicBool,
+    dir: PathBuf,
 }
 
 impl Syncer {
-    fn start(current: &File, every: Duration) -> std::io::Result<Self> {
+    fn start(current: &File, dir: &Path, every: Duration) -> std::io::Result<Self> {
         let shared = Arc::new(SyncShared {
             files: Mutex::new((Some(current.try_clone()?), Vec::new())),
             dirty: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            dir: dir.to_path_buf(),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new().name("journal-sync".into()).spawn(move || {
@@ -575,10 +582,15 @@ impl Syncer {
                     let current = f.0.as_ref().and_then(|c| c.try_clone().ok());
                     (current, std::mem::take(&mut f.1))
                 };
+                let rolled = !closed.is_empty();
                 for f in closed {
                     if let Err(e) = f.sync_data() {
                         tracing::warn!(error = %e, "cannot flush a closed journal segment to disk");
                     }
+                }
+                // A new segment's name is durable once its directory is.
+                if rolled {
+                    sync_dir(&s.dir);
                 }
                 if s.dirty.swap(false, Ordering::AcqRel)
                     && let Some(c) = current
@@ -705,8 +717,9 @@ impl Writer {
                 f.1.push(old);
             }
             s.shared.dirty.store(true, Ordering::Release);
+        } else {
+            sync_dir(&self.dir);
         }
-        sync_dir(&self.dir);
         {
             let mut s = self.shared.segments.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(cur) = s.back_mut() {

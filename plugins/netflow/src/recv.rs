@@ -38,6 +38,16 @@ impl MmsgBufs {
 
     /// Receives up to `VLEN` datagrams; returns how many.
     pub fn recv(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_WAITFORONE)
+    }
+
+    /// As [`MmsgBufs::recv`], without waiting: `WouldBlock` when nothing is
+    /// queued.
+    pub fn recv_nowait(&mut self, fd: RawFd) -> std::io::Result<usize> {
+        self.recv_flags(fd, libc::MSG_WAITFORONE | libc::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> std::io::Result<usize> {
         for i in 0..VLEN {
             self.iovs[i] = libc::iovec { iov_base: self.data[i * BUF..].as_mut_ptr().cast(), iov_len: BUF };
             let h = &mut self.hdrs[i].msg_hdr;
@@ -53,13 +63,7 @@ impl MmsgBufs {
         // SAFETY: every header points into buffers owned by `self`, which
         // outlive the call; lengths match the buffers' sizes.
         let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                VLEN as libc::c_uint,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
+            libc::recvmmsg(fd, self.hdrs.as_mut_ptr(), VLEN as libc::c_uint, flags, std::ptr::null_mut())
         };
         if n < 0 { Err(std::io::Error::last_os_error()) } else { Ok(n as usize) }
     }

@@ -699,17 +699,6 @@ struct WorkerJournal {
 /// the socket.
 const DECODE_TURN: usize = 256;
 
-/// How long a journaled worker waits on its socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wait {
-    /// Not at all: the journal holds records to decode.
-    None,
-    /// Briefly: downstream has no room for the next batch.
-    Short,
-    /// Up to the usual timeout: everything is decoded.
-    Long,
-}
-
 /// Opens each worker's journal (locked for this process), counting what a
 /// torn tail lost.
 fn open_journals(
@@ -915,7 +904,7 @@ impl Worker {
         let mut deadline: Option<Instant> = None;
         // Downstream refusing batches since (at a stop, bounded).
         let mut stalled: Option<Instant> = None;
-        let mut wait = Wait::Long;
+        let (mut waited, mut received) = (false, 0usize);
         let shared = j.reader.shared().clone();
         let max = j.cfg.max_size.get();
         loop {
@@ -953,11 +942,25 @@ impl Worker {
                         w.finish();
                     }
                 } else {
-                    self.receive_into_journal(&mut j, &mut bufs, &shared, max, deadline.is_some(), &mut wait);
+                    received = 0;
+                    self.receive_into_journal(
+                        &mut j,
+                        &mut bufs,
+                        &shared,
+                        max,
+                        deadline.is_some(),
+                        &mut waited,
+                        &mut received,
+                    );
                 }
             }
             // Decode while downstream takes batches.
-            if self.offer(&mut j) {
+            let room = self.offer(&mut j);
+            if !room && !waited && received == 0 && j.writer.is_some() {
+                // Downstream has no room and the socket is empty: rest.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if room {
                 stalled = None;
                 let mut n = 0;
                 while n < DECODE_TURN && !self.collector.is_full() {
@@ -1068,7 +1071,8 @@ impl Worker {
         shared: &spillway_core::journal::Shared,
         max: u64,
         draining: bool,
-        wait: &mut Wait,
+        waited: &mut bool,
+        received: &mut usize,
     ) {
         use crate::journaled::WhenFull;
         let full = shared.bytes() >= max;
@@ -1085,30 +1089,17 @@ impl Worker {
                 WhenFull::DropNewest => {}
             }
         }
-        // Wait on the socket only when there is nothing to decode, and
-        // briefly while downstream has no room.
-        let want = match (j.pending.is_some(), j.reader.caught_up()) {
-            (true, _) => Wait::Short,
-            (false, false) => Wait::None,
-            (false, true) => Wait::Long,
-        };
-        if want != *wait {
-            let _ = match want {
-                Wait::None => self.socket.set_nonblocking(true),
-                Wait::Short => self
-                    .socket
-                    .set_nonblocking(false)
-                    .and_then(|()| self.socket.set_read_timeout(Some(Duration::from_millis(2)))),
-                Wait::Long => self
-                    .socket
-                    .set_nonblocking(false)
-                    .and_then(|()| self.socket.set_read_timeout(Some(Duration::from_millis(50)))),
-            };
-            *wait = want;
-        }
+        // Wait on the socket only when everything is decoded and downstream
+        // has room; otherwise look and go back to decoding (or, while
+        // downstream has no room, to a short sleep in the caller).
+        let wait = j.reader.caught_up() && j.pending.is_none();
+        *waited = wait;
         let Some(w) = j.writer.as_mut() else { return };
-        match bufs.recv(self.socket.as_raw_fd()) {
+        let got =
+            if wait { bufs.recv(self.socket.as_raw_fd()) } else { bufs.recv_nowait(self.socket.as_raw_fd()) };
+        match got {
             Ok(n) => {
+                *received = n;
                 let now = now_ns();
                 let mut refused = 0u64;
                 for i in 0..n {
@@ -1144,6 +1135,7 @@ impl Worker {
                 }
             }
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                // Empty: at a stop, the socket is drained.
                 if draining && let Some(w) = j.writer.take() {
                     w.finish();
                 }
