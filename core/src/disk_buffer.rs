@@ -94,7 +94,10 @@ impl DiskBufferConfig {
     pub fn issues(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.max_size.get() < 2 * SEGMENT_SIZE {
-            v.push(format!("buffer.max_size must be at least {}MiB (two segments)", 2 * SEGMENT_SIZE >> 20));
+            v.push(format!(
+                "buffer.max_size must be at least {}MiB (two segments)",
+                (2 * SEGMENT_SIZE) >> 20
+            ));
         }
         v
     }
@@ -149,7 +152,7 @@ pub(crate) async fn run(
     loop {
         // The next batch for the sink.
         while pending.is_none() {
-            let Some(e) = reader.next() else { break };
+            let Some(e) = reader.next_record() else { break };
             let seq = e.seq;
             if settled.contains(seq) {
                 continue;
@@ -172,7 +175,8 @@ pub(crate) async fn run(
             }
         }
         let full = shared.bytes() >= cfg.max_size.get();
-        let take = !input_done && !(full && cfg.when_full == WhenFull::Block);
+        let blocked = full && cfg.when_full == WhenFull::Block;
+        let take = !(input_done || blocked);
         if input_done && pending.is_none() && reader.caught_up() {
             break;
         }

@@ -787,7 +787,7 @@ impl Reader {
     /// The next record, or `None` when everything written has been read.
     /// A record that cannot be read back (deleted by `drop_oldest`, a
     /// disk error) is skipped and counted in [`Shared::take_dropped`].
-    pub fn next(&mut self) -> Option<Entry<'_>> {
+    pub fn next_record(&mut self) -> Option<Entry<'_>> {
         loop {
             if self.next >= self.shared.end() {
                 return None;
@@ -805,9 +805,7 @@ impl Reader {
                 // The segment ended before the writer's position: it was
                 // closed (rolled), or it is being deleted under us.
                 self.file = None;
-                if self.open_segment().is_none() {
-                    return None;
-                }
+                self.open_segment()?;
                 continue;
             }
             let len = u32::from_le_bytes(self.head[..4].try_into().unwrap_or_default()) as usize;
@@ -945,7 +943,7 @@ mod tests {
         assert_eq!(o.recovered, 300);
         assert!(o.damage.is_empty());
         let mut n = 0;
-        while let Some(e) = o.reader.next() {
+        while let Some(e) = o.reader.next_record() {
             assert_eq!(e.seq, n);
             assert_eq!(e.payload.len(), 10 + n as usize % 50);
             assert_eq!(e.received_ns, n as i64);
@@ -955,7 +953,7 @@ mod tests {
         // New records continue the numbering.
         o.writer.append(1, [0; 16], 1, b"next");
         o.writer.commit().unwrap();
-        assert_eq!(o.reader.next().map(|e| e.seq), Some(300));
+        assert_eq!(o.reader.next_record().map(|e| e.seq), Some(300));
         // Settled segments go; the one being written stays.
         let segs = o.reader.shared().segments.lock().unwrap().len();
         assert!(segs > 2);
@@ -985,7 +983,7 @@ mod tests {
             let torn = cut > last_start;
             assert_eq!(o.damage.len(), usize::from(torn), "cut at {cut}");
             let mut n = 0;
-            while o.reader.next().is_some() {
+            while o.reader.next_record().is_some() {
                 n += 1;
             }
             assert_eq!(n, 19);

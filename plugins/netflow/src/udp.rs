@@ -942,16 +942,8 @@ impl Worker {
                         w.finish();
                     }
                 } else {
-                    received = 0;
-                    self.receive_into_journal(
-                        &mut j,
-                        &mut bufs,
-                        &shared,
-                        max,
-                        deadline.is_some(),
-                        &mut waited,
-                        &mut received,
-                    );
+                    (waited, received) =
+                        self.receive_into_journal(&mut j, &mut bufs, &shared, max, deadline.is_some());
                 }
             }
             // Decode while downstream takes batches.
@@ -964,7 +956,7 @@ impl Worker {
                 stalled = None;
                 let mut n = 0;
                 while n < DECODE_TURN && !self.collector.is_full() {
-                    let Some(e) = j.reader.next() else { break };
+                    let Some(e) = j.reader.next_record() else { break };
                     n += 1;
                     let (seq, addr, port, ts) = (e.seq, Addr(e.addr), e.port, e.received_ns);
                     let committed = j.tracker.is_committed(seq);
@@ -1071,9 +1063,7 @@ impl Worker {
         shared: &spillway_core::journal::Shared,
         max: u64,
         draining: bool,
-        waited: &mut bool,
-        received: &mut usize,
-    ) {
+    ) -> (bool, usize) {
         use crate::journaled::WhenFull;
         let full = shared.bytes() >= max;
         if full {
@@ -1081,7 +1071,7 @@ impl Worker {
                 WhenFull::Block => {
                     j.metrics.full_waits.add(1);
                     std::thread::sleep(Duration::from_millis(1));
-                    return;
+                    return (true, 0);
                 }
                 WhenFull::DropOldest => {
                     shared.drop_oldest();
@@ -1093,13 +1083,13 @@ impl Worker {
         // has room; otherwise look and go back to decoding (or, while
         // downstream has no room, to a short sleep in the caller).
         let wait = j.reader.caught_up() && j.pending.is_none();
-        *waited = wait;
-        let Some(w) = j.writer.as_mut() else { return };
+        let mut received = 0;
+        let Some(w) = j.writer.as_mut() else { return (wait, 0) };
         let got =
             if wait { bufs.recv(self.socket.as_raw_fd()) } else { bufs.recv_nowait(self.socket.as_raw_fd()) };
         match got {
             Ok(n) => {
-                *received = n;
+                received = n;
                 let now = now_ns();
                 let mut refused = 0u64;
                 for i in 0..n {
@@ -1148,6 +1138,7 @@ impl Worker {
                 }
             }
         }
+        (wait, received)
     }
 
     /// Sends the batch waiting for room, if any; whether downstream has

@@ -55,25 +55,6 @@ fn collect(root: &Path, dir: &Path, found: &mut Vec<PathBuf>) -> std::io::Result
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leftovers_move_aside_and_finished_files_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let part = dir.path().join("dt=2026-01-01");
-        std::fs::create_dir_all(&part).unwrap();
-        std::fs::write(part.join(format!(".part-1{TMP_SUFFIX}")), b"PAR1 partial").unwrap();
-        std::fs::write(part.join("part-0.parquet"), b"done").unwrap();
-        let moved = recover(dir.path()).unwrap();
-        assert_eq!(moved.len(), 1);
-        assert!(moved[0].starts_with(dir.path().join(INCOMPLETE_DIR)));
-        assert!(part.join("part-0.parquet").exists());
-        assert!(recover(dir.path()).unwrap().is_empty(), "a second start finds nothing new");
-    }
-}
-
 /// Files older than this are not read for journal marks at start: a journal
 /// holds what was not acknowledged, which is minutes to hours old.
 const MARKS_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
@@ -127,5 +108,24 @@ fn collect_parquet(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) {
         } else if name.ends_with(".parquet") {
             out.push(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_move_aside_and_finished_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = dir.path().join("dt=2026-01-01");
+        std::fs::create_dir_all(&part).unwrap();
+        std::fs::write(part.join(format!(".part-1{TMP_SUFFIX}")), b"PAR1 partial").unwrap();
+        std::fs::write(part.join("part-0.parquet"), b"done").unwrap();
+        let moved = recover(dir.path()).unwrap();
+        assert_eq!(moved.len(), 1);
+        assert!(moved[0].starts_with(dir.path().join(INCOMPLETE_DIR)));
+        assert!(part.join("part-0.parquet").exists());
+        assert!(recover(dir.path()).unwrap().is_empty(), "a second start finds nothing new");
     }
 }

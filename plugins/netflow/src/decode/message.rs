@@ -22,8 +22,7 @@ impl Decoder {
     pub(super) fn v9_ipfix(
         &mut self,
         msg: &[u8],
-        exporter: Addr,
-        now: i64,
+        (exporter, now): (Addr, i64),
         out: &mut FlowBuilders,
         mut discard: Option<&mut FlowBuilders>,
         o: &mut Outcome,

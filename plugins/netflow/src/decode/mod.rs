@@ -356,8 +356,8 @@ impl Decoder {
         }
         match be16(msg, 0) {
             5 => self.v5(msg, exporter, time_received, out, &mut o),
-            9 => self.v9_ipfix(msg, exporter, time_received, out, None, &mut o, Version::V9),
-            10 => self.v9_ipfix(msg, exporter, time_received, out, None, &mut o, Version::Ipfix),
+            9 => self.v9_ipfix(msg, (exporter, time_received), out, None, &mut o, Version::V9),
+            10 => self.v9_ipfix(msg, (exporter, time_received), out, None, &mut o, Version::Ipfix),
             version => o.fail(DecodeError::UnknownVersion { version }),
         }
         o
@@ -386,8 +386,8 @@ impl Decoder {
                 self.v5(msg, exporter, time_received, discard, &mut o);
                 o.records = 0;
             }
-            9 => self.v9_ipfix(msg, exporter, time_received, out, Some(discard), &mut o, Version::V9),
-            10 => self.v9_ipfix(msg, exporter, time_received, out, Some(discard), &mut o, Version::Ipfix),
+            9 => self.v9_ipfix(msg, (exporter, time_received), out, Some(discard), &mut o, Version::V9),
+            10 => self.v9_ipfix(msg, (exporter, time_received), out, Some(discard), &mut o, Version::Ipfix),
             version => o.fail(DecodeError::UnknownVersion { version }),
         }
         o
