@@ -23,6 +23,18 @@ fn pipeline(dir: &Path, port: u16, admin: u16, journal: bool, rotate: &str) -> P
     )
 }
 
+/// A test's directory, UDP port, admin port and pipeline; `None` (skip)
+/// when the Parquet readers are missing outside CI.
+fn setup(journal: bool, rotate: &str) -> Option<(tempfile::TempDir, u16, u16, PathBuf)> {
+    if journal && !common::python_readers() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (common::free_udp_port(), common::free_tcp_port());
+    let p = pipeline(dir.path(), port, admin, journal, rotate);
+    Some((dir, port, admin, p))
+}
+
 /// Starts the collector and waits until it is ready (journal replayed,
 /// sockets bound).
 fn start(dir: &Path, p: &Path, admin: u16) -> Guard {
@@ -109,13 +121,8 @@ fn crash_three_times(
 
 #[test]
 fn kill_9_three_times_under_load_into_parquet_loses_nothing_and_duplicates_nothing() {
-    if !common::python_readers() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (common::free_udp_port(), common::free_tcp_port());
     // Rotation at 60 s: nothing is durable in Parquet when each kill comes.
-    let p = pipeline(dir.path(), port, admin, true, "{ max_age: 60s }");
+    let Some((dir, port, admin, p)) = setup(true, "{ max_age: 60s }") else { return };
     let (t, _) = crash_three_times(dir.path(), &p, port, admin, || {});
     let got = parquet_totals(dir.path());
     assert_eq!(got["records"], t["records"], "parquet {got} vs sent {t}");
@@ -132,13 +139,8 @@ fn kill_9_three_times_under_load_into_parquet_loses_nothing_and_duplicates_nothi
 
 #[test]
 fn a_replay_skips_what_committed_parquet_files_record_even_without_the_settled_position() {
-    if !common::python_readers() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (common::free_udp_port(), common::free_tcp_port());
     // Files commit every 20,000 rows: a kill comes after some are durable.
-    let p = pipeline(dir.path(), port, admin, true, "{ max_age: 60s, max_rows: 20000 }");
+    let Some((dir, port, admin, p)) = setup(true, "{ max_age: 60s, max_rows: 20000 }") else { return };
     let root = dir.path().to_path_buf();
     // The crash window this covers: a file committed, the settled position
     // not yet written. Removing the position leaves only the files' marks.
@@ -157,12 +159,7 @@ fn a_replay_skips_what_committed_parquet_files_record_even_without_the_settled_p
 
 #[test]
 fn a_torn_segment_tail_replays_the_good_prefix_and_counts_the_rest() {
-    if !common::python_readers() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (common::free_udp_port(), common::free_tcp_port());
-    let p = pipeline(dir.path(), port, admin, true, "{ max_age: 60s }");
+    let Some((dir, port, admin, p)) = setup(true, "{ max_age: 60s }") else { return };
     let g = start(dir.path(), &p, admin);
     // Templates once at start: every later datagram holds 30 records.
     let t = totals(generator(
@@ -195,12 +192,7 @@ fn a_torn_segment_tail_replays_the_good_prefix_and_counts_the_rest() {
 
 #[test]
 fn data_parked_at_a_stop_stays_in_the_journal_and_decodes_once_its_template_arrives() {
-    if !common::python_readers() {
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (common::free_udp_port(), common::free_tcp_port());
-    let p = pipeline(dir.path(), port, admin, true, "{ max_age: 60s }");
+    let Some((dir, port, admin, p)) = setup(true, "{ max_age: 60s }") else { return };
     let g = start(dir.path(), &p, admin);
     // Data of 10 exporters whose templates this collector never saw.
     let data_only = totals(generator(
@@ -227,9 +219,7 @@ fn data_parked_at_a_stop_stays_in_the_journal_and_decodes_once_its_template_arri
 
 #[test]
 fn without_a_journal_data_parked_at_a_stop_is_counted_as_dropped() {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (common::free_udp_port(), common::free_tcp_port());
-    let p = pipeline(dir.path(), port, admin, false, "{ max_age: 60s }");
+    let Some((dir, port, admin, p)) = setup(false, "{ max_age: 60s }") else { return };
     let g = start(dir.path(), &p, admin);
     let sent = totals(generator(
         port,

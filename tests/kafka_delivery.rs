@@ -522,6 +522,36 @@ sinks:
     }
 }
 
+/// A number from the environment, or `default`.
+fn env_u64(key: &str, default: u64) -> u64 {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A journaled `netflow` source into a Kafka sink on `topic` (plus
+/// `more_sinks`), with an admin endpoint; returns the pipeline, the UDP
+/// port and the admin address.
+fn journaled_pipeline(dir: &Path, broker: &Broker, topic: &str, more_sinks: &str) -> (PathBuf, u16, String) {
+    let (port, admin) = (free_udp_port(), free_tcp_port());
+    let p = write_pipeline(
+        dir,
+        &format!(
+            r#"
+sources:
+  flows:
+    type: netflow
+    listen: "127.0.0.1:{port}"
+    journal: {{ dir: ./journal, segment_size: 4MiB, max_size: 4GiB }}
+sinks:
+  kafka: {{ type: kafka, inputs: [flows], brokers: "{}", topic: {topic}, buffer: 2MiB }}
+{more_sinks}admin:
+  listen: "127.0.0.1:{admin}"
+"#,
+            broker.addr()
+        ),
+    );
+    (p, port, format!("127.0.0.1:{admin}"))
+}
+
 /// A broker outage under UDP load with a journal on the `netflow` source:
 /// the socket never drops (the journal takes what the sink cannot), the
 /// journal grows and shrinks again, and every record reaches Kafka. CI runs
@@ -532,30 +562,11 @@ fn a_broker_outage_under_udp_load_costs_no_datagram_with_a_journal() {
     if !have_peers() || !python_readers() {
         return;
     }
-    let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
-    let (outage, rate) = (env("SPILLWAY_OUTAGE_SECS", 15), env("SPILLWAY_OUTAGE_RATE", 10_000));
+    let (outage, rate) = (env_u64("SPILLWAY_OUTAGE_SECS", 15), env_u64("SPILLWAY_OUTAGE_RATE", 10_000));
     let mut broker = Broker::start();
     broker.create_topic("journaled", 3);
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin) = (free_udp_port(), free_tcp_port());
-    let p = write_pipeline(
-        dir.path(),
-        &format!(
-            r#"
-sources:
-  flows:
-    type: netflow
-    listen: "127.0.0.1:{port}"
-    journal: {{ dir: ./journal, segment_size: 4MiB, max_size: 4GiB }}
-sinks:
-  kafka: {{ type: kafka, inputs: [flows], brokers: "{}", topic: journaled, buffer: 2MiB }}
-admin:
-  listen: "127.0.0.1:{admin}"
-"#,
-            broker.addr()
-        ),
-    );
-    let admin = format!("127.0.0.1:{admin}");
+    let (p, port, admin) = journaled_pipeline(dir.path(), &broker, "journaled", "");
     let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
     wait_until("the collector is ready", Duration::from_secs(30), || {
         http_get(&admin, "/health/ready").0 == 200
@@ -613,31 +624,16 @@ fn soak_broker_bounces_and_kill_9_reconcile_to_the_record() {
     if !have_peers() || !python_readers() {
         return;
     }
-    let secs: u64 = std::env::var("SPILLWAY_SOAK_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
-    let rate: u64 = std::env::var("SPILLWAY_SOAK_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(5_000);
+    let (secs, rate) = (env_u64("SPILLWAY_SOAK_SECS", 120), env_u64("SPILLWAY_SOAK_RATE", 5_000));
     let mut broker = Broker::start();
     broker.create_topic("soak", 3);
     let dir = tempfile::tempdir().unwrap();
-    let (port, admin_port) = (free_udp_port(), free_tcp_port());
-    let p = write_pipeline(
+    let (p, port, admin) = journaled_pipeline(
         dir.path(),
-        &format!(
-            r#"
-sources:
-  flows:
-    type: netflow
-    listen: "127.0.0.1:{port}"
-    journal: {{ dir: ./journal, segment_size: 4MiB, max_size: 4GiB }}
-sinks:
-  kafka: {{ type: kafka, inputs: [flows], brokers: "{}", topic: soak, buffer: 4MiB }}
-  archive: {{ type: parquet, inputs: [flows], path: ./data, rotate: {{ max_age: 20s }} }}
-admin:
-  listen: "127.0.0.1:{admin_port}"
-"#,
-            broker.addr()
-        ),
+        &broker,
+        "soak",
+        "  archive: { type: parquet, inputs: [flows], path: ./data, rotate: { max_age: 20s } }\n",
     );
-    let admin = format!("127.0.0.1:{admin_port}");
     let start = || {
         let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
         wait_until("the collector is ready", Duration::from_secs(30), || {

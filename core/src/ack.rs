@@ -187,27 +187,19 @@ impl AckTracker {
 
     /// A fresh handle; its id is returned in the eventual [`Settled`].
     pub fn ack(&mut self) -> (u64, Ack) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let inner = Inner {
-            id,
-            status: AtomicU8::new(AckStatus::Dropped as u8),
-            notify: self.tx.clone(),
-            mark: None,
-        };
-        (id, Ack(Arc::new(inner)))
+        self.make(None)
     }
 
     /// A fresh handle carrying the journal records its batch holds.
     pub fn ack_marked(&mut self, mark: crate::journal::Mark) -> (u64, Ack) {
+        self.make(Some(mark))
+    }
+
+    fn make(&mut self, mark: Option<crate::journal::Mark>) -> (u64, Ack) {
         let id = self.next_id;
         self.next_id += 1;
-        let inner = Inner {
-            id,
-            status: AtomicU8::new(AckStatus::Dropped as u8),
-            notify: self.tx.clone(),
-            mark: Some(mark),
-        };
+        let inner =
+            Inner { id, status: AtomicU8::new(AckStatus::Dropped as u8), notify: self.tx.clone(), mark };
         (id, Ack(Arc::new(inner)))
     }
 }

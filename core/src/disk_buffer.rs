@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::ack::{AckStatus, AckTracker, Acks};
 use crate::config::{ByteSize, HumanDuration};
-use crate::journal::{Fsync, FsyncPolicy, RangeSet};
+use crate::journal::{FsyncPolicy, RangeSet};
 use crate::ledger::{ComponentLedger, DropReason};
 use crate::{Batch, BatchMeta};
 
@@ -42,14 +42,14 @@ pub struct DiskBufferConfig {
     /// directory.
     pub dir: PathBuf,
     /// Most disk the buffer takes.
-    #[serde(default = "default_max_size")]
+    #[serde(default = "crate::journal::default_max_size")]
     pub max_size: ByteSize,
     /// What happens when it is full.
     #[serde(default)]
     pub when_full: WhenFull,
     /// When written batches are flushed to the device (`batch`, or an
     /// interval). A process crash loses nothing either way.
-    #[serde(default = "default_fsync")]
+    #[serde(default = "crate::journal::default_fsync")]
     pub fsync: FsyncPolicy,
     /// At a stop, how long the sink may take to read what the buffer holds
     /// before it is left there for the next start.
@@ -75,12 +75,6 @@ pub enum WhenFull {
     DropNewest,
 }
 
-fn default_max_size() -> ByteSize {
-    ByteSize(1 << 30)
-}
-fn default_fsync() -> FsyncPolicy {
-    FsyncPolicy(Fsync::Every(Duration::from_secs(1)))
-}
 fn default_drain_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
 }

@@ -196,6 +196,17 @@ impl<'de> serde::Deserialize<'de> for FsyncPolicy {
     }
 }
 
+/// The default `max_size` of a journal or a disk buffer.
+pub fn default_max_size() -> crate::config::ByteSize {
+    crate::config::ByteSize(1 << 30)
+}
+
+/// The default `fsync` of a journal or a disk buffer: every second, in the
+/// background.
+pub fn default_fsync() -> FsyncPolicy {
+    FsyncPolicy(Fsync::Every(Duration::from_secs(1)))
+}
+
 /// A record read back.
 #[derive(Debug, Clone, Copy)]
 pub struct Entry<'a> {

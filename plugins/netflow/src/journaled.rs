@@ -43,7 +43,7 @@ pub struct JournalConfig {
     /// a network filesystem's locks and renames are not to be trusted.
     pub dir: PathBuf,
     /// Most disk the journal takes; beyond it, `when_full` applies.
-    #[serde(default = "default_max_size")]
+    #[serde(default = "spillway_core::journal::default_max_size")]
     pub max_size: ByteSize,
     /// What happens when the journal is full.
     #[serde(default)]
@@ -52,7 +52,7 @@ pub struct JournalConfig {
     /// `recvmmsg` batch) or a duration (at most that long after an append).
     /// A process crash loses nothing either way (the page cache survives
     /// it); this bounds what a host crash or power loss can lose.
-    #[serde(default = "default_fsync")]
+    #[serde(default = "spillway_core::journal::default_fsync")]
     pub fsync: FsyncPolicy,
     /// Size at which a segment is closed and the next one started; segments
     /// are the unit of deletion.
@@ -80,12 +80,6 @@ pub enum WhenFull {
     DropOldest,
 }
 
-fn default_max_size() -> ByteSize {
-    ByteSize(1 << 30)
-}
-fn default_fsync() -> FsyncPolicy {
-    FsyncPolicy(Fsync::Every(Duration::from_secs(1)))
-}
 fn default_segment_size() -> ByteSize {
     ByteSize(64 << 20)
 }

@@ -834,12 +834,7 @@ impl Worker {
                     let now = now_ns();
                     for i in 0..n {
                         let (data, src) = bufs.datagram(i);
-                        let Some((src, port)) = src else { continue };
-                        if !self.allowed(src) {
-                            self.collector.reject(src);
-                            continue;
-                        }
-                        self.seen.note(src);
+                        let Some((src, port)) = self.admit(src) else { continue };
                         self.collector.relay(data, src, port, now);
                         if self.collector.is_full() && !self.send() {
                             return None;
@@ -1094,12 +1089,7 @@ impl Worker {
                 let mut refused = 0u64;
                 for i in 0..n {
                     let (data, src) = bufs.datagram(i);
-                    let Some((src, port)) = src else { continue };
-                    if !self.allowed(src) {
-                        self.collector.reject(src);
-                        continue;
-                    }
-                    self.seen.note(src);
+                    let Some((src, port)) = self.admit(src) else { continue };
                     if full && j.cfg.when_full == WhenFull::DropNewest {
                         refused += 1;
                         continue;
@@ -1186,6 +1176,19 @@ impl Worker {
             &"datagrams still queued when the drain deadline passed",
         );
         self.collector.unattributed(DropReason::Stopping, discarded, now_ns());
+    }
+
+    /// The sender of a datagram when it is allowed (noted as seen); a
+    /// refused one is counted.
+    #[inline]
+    fn admit(&mut self, src: Option<(Addr, u16)>) -> Option<(Addr, u16)> {
+        let (src, port) = src?;
+        if !self.allowed(src) {
+            self.collector.reject(src);
+            return None;
+        }
+        self.seen.note(src);
+        Some((src, port))
     }
 
     fn allowed(&self, src: Addr) -> bool {

@@ -342,6 +342,7 @@ impl Decoder {
     }
 
     /// Decodes one message from `exporter` received at `time_received` (ns).
+    #[inline]
     pub fn decode(
         &mut self,
         msg: &[u8],
@@ -349,18 +350,7 @@ impl Decoder {
         time_received: i64,
         out: &mut FlowBuilders,
     ) -> Outcome {
-        let mut o = Outcome::default();
-        if msg.len() < 4 {
-            o.fail(DecodeError::TooShort { len: msg.len() });
-            return o;
-        }
-        match be16(msg, 0) {
-            5 => self.v5(msg, exporter, time_received, out, &mut o),
-            9 => self.v9_ipfix(msg, (exporter, time_received), out, None, &mut o, Version::V9),
-            10 => self.v9_ipfix(msg, (exporter, time_received), out, None, &mut o, Version::Ipfix),
-            version => o.fail(DecodeError::UnknownVersion { version }),
-        }
-        o
+        self.decode_with(msg, (exporter, time_received), out, None)
     }
 
     /// Decodes a message whose records a sink already committed (a journal
@@ -376,18 +366,31 @@ impl Decoder {
         out: &mut FlowBuilders,
         discard: &mut FlowBuilders,
     ) -> Outcome {
+        self.decode_with(msg, (exporter, time_received), out, Some(discard))
+    }
+
+    fn decode_with(
+        &mut self,
+        msg: &[u8],
+        from: (Addr, i64),
+        out: &mut FlowBuilders,
+        discard: Option<&mut FlowBuilders>,
+    ) -> Outcome {
         let mut o = Outcome::default();
         if msg.len() < 4 {
             o.fail(DecodeError::TooShort { len: msg.len() });
             return o;
         }
         match be16(msg, 0) {
-            5 => {
-                self.v5(msg, exporter, time_received, discard, &mut o);
-                o.records = 0;
-            }
-            9 => self.v9_ipfix(msg, (exporter, time_received), out, Some(discard), &mut o, Version::V9),
-            10 => self.v9_ipfix(msg, (exporter, time_received), out, Some(discard), &mut o, Version::Ipfix),
+            5 => match discard {
+                Some(d) => {
+                    self.v5(msg, from.0, from.1, d, &mut o);
+                    o.records = 0;
+                }
+                None => self.v5(msg, from.0, from.1, out, &mut o),
+            },
+            9 => self.v9_ipfix(msg, from, out, discard, &mut o, Version::V9),
+            10 => self.v9_ipfix(msg, from, out, discard, &mut o, Version::Ipfix),
             version => o.fail(DecodeError::UnknownVersion { version }),
         }
         o
