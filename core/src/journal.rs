@@ -973,6 +973,31 @@ mod tests {
     }
 
     #[test]
+    fn drop_oldest_deletes_unread_records_and_the_reader_counts_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = open(dir.path(), 4096, Fsync::Batch).unwrap();
+        for i in 0..200u64 {
+            o.writer.append(i as i64, [0; 16], 1, &[7u8; 100]);
+            o.writer.commit().unwrap();
+        }
+        // The oldest segment goes before the reader reached it
+        // (`when_full: drop_oldest`): its records are counted, the rest is
+        // read in order.
+        let before = o.reader.shared().bytes();
+        let (first, end) = o.reader.shared().drop_oldest().unwrap();
+        assert_eq!(first, 0);
+        assert!(end > 0 && o.reader.shared().bytes() < before);
+        let mut seqs = Vec::new();
+        while let Some(e) = o.reader.next_record() {
+            seqs.push(e.seq);
+        }
+        assert_eq!(seqs.first(), Some(&end));
+        assert_eq!(o.reader.shared().take_dropped(), end);
+        assert_eq!(end + seqs.len() as u64, 200);
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+    }
+
+    #[test]
     fn a_torn_tail_replays_its_good_prefix_at_every_cut() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), 20, 1 << 20);
