@@ -24,11 +24,13 @@ use spillway_parquet as _;
 /// CPU seconds this process has used (user + system).
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): utime is the
-    // 12th, stime the 13th, in clock ticks (100 per second on Linux).
+    // Fields after the command name (which may hold spaces): state first,
+    // utime the 12th, stime the 13th, in clock ticks (100 per second on
+    // Linux). Not every field is unsigned (tpgid is -1 without a terminal).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    f.get(10..12).map_or(0.0, |t| (t[0] + t[1]) as f64 / 100.0)
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
 }
 
 fn run(rate: Option<u64>, seconds: u64, sink: &str, port: u16, journal: &str) -> (u64, u64, u64, f64) {

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use spillway_netflow as _;
 
 /// Rates tried, records per second.
-const RATES: [u64; 7] = [250_000, 500_000, 1_000_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000];
+const RATES: [u64; 9] = [250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000];
 
 /// What one receiver did at one rate.
 struct Outcome {
@@ -46,8 +46,11 @@ fn free_port() -> u16 {
 fn cpu_of(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-    f.get(11..13).map_or(0.0, |t| (t[0] + t[1]) as f64 / 100.0)
+    // After the command: state is the first field, utime the 12th, stime
+    // the 13th (clock ticks, 100 per second).
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (tick(11) + tick(12)) as f64 / 100.0
 }
 
 fn send(port: u16, rate: u64, secs: u64) -> u64 {
