@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 use spillway_netflow as _;
 
 /// Rates tried, records per second.
-const RATES: [u64; 9] = [250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000];
+const RATES: [u64; 9] =
+    [250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000];
 
 /// What one receiver did at one rate.
 struct Outcome {
