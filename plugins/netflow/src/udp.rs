@@ -268,7 +268,11 @@ impl SourceConfig for NetflowConfig {
         // exporters this source has heard from.
         let seen = Arc::new(SeenExporters::default());
         cx.publish(seen.clone());
-        Ok(Box::new(Netflow { cfg: self.clone(), allow, seen }))
+        let mut cfg = self.clone();
+        if let Some(j) = &mut cfg.journal {
+            j.dir = cx.resolve(&j.dir);
+        }
+        Ok(Box::new(Netflow { cfg, allow, seen }))
     }
 }
 
