@@ -450,7 +450,7 @@ impl Collector {
 
     /// Decodes journal record `seq`; when `committed` (a sink holds its
     /// records already) only its templates, options and sequence positions
-    /// count. Returns the rows it added.
+    /// count.
     pub fn ingest_journaled(&mut self, msg: &[u8], exporter: Addr, now_ns: i64, seq: u64, committed: bool) {
         self.decoder.set_tag(seq);
         if let Some(j) = &mut self.journal {
