@@ -48,18 +48,10 @@ fn run(rate: Option<u64>, seconds: u64, sink: &str, port: u16, journal: &str) ->
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let opts = spillway_netflow::generate::Options {
-            target: listen,
-            version: 9,
-            exporters: 1000,
             rate,
             count: rate.map(|r| r * seconds),
             duration: Some(Duration::from_secs(seconds)),
-            records_per_packet: 30,
-            template_refresh: 20,
-            templates: spillway_netflow::generate::Templates::Refreshed,
-            sampling_rate: None,
-            options_from_second_port: false,
-            seed: 1,
+            ..spillway_netflow::generate::Options::v9_load(listen)
         };
         let t = std::time::Instant::now();
         let sent = tokio::task::spawn_blocking(move || spillway_netflow::generate::run(&opts))

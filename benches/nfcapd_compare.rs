@@ -56,34 +56,30 @@ fn cpu_of(pid: u32) -> f64 {
 
 fn send(port: u16, rate: u64, secs: u64) -> u64 {
     let opts = spillway_netflow::generate::Options {
-        target: format!("127.0.0.1:{port}").parse().unwrap(),
-        version: 9,
-        exporters: 1000,
         rate: Some(rate),
         count: Some(rate * secs),
         duration: Some(Duration::from_secs(secs + 2)),
-        records_per_packet: 30,
-        template_refresh: 20,
-        templates: spillway_netflow::generate::Templates::Refreshed,
-        sampling_rate: None,
-        options_from_second_port: false,
-        seed: 1,
+        ..spillway_netflow::generate::Options::v9_load(format!("127.0.0.1:{port}").parse().unwrap())
     };
     spillway_netflow::generate::run(&opts).expect("generator runs").records
 }
 
-fn wait_listening(port: u16) {
+/// Sends the load to the receiver `child` listening on `port`, then stops
+/// it: what was sent and the CPU seconds the receiver used meanwhile.
+fn measure(mut child: Child, port: u16, rate: u64, secs: u64) -> (u64, f64) {
+    let listen = format!("127.0.0.1:{port}").parse().unwrap();
     let t = Instant::now();
-    let hex = format!(":{port:04X} ");
-    while !std::fs::read_to_string("/proc/net/udp").is_ok_and(|s| s.lines().any(|l| l.contains(&hex))) {
+    while !spillway_netflow::udp::is_listening(listen) {
         assert!(t.elapsed() < Duration::from_secs(30), "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-fn stop(mut child: Child) {
+    let cpu0 = cpu_of(child.id());
+    let sent = send(port, rate, secs);
+    std::thread::sleep(Duration::from_secs(1));
+    let cpu = cpu_of(child.id()) - cpu0;
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
+    (sent, cpu)
 }
 
 fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
@@ -95,12 +91,7 @@ fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
         .stderr(Stdio::null())
         .spawn()
         .expect("nfcapd runs (Debian's nfdump package)");
-    wait_listening(port);
-    let cpu0 = cpu_of(child.id());
-    let sent = send(port, rate, secs);
-    std::thread::sleep(Duration::from_secs(1));
-    let cpu = cpu_of(child.id()) - cpu0;
-    stop(child);
+    let (sent, cpu) = measure(child, port, rate, secs);
     let out = Command::new("nfdump").arg("-R").arg(dir).arg("-I").output().expect("nfdump runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let stored = text
@@ -123,12 +114,7 @@ fn spillway(rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
         .stderr(Stdio::null())
         .spawn()
         .expect("the release binary exists: cargo build --release");
-    wait_listening(port);
-    let cpu0 = cpu_of(child.id());
-    let sent = send(port, rate, secs);
-    std::thread::sleep(Duration::from_secs(1));
-    let cpu = cpu_of(child.id()) - cpu0;
-    stop(child);
+    let (sent, cpu) = measure(child, port, rate, secs);
     let ledger: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap_or_default())
             .unwrap_or_default();

@@ -380,8 +380,6 @@ struct JournalSide {
     /// Where the rows of records a sink already committed go (and are
     /// thrown away).
     discard: FlowBuilders,
-    /// Whether the message being decoded is one of those.
-    committed: bool,
     /// Journal tags of parked sets dropped since the last take.
     gone: Vec<u64>,
 }
@@ -441,11 +439,8 @@ impl Collector {
     /// for their state alone ([`Collector::ingest_journaled`]).
     pub fn enable_journal(&mut self, extras: &[ExtraField]) {
         self.decoder.track_tags();
-        self.journal = Some(Box::new(JournalSide {
-            discard: FlowBuilders::with_extras(256, extras),
-            committed: false,
-            gone: Vec::new(),
-        }));
+        self.journal =
+            Some(Box::new(JournalSide { discard: FlowBuilders::with_extras(256, extras), gone: Vec::new() }));
     }
 
     /// Decodes journal record `seq`; when `committed` (a sink holds its
@@ -453,15 +448,11 @@ impl Collector {
     /// count.
     pub fn ingest_journaled(&mut self, msg: &[u8], exporter: Addr, now_ns: i64, seq: u64, committed: bool) {
         self.decoder.set_tag(seq);
-        if let Some(j) = &mut self.journal {
-            j.committed = committed;
-        }
-        self.ingest(msg, exporter, now_ns);
-        if let Some(j) = &mut self.journal {
-            j.committed = false;
-            if !j.discard.is_empty() {
-                drop(j.discard.finish());
-            }
+        self.ingest_as(msg, exporter, now_ns, committed);
+        if let Some(j) = &mut self.journal
+            && !j.discard.is_empty()
+        {
+            drop(j.discard.finish());
         }
     }
 
@@ -474,11 +465,6 @@ impl Collector {
     /// call.
     pub fn take_gone_tags(&mut self) -> Vec<u64> {
         self.journal.as_mut().map(|j| std::mem::take(&mut j.gone)).unwrap_or_default()
-    }
-
-    /// Data sets parked now.
-    pub fn parked_sets(&self) -> usize {
-        self.decoder.pending().0
     }
 
     /// Data sets parked since the start (a count that only grows).
@@ -535,12 +521,19 @@ impl Collector {
     /// unknown. Decoded records count when they are emitted.
     #[inline]
     pub fn ingest(&mut self, msg: &[u8], exporter: Addr, now_ns: i64) {
+        self.ingest_as(msg, exporter, now_ns, false);
+    }
+
+    /// [`Collector::ingest`]; with `committed` (and a journal), the
+    /// message's own records go to the journal side's discard builders.
+    #[inline]
+    fn ingest_as(&mut self, msg: &[u8], exporter: Addr, now_ns: i64, committed: bool) {
         self.metrics.packets.add(1);
         let before = self.decoder.stats;
         let sflow = crate::sflow::is_sflow(msg);
         let o = match (self.protocol, sflow) {
             (Protocol::Netflow | Protocol::Auto, false) => match &mut self.journal {
-                Some(j) if j.committed => {
+                Some(j) if committed => {
                     self.decoder.decode_committed(msg, exporter, now_ns, &mut self.builders, &mut j.discard)
                 }
                 _ => self.decoder.decode(msg, exporter, now_ns, &mut self.builders),
@@ -551,7 +544,7 @@ impl Collector {
                     new_sflow(crate::sflow::DecoderSettings::default(), loss, counters)
                 });
                 let o = match &mut self.journal {
-                    Some(j) if j.committed => {
+                    Some(j) if committed => {
                         let mut o = d.decode(msg, now_ns, &mut j.discard);
                         o.records = 0;
                         o

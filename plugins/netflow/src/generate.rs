@@ -42,6 +42,28 @@ pub struct Options {
     pub seed: u64,
 }
 
+impl Options {
+    /// The end-to-end benches' load towards `target`: NetFlow v9 from 1,000
+    /// exporters, 30 records per packet, templates every 20 packets; the
+    /// caller sets the rate, count and duration.
+    pub fn v9_load(target: SocketAddr) -> Self {
+        Self {
+            target,
+            version: 9,
+            exporters: 1000,
+            rate: None,
+            count: None,
+            duration: None,
+            records_per_packet: 30,
+            template_refresh: 20,
+            templates: Templates::Refreshed,
+            sampling_rate: None,
+            options_from_second_port: false,
+            seed: 1,
+        }
+    }
+}
+
 /// How a generator sends templates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Templates {

@@ -424,6 +424,8 @@ impl Tracker {
     }
 
     /// The first record not settled, from `start` (the oldest on disk).
+    /// Records not yet read may be settled already (known from before the
+    /// start); the caller bounds it by the reader's position.
     pub fn watermark(&self, start: u64) -> u64 {
         let mut w = self.settled.first_gap(start);
         // What is known from before the start counts as settled too.
@@ -444,9 +446,10 @@ impl Tracker {
         w
     }
 
-    /// Deletes settled segments and writes the `settled` file.
-    pub fn checkpoint(&mut self, shared: &spillway_core::journal::Shared) {
-        let w = self.watermark(shared.start());
+    /// Deletes settled segments the reader is past (a segment deleted ahead
+    /// of it would read as lost) and writes the `settled` file.
+    pub fn checkpoint(&mut self, shared: &spillway_core::journal::Shared, read_to: u64) {
+        let w = self.watermark(shared.start()).min(read_to);
         shared.release_below(w);
         // What is still on disk is replayed after a crash: its settled part
         // must stay known until its segment is deleted.
@@ -547,7 +550,7 @@ mod tests {
         t.poll();
         let shared_dir = tempfile::tempdir().unwrap();
         let o = spillway_core::journal::open(shared_dir.path(), 1 << 20, Fsync::Batch).unwrap();
-        t.checkpoint(o.reader.shared());
+        t.checkpoint(o.reader.shared(), 3);
         // A restart: 0 and 2 are skipped, 1 is replayed.
         let mut r = Tracker::new(
             Arc::from("t"),

@@ -970,18 +970,13 @@ impl Worker {
                     }
                     let parked = self.collector.parks_total() - parks;
                     let own = self.collector.flow_rows() > rows;
-                    let released: Vec<u64> = self.collector.take_released_tags().collect();
-                    j.tracker.decoded(seq, parked, own, released.into_iter());
+                    j.tracker.decoded(seq, parked, own, self.collector.take_released_tags());
                 }
-                let dropped = shared.take_dropped();
-                if dropped > 0 {
-                    j.metrics.full_drops.add(dropped);
-                    self.events.dropped(
-                        DropReason::BufferFull,
-                        dropped,
-                        &"journal records deleted unread (`when_full: drop_oldest`, or unreadable)",
-                    );
-                }
+                self.journal_drops(
+                    &j.metrics,
+                    shared.take_dropped(),
+                    &"journal records deleted unread (`when_full: drop_oldest`, or unreadable)",
+                );
                 let flush_due = last_flush.elapsed() >= self.flush;
                 if self.collector.is_full() || (flush_due && (self.collector.buffered() > 0 || n == 0)) {
                     self.seal(&mut j);
@@ -1013,7 +1008,7 @@ impl Worker {
                 self.seen.shared().update(self.collector.take_live());
                 let (templates, parked) = self.collector.held_by_exporter();
                 self.seen.shared().set_held(self.index, &templates, &parked);
-                j.tracker.checkpoint(&shared);
+                j.tracker.checkpoint(&shared, j.reader.position());
                 last_house = Instant::now();
             }
             if j.writer.is_none()
@@ -1050,7 +1045,7 @@ impl Worker {
         let Worker { tx, .. } = self;
         drop(tx);
         j.tracker.wait(j.cfg.settle_timeout.get());
-        j.tracker.checkpoint(&shared);
+        j.tracker.checkpoint(&shared, j.reader.position());
         None
     }
 
@@ -1090,7 +1085,7 @@ impl Worker {
             Ok(n) => {
                 received = n;
                 let now = now_ns();
-                let mut refused = 0u64;
+                let (mut refused, mut appended) = (0u64, 0u64);
                 for i in 0..n {
                     let (data, src) = bufs.datagram(i);
                     let Some((src, port)) = self.admit(src) else { continue };
@@ -1099,16 +1094,10 @@ impl Worker {
                         continue;
                     }
                     w.append(now, src.0, port, data);
-                    j.metrics.appended.add(1);
+                    appended += 1;
                 }
-                if refused > 0 {
-                    j.metrics.full_drops.add(refused);
-                    self.events.dropped(
-                        DropReason::BufferFull,
-                        refused,
-                        &"the journal is full (`when_full: drop_newest`)",
-                    );
-                }
+                j.metrics.appended.add(appended);
+                self.journal_drops(&j.metrics, refused, &"the journal is full (`when_full: drop_newest`)");
                 if let Err((lost, e)) = w.commit() {
                     tracing::error!(error = %e, lost, "cannot write to the journal; the datagrams of this batch are lost");
                     self.events.dropped(
@@ -1133,6 +1122,14 @@ impl Worker {
             }
         }
         (wait, received)
+    }
+
+    /// Counts `n` datagrams the journal could not keep.
+    fn journal_drops(&self, m: &crate::journaled::JournalMetrics, n: u64, why: &dyn std::fmt::Display) {
+        if n > 0 {
+            m.full_drops.add(n);
+            self.events.dropped(DropReason::BufferFull, n, why);
+        }
     }
 
     /// Sends the batch waiting for room, if any; whether downstream has
