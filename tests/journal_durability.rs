@@ -78,8 +78,8 @@ fn resume(pid: u32) {
 
 /// Sends load, and three times: pauses the sender, lets the collector take
 /// in what was sent (and its kernel-drop poll run), kills it with -9 and
-/// starts it again. Returns the sender's totals and how many replayed
-/// journal records were skipped as committed already.
+/// starts it again. Returns the sender's totals and how many replayed rows
+/// the Parquet sink skipped because a committed file held them already.
 fn crash_three_times(
     dir: &Path,
     p: &Path,
@@ -87,7 +87,7 @@ fn crash_three_times(
     admin: u16,
     between_kills: impl Fn(),
 ) -> (serde_json::Value, u64) {
-    let skipped = || metric(&format!("127.0.0.1:{admin}"), "spillway_journal_skipped_total");
+    let skipped = || metric(&format!("127.0.0.1:{admin}"), "spillway_parquet_replays_skipped_total");
     let mut skips = 0;
     let mut g = start(dir, p, admin);
     let sender = generator(port, &["--exporters", "50", "--count", "240000", "--rate", "20000"]);
@@ -150,7 +150,7 @@ fn a_replay_skips_what_committed_parquet_files_record_even_without_the_settled_p
         }
     };
     let (t, skipped) = crash_three_times(dir.path(), &p, port, admin, forget_settled);
-    assert!(skipped > 0, "the replays found committed records to skip");
+    assert!(skipped > 0, "the Parquet sink skipped replayed rows its files held");
     let got = parquet_totals(dir.path());
     assert_eq!(got["records"], t["records"], "parquet {got} vs sent {t}");
     assert_eq!(got["sum_bytes"], t["sum_bytes"]);

@@ -291,6 +291,12 @@ sinks:
     signal(g.id(), "KILL");
     let _ = g.wait();
     let run2 = lines(&dir.path().join("run2.jsonl"));
+    // The killed member leaves the group when its session times out (6 s).
+    // Run 3 joins after that: tansu 0.6 can leave a dead member's
+    // partitions unassigned when it is expelled while another member joins
+    // (the likely cause of a CI run where run 3 timed out short of the
+    // records), which a test of our commit logic must not depend on.
+    std::thread::sleep(Duration::from_secs(8));
     // 3. Runs to the end.
     let g = Guard::run(dir.path(), &consumer("run3.jsonl"), &[]);
     wait_until(&format!("all {n} records read"), Duration::from_secs(240), || {
@@ -353,6 +359,49 @@ fn a_thirty_second_broker_outage_loses_nothing() {
     let log = text(&out);
     assert!(log.contains("backpressure"), "the logs say the buffer filled: {log}");
     assert!(log.contains("accepting records again"), "and that it recovered: {log}");
+}
+
+/// Records whose delivery fails for a transient reason (here they time out,
+/// `message.timeout.ms` 2 s, while the broker is away for 10 s) are sent
+/// again within the run: none is dropped, all arrive. Idempotence is off
+/// here: after timeouts librdkafka bumps the idempotent producer's epoch,
+/// and tansu 0.6's sqlite storage then panics in its idempotence check and
+/// refuses every later produce (the sink keeps retrying, so nothing would
+/// ever arrive); the retry under test is the sink's, the same either way.
+#[test]
+fn records_that_time_out_while_the_broker_is_away_are_sent_again() {
+    if !have_peers() {
+        return;
+    }
+    let mut broker = Broker::start();
+    broker.create_topic("again", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let n = 30_000;
+    let p = producer_pipeline(
+        dir.path(),
+        &broker.addr(),
+        "again",
+        r#", options: { "message.timeout.ms": "2000", "enable.idempotence": "false" }"#,
+        &format!("{{ type: demo, count: {n}, rate: 2000, seed: 4 }}"),
+    );
+    let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
+    wait_lines(&dir.path().join("expected.jsonl"), 4_000, Duration::from_secs(30));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(10));
+    broker.resume();
+    let out = g.wait();
+    assert!(out.status.success(), "{}", text(&out));
+    let ledger: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ledger.json")).unwrap()).unwrap();
+    assert_balanced(&ledger);
+    assert_eq!(entry(&ledger, "kafka")["dropped_total"], 0, "{ledger}");
+    assert_eq!(entry(&ledger, "kafka")["delivered"], n as u64, "{ledger}");
+    let log = text(&out);
+    assert!(log.contains("they are sent again"), "records timed out in the outage: {log}");
+    let got = consume(&broker.addr(), "again", false, n);
+    let want = counts(lines(&dir.path().join("expected.jsonl")));
+    let have = counts(got.iter().map(|g| g["value"].as_str().unwrap().to_string()));
+    assert!(want.keys().eq(have.keys()), "every record arrived ({} distinct of {n})", have.len());
 }
 
 #[test]
@@ -616,28 +665,113 @@ fn a_broker_outage_under_udp_load_costs_no_datagram_with_a_journal() {
     while after >= 16 << 20 || delivered() < n {
         assert!(
             std::time::Instant::now() < deadline,
-            "the journal did not drain: {after} bytes left, {} of {n} delivered, {} dropped at the source",
+            "the journal did not drain: {after} bytes left, {} of {n} delivered, {} dropped at the source; \
+             Kafka errors: {:#?}",
             delivered(),
-            drops()
+            drops(),
+            g.lines_with("Kafka", 10)
         );
         std::thread::sleep(Duration::from_millis(500));
         after = journal_bytes();
     }
     assert!(peak > before + (1 << 20), "the journal grew during the outage: {before} → {peak}");
     eprintln!("journal bytes: {before} before, {peak} at the peak of a {outage} s outage, {after} after");
+    let refused = g.lines_with("refused", 5);
+    assert!(refused.is_empty(), "the Kafka sink refused records: {refused:#?}");
     let ledger = stop_collector(g, dir.path());
     assert_eq!(entry(&ledger, "flows")["dropped_total"], 0, "no datagram lost: {ledger}");
     assert_eq!(entry(&ledger, "kafka")["delivered"], n, "{ledger}");
     let got = consume(&broker.addr(), "journaled", false, n as usize);
-    let sum: u64 = got
-        .iter()
+    let sum = sum_bytes(&got);
+    assert_eq!(got.len() as u64, n, "every record is in Kafka, once");
+    assert_eq!(sum, t["sum_bytes"].as_u64().unwrap());
+}
+
+/// The sum of `bytes` of JSON-encoded records consumed from Kafka.
+fn sum_bytes(msgs: &[serde_json::Value]) -> u64 {
+    msgs.iter()
         .map(|m| {
             serde_json::from_str::<serde_json::Value>(m["value"].as_str().unwrap()).unwrap()["bytes"]
                 .as_u64()
                 .unwrap()
         })
-        .sum();
-    assert_eq!(got.len() as u64, n, "every record is in Kafka, once");
+        .sum()
+}
+
+/// Records and the sum of `bytes` of the Parquet files under `dir` (read by pyarrow).
+fn parquet_totals(dir: &Path) -> serde_json::Value {
+    let out = run_python(
+        r#"
+import sys, json, pyarrow.dataset as ds, pyarrow.compute as pc
+t = ds.dataset(sys.argv[1], format='parquet').to_table()
+print(json.dumps({'records': t.num_rows, 'sum_bytes': pc.sum(t['bytes']).as_py()}))
+"#,
+        &[dir.to_str().unwrap()],
+    );
+    serde_json::from_str(&out).unwrap()
+}
+
+/// Two sinks behind one journal, Parquet committing files while the broker
+/// is down so Kafka holds nothing, then `kill -9`: the next start replays
+/// the journal; the Parquet sink skips what its files hold (no duplicate)
+/// and Kafka receives everything (a source-side skip on Parquet's word
+/// would lose it for Kafka).
+#[test]
+fn a_record_committed_to_parquet_but_not_to_kafka_reaches_kafka_after_kill_9() {
+    if !have_peers() || !python_readers() {
+        return;
+    }
+    let mut broker = Broker::start();
+    broker.create_topic("mixed", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin) = (free_udp_port(), format!("127.0.0.1:{}", free_tcp_port()));
+    let p = write_pipeline(
+        dir.path(),
+        &format!(
+            r#"
+sources:
+  flows: {{ type: netflow, listen: "127.0.0.1:{port}", journal: {{ dir: ./journal }} }}
+sinks:
+  kafka: {{ type: kafka, inputs: [flows], brokers: "{}", topic: mixed, buffer: 256MiB }}
+  archive: {{ type: parquet, inputs: [flows], path: ./data, rotate: {{ max_age: 60s, max_rows: 5000 }} }}
+admin:
+  listen: "{admin}"
+"#,
+            broker.addr()
+        ),
+    );
+    let start = || {
+        let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
+        wait_until("the collector is ready", Duration::from_secs(30), || {
+            http_get(&admin, "/health/ready").0 == 200
+        });
+        g
+    };
+    let g = start();
+    broker.stop();
+    let n = 30_000;
+    let t = totals(generator(port, &["--exporters", "10", "--count", "30000", "--rate", "10000"]));
+    wait_until("Parquet committed files", Duration::from_secs(60), || {
+        metric(&admin, "spillway_records_delivered_total{component=\"archive\"") >= 25_000
+    });
+    assert_eq!(metric(&admin, "spillway_records_delivered_total{component=\"kafka\""), 0);
+    common::signal(g.id(), "KILL");
+    let _ = g.wait();
+    broker.resume();
+    let g = start();
+    wait_until("Kafka has every record", Duration::from_secs(120), || {
+        metric(&admin, "spillway_records_delivered_total{component=\"kafka\"") >= n
+    });
+    let skipped = metric(&admin, "spillway_parquet_replays_skipped_total");
+    let ledger = stop_collector(g, dir.path());
+    assert_eq!(entry(&ledger, "flows")["dropped_total"], 0, "{ledger}");
+    assert!(skipped >= 25_000, "the Parquet sink skipped what its files held: {skipped}");
+    let got = parquet_totals(&dir.path().join("data"));
+    assert_eq!(got["records"], t["records"], "parquet {got} vs sent {t}");
+    assert_eq!(got["sum_bytes"], t["sum_bytes"]);
+    let msgs = consume(&broker.addr(), "mixed", false, n as usize);
+    let sum = sum_bytes(&msgs);
+    assert_eq!(msgs.len() as u64, n, "every record in Kafka once");
     assert_eq!(sum, t["sum_bytes"].as_u64().unwrap());
 }
 
@@ -714,15 +848,7 @@ fn soak_broker_bounces_and_kill_9_reconcile_to_the_record() {
     let ledger = stop_collector(g, dir.path());
     assert_eq!(entry(&ledger, "flows")["dropped_total"], 0, "{ledger}");
     // Parquet: exactly what was sent.
-    let out = run_python(
-        r#"
-import sys, json, pyarrow.dataset as ds, pyarrow.compute as pc
-t = ds.dataset(sys.argv[1], format='parquet').to_table()
-print(json.dumps({'records': t.num_rows, 'sum_bytes': pc.sum(t['bytes']).as_py()}))
-"#,
-        &[dir.path().join("data").to_str().unwrap()],
-    );
-    let got: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let got = parquet_totals(&dir.path().join("data"));
     assert_eq!(got["records"], t["records"], "parquet {got} vs sent {t}");
     assert_eq!(got["sum_bytes"], t["sum_bytes"]);
     // Kafka: everything, duplicates bounded by the unproven replays.
@@ -735,7 +861,11 @@ print(json.dumps({'records': t.num_rows, 'sum_bytes': pc.sum(t['bytes']).as_py()
         got["records"],
         msgs.saturating_sub(n)
     );
-    assert!(msgs >= n && msgs <= n + bound, "Kafka holds {msgs} of {n} (+ at most {bound} duplicates)");
+    assert!(
+        msgs >= n && msgs <= n + bound,
+        "Kafka holds {msgs} of {n} (+ at most {bound} duplicates); the Kafka sink's ledger: {}",
+        entry(&ledger, "kafka")
+    );
 }
 
 /// A disk buffer in front of a sink (`buffer: { type: disk }`), behind a

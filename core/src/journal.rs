@@ -25,7 +25,9 @@
 //!
 //! [`Mark`]s name the records a batch holds; sinks that can store them with
 //! their output (the Parquet sink's file metadata) report what they
-//! committed to [`committed`], so a replay skips what is already durable.
+//! committed to [`committed`], each under its own name, so that after a
+//! crash such a sink skips a replayed batch it holds already while the
+//! other sinks (which may not have it) receive it again.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -80,6 +82,11 @@ impl RangeSet {
         }
     }
 
+    /// Whether every value of `lo..=hi` is in the set.
+    pub fn contains_range(&self, lo: u64, hi: u64) -> bool {
+        lo > hi || (self.contains(lo) && self.first_gap(lo) > hi)
+    }
+
     /// Whether `x` is in the set.
     pub fn contains(&self, x: u64) -> bool {
         let i = self.ranges.partition_point(|&(_, e)| e < x);
@@ -126,14 +133,20 @@ pub struct Mark {
     pub journal: Arc<str>,
     /// Inclusive ranges of sequence numbers.
     pub ranges: Vec<(u64, u64)>,
+    /// Whether every row of the batch belongs to a record in `ranges` (no
+    /// part of a record split by parking): only then may a sink that holds
+    /// the ranges skip the batch as a replay.
+    pub whole: bool,
 }
 
-/// What sinks have committed, per journal: filled by sinks (at start from
-/// what their outputs record, then as they commit), read by a journaled
-/// source before it replays. One per process.
+/// What each sink has committed, per journal: filled by sinks (at start
+/// from what their outputs record, then as they commit). A sink skips a
+/// replayed batch it holds whole; a journaled source cuts its replayed
+/// batches where the set of sinks holding a record changes, so that each
+/// batch is held by a sink entirely or not at all. One per process.
 #[derive(Debug, Default)]
 pub struct Committed {
-    journals: Mutex<HashMap<Arc<str>, RangeSet>>,
+    journals: Mutex<HashMap<Arc<str>, Vec<(Arc<str>, RangeSet)>>>,
 }
 
 /// The process's [`Committed`].
@@ -143,29 +156,58 @@ pub fn committed() -> &'static Committed {
 }
 
 impl Committed {
-    /// Notes that `ranges` of `journal` are durable in a sink's output.
-    pub fn add(&self, journal: &str, ranges: &[(u64, u64)]) {
+    /// Notes that `ranges` of `journal` are durable in sink `sink`'s output.
+    pub fn add(&self, journal: &str, sink: &str, ranges: &[(u64, u64)]) {
         let mut j = self.journals.lock().unwrap_or_else(|e| e.into_inner());
-        let set = match j.get_mut(journal) {
+        let sinks = match j.get_mut(journal) {
             Some(s) => s,
             None => j.entry(Arc::from(journal)).or_default(),
         };
+        let i = match sinks.iter().position(|(s, _)| **s == *sink) {
+            Some(i) => i,
+            None => {
+                sinks.push((Arc::from(sink), RangeSet::new()));
+                sinks.len() - 1
+            }
+        };
         for &(lo, hi) in ranges {
-            set.insert(lo, hi);
+            sinks[i].1.insert(lo, hi);
         }
     }
 
-    /// What is known committed of `journal`.
-    pub fn get(&self, journal: &str) -> RangeSet {
+    /// Whether sink `sink` holds every record of `mark` (and the batch
+    /// has no rows outside them): a replay it may skip.
+    pub fn holds(&self, sink: &str, mark: &Mark) -> bool {
+        if !mark.whole || mark.ranges.is_empty() {
+            return false;
+        }
         let j = self.journals.lock().unwrap_or_else(|e| e.into_inner());
-        j.get(journal).cloned().unwrap_or_default()
+        j.get(&*mark.journal)
+            .and_then(|sinks| sinks.iter().find(|(s, _)| **s == *sink))
+            .is_some_and(|(_, set)| mark.ranges.iter().all(|&(lo, hi)| set.contains_range(lo, hi)))
+    }
+
+    /// Which sinks hold record `seq` of `journal`: bit `i` for the `i`-th
+    /// sink that reported this journal (the first 64).
+    pub fn holders(&self, journal: &str, seq: u64) -> u64 {
+        let j = self.journals.lock().unwrap_or_else(|e| e.into_inner());
+        j.get(journal).map_or(0, |sinks| {
+            sinks
+                .iter()
+                .take(64)
+                .enumerate()
+                .filter(|(_, (_, set))| set.contains(seq))
+                .fold(0, |bits, (i, _)| bits | 1 << i)
+        })
     }
 
     /// Forgets `journal`'s records below `x` (deleted from the journal).
     pub fn prune_below(&self, journal: &str, x: u64) {
         let mut j = self.journals.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = j.get_mut(journal) {
-            s.prune_below(x);
+        if let Some(sinks) = j.get_mut(journal) {
+            for (_, s) in sinks {
+                s.prune_below(x);
+            }
         }
     }
 }
@@ -933,6 +975,28 @@ mod tests {
         assert_eq!(s.ranges(), &[(0, 30)]);
         s.prune_below(7);
         assert_eq!(s.ranges(), &[(7, 30)]);
+        assert!(s.contains_range(7, 30) && s.contains_range(9, 9) && !s.contains_range(6, 8));
+        assert!(!s.contains_range(30, 31));
+    }
+
+    #[test]
+    fn committed_records_are_per_sink() {
+        let c = Committed::default();
+        c.add("j", "archive", &[(0, 9)]);
+        c.add("j", "other", &[(5, 20)]);
+        let mark = |lo, hi, whole| Mark { journal: Arc::from("j"), ranges: vec![(lo, hi)], whole };
+        assert!(c.holds("archive", &mark(2, 9, true)));
+        assert!(!c.holds("archive", &mark(2, 10, true)), "record 10 is not in archive");
+        assert!(!c.holds("archive", &mark(2, 9, false)), "the batch has rows of unnamed records");
+        assert!(!c.holds("kafka", &mark(2, 9, true)), "a sink that recorded nothing holds nothing");
+        assert_eq!(
+            (c.holders("j", 3), c.holders("j", 7), c.holders("j", 15), c.holders("j", 30)),
+            (1, 3, 2, 0)
+        );
+        assert_eq!(c.holders("other journal", 3), 0);
+        c.prune_below("j", 8);
+        assert!(!c.holds("archive", &mark(7, 9, true)));
+        assert!(c.holds("archive", &mark(8, 9, true)));
     }
 
     fn write(dir: &Path, n: u64, segment: u64) -> u64 {

@@ -237,6 +237,18 @@ impl Guard {
         false
     }
 
+    /// The first `max` lines of stderr so far that contain `needle`.
+    pub fn lines_with(&self, needle: &str, max: usize) -> Vec<String> {
+        self.stderr
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .take(max)
+            .map(String::from)
+            .collect()
+    }
+
     /// The exit status, if the process has exited.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
         self.child.as_mut().expect("running").try_wait().expect("try_wait")

@@ -1,7 +1,8 @@
 //! The `kafka` sink.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, SchemaRef};
@@ -15,7 +16,7 @@ use spillway_core::ack::{AckStatus, Acks};
 use spillway_core::component::{ComponentError, Sink, SinkContext, SinkInput};
 use spillway_core::events::Events;
 use spillway_core::ledger::DropReason;
-use spillway_core::metrics::Gauge;
+use spillway_core::metrics::{Counter, Gauge};
 use spillway_core::registry::{BuildContext, BuildError, FieldIssue, SinkConfig};
 
 use crate::codec::{Encoder, protobuf_compatible, write_key};
@@ -176,11 +177,29 @@ struct Pending {
     acks: Mutex<Option<Acks>>,
 }
 
-/// Producer callbacks: delivery reports settle batches; errors are logged.
+/// A record whose delivery failed with a transient error: sent again by
+/// the sink (its batch stays unsettled until it is delivered).
+struct Retry {
+    topic: String,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    pending: Arc<Pending>,
+}
+
+/// Producer callbacks: delivery reports settle batches, or queue records
+/// that failed for a transient reason to be sent again; errors are logged.
 struct Delivery {
     events: Option<Events>,
     name: Arc<str>,
     down: AtomicBool,
+    /// Records to send again.
+    retries: Mutex<Vec<Retry>>,
+    /// Sending records again since the last delivery (for the log).
+    retrying: AtomicBool,
+    retried: Option<Counter>,
+    /// Topics known to exist (found at start, or delivered to): an
+    /// unknown-topic failure for one of them is a broker coming back.
+    topics: RwLock<HashSet<String>>,
 }
 
 impl ClientContext for Delivery {
@@ -207,11 +226,37 @@ impl ProducerContext for Delivery {
     fn delivery(&self, result: &DeliveryResult<'_>, pending: Arc<Pending>) {
         let events = self.events.as_ref().expect("a sink's producer");
         match result {
-            Ok(_) => {
+            Ok(msg) => {
+                use rdkafka::message::Message;
                 if self.down.swap(false, Ordering::Relaxed) {
                     tracing::info!(component = %self.name, "Kafka brokers reachable again; delivering");
                 }
+                if self.retrying.swap(false, Ordering::Relaxed) {
+                    tracing::info!(component = %self.name, "records sent again are being delivered");
+                }
+                if !self.topics.read().is_ok_and(|t| t.contains(msg.topic()))
+                    && let Ok(mut t) = self.topics.write()
+                {
+                    t.insert(msg.topic().to_string());
+                }
                 events.delivered(1);
+            }
+            Err((e, msg)) if self.transient(e, msg) => {
+                use rdkafka::message::Message;
+                if !self.retrying.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(component = %self.name, topic = msg.topic(), error = %e, "Kafka did not take records (a transient failure): they are sent again, and their batches wait");
+                }
+                if let Some(c) = &self.retried {
+                    c.add(1);
+                }
+                let retry = Retry {
+                    topic: msg.topic().to_string(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().unwrap_or_default().to_vec(),
+                    pending,
+                };
+                self.retries.lock().unwrap_or_else(|e| e.into_inner()).push(retry);
+                return;
             }
             Err((e, msg)) => {
                 use rdkafka::message::Message;
@@ -244,8 +289,18 @@ struct KafkaSink {
 impl Sink for KafkaSink {
     async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
         let name = cx.name.clone();
-        let context =
-            Delivery { events: Some(cx.events.clone()), name: name.clone(), down: AtomicBool::new(false) };
+        let context = Delivery {
+            events: Some(cx.events.clone()),
+            name: name.clone(),
+            down: AtomicBool::new(false),
+            retries: Mutex::new(Vec::new()),
+            retrying: AtomicBool::new(false),
+            retried: Some(cx.metrics.counter(
+                "spillway_kafka_retried_records_total",
+                "Records whose delivery failed for a transient reason, sent again.",
+            )),
+            topics: RwLock::new(HashSet::new()),
+        };
         let producer: ThreadedProducer<Delivery> = self
             .cfg
             .client_config()
@@ -262,7 +317,21 @@ impl Sink for KafkaSink {
         let mut encoder: Option<(SchemaRef, Encoder)> = None;
         let (mut buf, mut ends, mut keys, mut key_ends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut backpressure_since: Option<Instant> = None;
-        while let Some(mut batch) = input.recv().await {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            // Records that failed for a transient reason go first (their
+            // batches wait for them).
+            while !producer.context().resend(&producer) {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let mut batch = tokio::select! {
+                b = input.recv() => match b {
+                    Some(b) => b,
+                    None => break,
+                },
+                _ = tick.tick() => continue,
+            };
             let schema = batch.data.schema();
             if encoder.as_ref().is_none_or(|(s, _)| s != &schema) {
                 encoder = Some((
@@ -352,8 +421,9 @@ impl Sink for KafkaSink {
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let mut last_log = Instant::now();
-            while p.in_flight_count() > 0 {
+            while p.in_flight_count() > 0 || p.context().retries_waiting() {
                 let _ = p.flush(Duration::from_millis(500));
+                p.context().resend(&p);
                 if last_log.elapsed() >= Duration::from_secs(5) {
                     last_log = Instant::now();
                     tracing::warn!(component = %name2, queued = p.in_flight_count(), waited = ?started.elapsed(), "still delivering queued records to Kafka before stopping");
@@ -369,6 +439,66 @@ impl Sink for KafkaSink {
 }
 
 impl Delivery {
+    /// Whether a delivery failure may pass: anything but a record the
+    /// broker can never take (too large, invalid, not authorized), a topic
+    /// that was never seen to exist, or a producer that failed for good.
+    fn transient(&self, e: &KafkaError, msg: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+        use RDKafkaErrorCode as C;
+        use rdkafka::message::Message;
+        match e.rdkafka_error_code() {
+            Some(
+                C::MessageSizeTooLarge
+                | C::InvalidMessage
+                | C::InvalidMessageSize
+                | C::InvalidRecord
+                | C::MessageBatchTooLarge
+                | C::InvalidTopic
+                | C::TopicAuthorizationFailed
+                | C::ClusterAuthorizationFailed
+                | C::BadMessage
+                | C::InvalidArgument
+                | C::Fatal,
+            ) => false,
+            Some(C::UnknownTopic | C::UnknownTopicOrPartition | C::UnknownPartition) => {
+                self.topics.read().is_ok_and(|t| t.contains(msg.topic()))
+            }
+            _ => true,
+        }
+    }
+
+    /// Sends the records that failed for a transient reason again; false
+    /// when the producer's buffer is full (the rest wait for the next call).
+    fn resend(&self, producer: &ThreadedProducer<Delivery>) -> bool {
+        let retries = std::mem::take(&mut *self.retries.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut left = retries.into_iter();
+        while let Some(r) = left.next() {
+            let mut record = BaseRecord::with_opaque_to(&r.topic, r.pending.clone()).payload(&r.payload[..]);
+            if let Some(k) = &r.key {
+                record = record.key(&k[..]);
+            }
+            match producer.send(record) {
+                Ok(()) => {}
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    let mut rest: Vec<Retry> = std::iter::once(r).chain(left).collect();
+                    let mut q = self.retries.lock().unwrap_or_else(|e| e.into_inner());
+                    rest.append(&mut q);
+                    *q = rest;
+                    return false;
+                }
+                Err((e, rec)) => {
+                    tracing::error!(component = %self.name, topic = rec.topic, error = %e, "record refused by the producer; dropped and counted (sink_error)");
+                    self.delivery_failed_early(&rec.delivery_opaque);
+                }
+            }
+        }
+        true
+    }
+
+    /// Records waiting to be sent again.
+    fn retries_waiting(&self) -> bool {
+        !self.retries.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     /// Accounts a record the producer refused before queueing it.
     fn delivery_failed_early(&self, pending: &Arc<Pending>) {
         if let Some(ev) = &self.events {
@@ -396,6 +526,9 @@ async fn check_topic(producer: &Arc<ThreadedProducer<Delivery>>, topic: &str, na
     .await;
     match md {
         Ok(Ok(Some((None, parts)))) if parts > 0 => {
+            if let Ok(mut t) = producer.context().topics.write() {
+                t.insert(topic.to_string());
+            }
             tracing::info!(component = name, topic, partitions = parts, "Kafka topic found")
         }
         Ok(Ok(_)) => tracing::error!(

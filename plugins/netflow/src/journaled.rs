@@ -13,10 +13,14 @@
 //!
 //! After a crash the journal is read again from its oldest segment. Records
 //! known settled (the worker's `settled` file, written every second and at
-//! a stop) and records a sink reports committed (the Parquet sink's file
-//! metadata, through [`spillway_core::journal::committed`]) are decoded for
-//! their templates and sequence positions only; the rest is decoded and
-//! sent again.
+//! a stop) are decoded for their templates and sequence positions only; the
+//! rest is decoded and sent again. A sink that records what it committed
+//! (the Parquet sink's file metadata, through
+//! [`spillway_core::journal::committed`]) skips a replayed batch it holds,
+//! while the other sinks receive it: a record committed to Parquet may not
+//! have reached Kafka. Replayed batches are cut where the set of sinks
+//! holding a record changes, so a sink holds each of them entirely or not
+//! at all.
 //!
 //! A record split by parking (some sets decoded, some waiting for their
 //! template) is not named in any mark: after a crash it is replayed whole,
@@ -189,8 +193,13 @@ pub struct Tracker {
     tracker: AckTracker,
     acks: AckReceiver,
     settled: RangeSet,
-    /// From before the start: what sinks committed and what was settled.
+    /// From before the start: what was settled.
     known: RangeSet,
+    /// Which sinks hold the replayed records of the batch being built, and
+    /// of the record about to be decoded ([`Self::cuts`]).
+    holders: (u64, u64),
+    /// The batch being built has rows of records it does not name.
+    partial: bool,
     holds: BTreeMap<u64, Hold>,
     /// Records decoded into the batch being built.
     open: Option<(u64, u64)>,
@@ -226,7 +235,7 @@ impl Tracker {
     ) -> Self {
         let (tracker, acks) = AckTracker::new();
         let settled_path = dir.join("settled");
-        let mut known = spillway_core::journal::committed().get(&journal);
+        let mut known = RangeSet::new();
         if let Some(f) =
             std::fs::read(&settled_path).ok().and_then(|b| serde_json::from_slice::<SettledFile>(&b).ok())
             && *f.journal == *journal
@@ -260,6 +269,8 @@ impl Tracker {
             acks,
             settled: RangeSet::new(),
             known,
+            holders: (0, 0),
+            partial: false,
             holds: BTreeMap::new(),
             open: None,
             holes: Vec::new(),
@@ -271,8 +282,20 @@ impl Tracker {
         }
     }
 
-    /// Whether record `seq` is a replay a sink already holds (decode it for
-    /// its state only). Counts replays.
+    /// Whether record `seq` must start a new batch: a replay held by other
+    /// sinks than those holding the batch being built.
+    pub fn cuts(&mut self, seq: u64) -> bool {
+        let holders = if seq < self.replay_end {
+            spillway_core::journal::committed().holders(&self.journal, seq)
+        } else {
+            0
+        };
+        self.holders.1 = holders;
+        self.open.is_some() && holders != self.holders.0
+    }
+
+    /// Whether record `seq` is a replay settled before the start (decode it
+    /// for its state only). Counts replays.
     pub fn is_committed(&mut self, seq: u64) -> bool {
         if seq >= self.replay_end {
             return false;
@@ -293,8 +316,12 @@ impl Tracker {
     pub fn decoded(&mut self, seq: u64, parked: u64, own_rows: bool, released: impl Iterator<Item = u64>) {
         self.open = Some(match self.open {
             Some((lo, _)) => (lo, seq),
-            None => (seq, seq),
+            None => {
+                self.holders.0 = self.holders.1;
+                (seq, seq)
+            }
         });
+        self.partial |= parked > 0 && own_rows;
         if parked > 0 {
             self.holes.push(seq);
             self.holds.insert(seq, Hold { parts: parked as u32, whole: !own_rows && parked == 1 });
@@ -334,6 +361,7 @@ impl Tracker {
     fn sealed(&mut self, range: (u64, u64), has_rows: bool) -> Acks {
         let released = std::mem::take(&mut self.released);
         let mut holes = std::mem::take(&mut self.holes);
+        let mut whole = !std::mem::take(&mut self.partial);
         if !has_rows {
             // Nothing to acknowledge: settled now.
             self.settle_flight(InFlight { range, released });
@@ -356,9 +384,11 @@ impl Tracker {
         for &r in &released {
             if self.holds.get(&r).is_some_and(|h| h.whole) {
                 ranges.push((r, r));
+            } else {
+                whole = false;
             }
         }
-        let (id, ack) = self.tracker.ack_marked(Mark { journal: self.journal.clone(), ranges });
+        let (id, ack) = self.tracker.ack_marked(Mark { journal: self.journal.clone(), ranges, whole });
         self.in_flight.insert(id, InFlight { range, released });
         Acks::one(ack)
     }
@@ -545,6 +575,7 @@ mod tests {
         t.decoded(2, 0, true, std::iter::empty());
         let a = t.seal(true);
         assert_eq!(a.marks().next().unwrap().ranges, vec![(0, 0), (2, 2)]);
+        assert!(!a.marks().next().unwrap().whole, "the batch holds rows of record 1, which it does not name");
         a.settle(AckStatus::Delivered);
         drop(a);
         t.poll();
@@ -563,5 +594,32 @@ mod tests {
         assert!(!r.is_committed(1));
         assert!(r.is_committed(2));
         assert!(!r.is_committed(3), "not a replay");
+    }
+
+    #[test]
+    fn replayed_batches_are_cut_where_the_sinks_holding_their_records_change() {
+        let dir = tempfile::tempdir().unwrap();
+        // Records 0..=4 are in a committed Parquet file of sink `archive`.
+        spillway_core::journal::committed().add("cut/w0", "archive", &[(0, 4)]);
+        let mut t = Tracker::new(
+            Arc::from("t"),
+            Arc::from("cut/w0"),
+            dir.path(),
+            8,
+            JournalMetrics::new(&Metrics::standalone("t")),
+        );
+        let mut cuts = Vec::new();
+        for seq in 0..10 {
+            if t.cuts(seq) {
+                cuts.push(seq);
+                t.seal(true);
+            }
+            assert!(!t.is_committed(seq), "a record a sink holds is replayed, for the sinks that do not");
+            t.decoded(seq, 0, true, std::iter::empty());
+        }
+        assert_eq!(cuts, vec![5], "0..=4 in one batch, the rest in another");
+        let m = t.seal(true);
+        assert!(m.marks().next().unwrap().whole);
+        assert!(!spillway_core::journal::committed().holds("archive", m.marks().next().unwrap()));
     }
 }

@@ -699,6 +699,20 @@ struct WorkerJournal {
     _lock: Arc<std::fs::File>,
 }
 
+/// Sends the batch waiting for room, if any; whether downstream has room
+/// for more.
+fn offer(tx: &tokio::sync::mpsc::Sender<Sent>, pending: &mut Option<Sent>) -> bool {
+    let Some(p) = pending.take() else { return true };
+    match tx.try_send(p) {
+        Ok(()) => true,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(p)) => {
+            *pending = Some(p);
+            false
+        }
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
 /// Records decoded from the journal per turn of the loop, between reads of
 /// the socket.
 const DECODE_TURN: usize = 256;
@@ -958,6 +972,9 @@ impl Worker {
                     let Some(e) = j.reader.next_record() else { break };
                     n += 1;
                     let (seq, addr, port, ts) = (e.seq, Addr(e.addr), e.port, e.received_ns);
+                    if j.tracker.cuts(seq) {
+                        self.seal_into(&mut j.tracker, &mut j.pending);
+                    }
                     let committed = j.tracker.is_committed(seq);
                     let parks = self.collector.parks_total();
                     let rows = self.collector.flow_rows();
@@ -971,6 +988,10 @@ impl Worker {
                     let parked = self.collector.parks_total() - parks;
                     let own = self.collector.flow_rows() > rows;
                     j.tracker.decoded(seq, parked, own, self.collector.take_released_tags());
+                    if j.pending.is_some() {
+                        // A cut batch waits for room.
+                        break;
+                    }
                 }
                 self.journal_drops(
                     &j.metrics,
@@ -978,7 +999,9 @@ impl Worker {
                     &"journal records deleted unread (`when_full: drop_oldest`, or unreadable)",
                 );
                 let flush_due = last_flush.elapsed() >= self.flush;
-                if self.collector.is_full() || (flush_due && (self.collector.buffered() > 0 || n == 0)) {
+                if j.pending.is_none()
+                    && (self.collector.is_full() || (flush_due && (self.collector.buffered() > 0 || n == 0)))
+                {
                     self.seal(&mut j);
                     last_flush = Instant::now();
                 }
@@ -1135,26 +1158,28 @@ impl Worker {
     /// Sends the batch waiting for room, if any; whether downstream has
     /// room for more.
     fn offer(&mut self, j: &mut WorkerJournal) -> bool {
-        let Some(p) = j.pending.take() else { return true };
-        match self.tx.try_send(p) {
-            Ok(()) => true,
-            Err(tokio::sync::mpsc::error::TrySendError::Full(p)) => {
-                j.pending = Some(p);
-                false
-            }
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        offer(&self.tx, &mut j.pending)
     }
 
     /// Ends the batch being built: its rows go (or wait) downstream with an
     /// acknowledgement naming the journal records they hold; the side
     /// outputs go as they do without a journal.
     fn seal(&mut self, j: &mut WorkerJournal) {
+        self.seal_into(&mut j.tracker, &mut j.pending);
+    }
+
+    /// [`Self::seal`] with the journal's parts it needs.
+    fn seal_into(&mut self, tracker: &mut crate::journaled::Tracker, pending: &mut Option<Sent>) {
         let batch = self.collector.take();
-        let acks = j.tracker.seal(batch.is_some());
+        let acks = tracker.seal(batch.is_some());
         if let Some((b, lo, hi)) = batch {
-            j.pending = Some(Sent::Flows(b, lo, hi, acks));
-            self.offer(j);
+            // One batch waits at a time: the running loop seals only when
+            // none does, a stop or a hand-over waits for room here.
+            if let Some(p) = pending.take() {
+                let _ = self.tx.blocking_send(p);
+            }
+            *pending = Some(Sent::Flows(b, lo, hi, acks));
+            offer(&self.tx, pending);
         }
         self.send();
     }

@@ -61,8 +61,8 @@ const MARKS_LOOKBACK: std::time::Duration = std::time::Duration::from_secs(7 * 2
 
 /// Reads the journal marks of the committed files under `root` (written in
 /// the last [`MARKS_LOOKBACK`]) into the process's
-/// [`spillway_core::journal::committed`], so a journaled source's replay
-/// skips what these files hold. Only footers are read.
+/// [`spillway_core::journal::committed`] under the sink's name, so that the
+/// sink skips replayed batches these files hold. Only footers are read.
 pub fn read_journal_marks(root: &Path, component: &str) {
     let mut files = Vec::new();
     collect_parquet(root, &mut files, 0);
@@ -85,7 +85,7 @@ pub fn read_journal_marks(root: &Path, component: &str) {
             continue;
         };
         for (journal, ranges) in marks {
-            spillway_core::journal::committed().add(&journal, &ranges);
+            spillway_core::journal::committed().add(&journal, component, &ranges);
         }
         n += 1;
     }

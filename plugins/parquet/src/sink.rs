@@ -251,6 +251,7 @@ impl SinkConfig for ParquetConfig {
                 seq: 0,
                 events: None,
                 name: cx.name.clone(),
+                replays_skipped: None,
             },
         }))
     }
@@ -309,6 +310,8 @@ struct Writer {
     seq: u64,
     events: Option<Events>,
     name: String,
+    /// Replayed rows skipped: committed in an earlier run.
+    replays_skipped: Option<spillway_core::metrics::Counter>,
 }
 
 #[async_trait]
@@ -316,6 +319,10 @@ impl Sink for ParquetSink {
     async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
         let mut w = self.writer;
         w.events = Some(cx.events.clone());
+        w.replays_skipped = Some(cx.metrics.counter(
+            "spillway_parquet_replays_skipped_total",
+            "Replayed journal rows not written again: a committed file holds them (counted delivered).",
+        ));
         std::fs::create_dir_all(&w.root)
             .map_err(|e| ComponentError::new(format!("cannot create {}: {e}", w.root.display())))?;
         match recover(&w.root) {
@@ -379,6 +386,19 @@ impl Writer {
     }
 
     fn write(&mut self, batch: spillway_core::Batch) {
+        if !batch.acks.is_empty()
+            && batch.acks.marks().count() == batch.acks.len()
+            && batch.acks.marks().all(|m| spillway_core::journal::committed().holds(&self.name, m))
+        {
+            // A replay after a crash of records a committed file holds.
+            let rows = batch.rows() as u64;
+            if let Some(c) = &self.replays_skipped {
+                c.add(rows);
+            }
+            self.events().delivered(rows);
+            batch.acks.settle(AckStatus::Delivered);
+            return;
+        }
         let data = match self.convert(&batch.data) {
             Ok(d) => d,
             Err(e) => {
@@ -556,7 +576,7 @@ impl Writer {
             Ok(()) => {
                 tracing::debug!(component = %self.name, file = %dest.display(), rows, "Parquet file is durable");
                 for (j, s) in &marks {
-                    spillway_core::journal::committed().add(j, s.ranges());
+                    spillway_core::journal::committed().add(j, &self.name, s.ranges());
                 }
                 self.events().delivered(rows);
                 acks.settle(AckStatus::Delivered);
