@@ -1,10 +1,12 @@
 //! Spillway beside nfcapd on the same load, in one run: the built-in
 //! generator (NetFlow v9, 1,000 exporters, 30 records per packet, templates
 //! every 20 packets) sends at rising rates to each receiver in turn —
-//! nfcapd storing its files, Spillway into a blackhole, into Parquet and
-//! (when `tansu` is installed) into Kafka — and the table gives each one's
-//! highest rate with at most 0.1 % loss, its CPU there, and the ratio to
-//! nfcapd's rate.
+//! nfcapd storing its files, a bare counting receive loop (the source's
+//! socket and `recvmmsg` buffers, nothing else: the floor of our receive
+//! path), Spillway into a blackhole, into Parquet and (when `tansu` is
+//! installed) into Kafka — and the table gives each one's highest rate with
+//! at most 0.1 % loss, its CPU there, and the ratios to nfcapd's rate and
+//! to the bare loop's.
 //!
 //! Receivers run as their own processes (CPU is read from /proc for theirs
 //! alone); the generator runs here and shares the cores, as a real
@@ -15,6 +17,11 @@
 //! ```
 //!
 //! `SPILLWAY_COMPARE_SECS` (default 5) sets the seconds per rate.
+//! `SPILLWAY_COMPARE_RSS_SECS=600` then runs Spillway → Parquet for that
+//! long at its highest lossless rate (or `SPILLWAY_COMPARE_RSS_RATE`) and
+//! prints its resident memory every 10 s; `SPILLWAY_COMPARE_EXPORTERS=100000`
+//! measures the state one exporter costs (resident memory after that many
+//! exporters' templates and first data, against a tenth as many).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,8 +30,10 @@ use std::time::{Duration, Instant};
 use spillway_netflow as _;
 
 /// Rates tried, records per second.
-const RATES: [u64; 9] =
-    [250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000];
+const RATES: [u64; 12] = [
+    250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000, 8_000_000,
+    10_000_000, 14_000_000,
+];
 
 /// What one receiver did at one rate.
 struct Outcome {
@@ -54,25 +63,45 @@ fn cpu_of(pid: u32) -> f64 {
     (tick(11) + tick(12)) as f64 / 100.0
 }
 
-fn send(port: u16, rate: u64, secs: u64) -> u64 {
-    let opts = spillway_netflow::generate::Options {
-        rate: Some(rate),
-        count: Some(rate * secs),
-        duration: Some(Duration::from_secs(secs + 2)),
-        ..spillway_netflow::generate::Options::v9_load(format!("127.0.0.1:{port}").parse().unwrap())
-    };
-    spillway_netflow::generate::run(&opts).expect("generator runs").records
+/// Resident memory of process `pid`, bytes.
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
 }
 
-/// Sends the load to the receiver `child` listening on `port`, then stops
-/// it: what was sent and the CPU seconds the receiver used meanwhile.
-fn measure(mut child: Child, port: u16, rate: u64, secs: u64) -> (u64, f64) {
+fn send(port: u16, rate: u64, secs: u64) -> spillway_netflow::generate::Totals {
+    send_from(port, rate, rate * secs, 1000)
+}
+
+fn send_from(port: u16, rate: u64, count: u64, exporters: u32) -> spillway_netflow::generate::Totals {
+    let opts = spillway_netflow::generate::Options {
+        rate: Some(rate),
+        count: Some(count),
+        duration: Some(Duration::from_secs(count / rate + 2)),
+        exporters,
+        ..spillway_netflow::generate::Options::v9_load(format!("127.0.0.1:{port}").parse().unwrap())
+    };
+    spillway_netflow::generate::run(&opts).expect("generator runs")
+}
+
+fn wait_listening(port: u16) {
     let listen = format!("127.0.0.1:{port}").parse().unwrap();
     let t = Instant::now();
     while !spillway_netflow::udp::is_listening(listen) {
         assert!(t.elapsed() < Duration::from_secs(30), "nothing listens on {port}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Sends the load to the receiver `child` listening on `port`, then stops
+/// it: what was sent and the CPU seconds the receiver used meanwhile.
+fn measure(mut child: Child, port: u16, rate: u64, secs: u64) -> (spillway_netflow::generate::Totals, f64) {
+    wait_listening(port);
     let cpu0 = cpu_of(child.id());
     let sent = send(port, rate, secs);
     std::thread::sleep(Duration::from_secs(1));
@@ -80,6 +109,34 @@ fn measure(mut child: Child, port: u16, rate: u64, secs: u64) -> (u64, f64) {
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
     (sent, cpu)
+}
+
+/// The bare loop, in a process of its own (this executable again, with
+/// `--bare-loop PORT FILE`): it writes its datagram count to FILE every
+/// 100 ms.
+fn bare(rate: u64, secs: u64, dir: &Path) -> Outcome {
+    let port = free_port();
+    let file = dir.join("count");
+    let child = Command::new(std::env::current_exe().expect("current exe"))
+        .arg("--bare-loop")
+        .arg(port.to_string())
+        .arg(&file)
+        .spawn()
+        .expect("the bench runs itself");
+    let (sent, cpu) = measure(child, port, rate, secs);
+    let datagrams: u64 = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    // Every datagram of this load carries the same number of records.
+    let stored = datagrams * sent.records / sent.packets.max(1);
+    Outcome { sent: sent.records, stored, cpu }
+}
+
+fn bare_loop_main(port: &str, file: &Path) {
+    let listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let tmp = file.with_extension("tmp");
+    spillway_netflow::udp::bare_receive_loop(listen, 64 << 20, Duration::from_millis(100), |n| {
+        std::fs::write(&tmp, n.to_string()).is_ok() && std::fs::rename(&tmp, file).is_ok()
+    })
+    .expect("the bare loop receives");
 }
 
 fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
@@ -92,6 +149,7 @@ fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
         .spawn()
         .expect("nfcapd runs (Debian's nfdump package)");
     let (sent, cpu) = measure(child, port, rate, secs);
+    let sent = sent.records;
     let out = Command::new("nfdump").arg("-R").arg(dir).arg("-I").output().expect("nfdump runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let stored = text
@@ -101,7 +159,9 @@ fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
     Outcome { sent, stored, cpu }
 }
 
-fn spillway(rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
+/// Starts `spillway run` in `dir` with a `netflow` source of two workers
+/// feeding sink `sink`; returns it and the source's port.
+fn start_spillway(dir: &Path, sink: &str) -> (Child, u16) {
     let port = free_port();
     let yaml = format!(
         "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 2, batch_size: 16384 }}\nsinks:\n  out: {sink}\n"
@@ -114,7 +174,13 @@ fn spillway(rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
         .stderr(Stdio::null())
         .spawn()
         .expect("the release binary exists: cargo build --release");
+    (child, port)
+}
+
+fn spillway(rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
+    let (child, port) = start_spillway(dir, sink);
     let (sent, cpu) = measure(child, port, rate, secs);
+    let sent = sent.records;
     let ledger: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap_or_default())
             .unwrap_or_default();
@@ -153,8 +219,94 @@ fn tansu() -> Option<(Child, String, tempfile::TempDir)> {
     ok.then(|| (child, format!("127.0.0.1:{port}"), dir))
 }
 
+/// Spillway → Parquet at `rate` for `secs`: resident memory every 10 s
+/// (committed files are deleted as they appear, to spare the disk).
+fn rss_curve(rate: u64, secs: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = start_spillway(
+        dir.path(),
+        "{ type: parquet, inputs: [flows], path: ./data, rotate: { max_age: 10s }, addresses: binary }",
+    );
+    wait_listening(port);
+    let pid = child.id();
+    let data = dir.path().join("data");
+    let sampler = std::thread::spawn(move || {
+        let t = Instant::now();
+        let mut curve = Vec::new();
+        while t.elapsed() < Duration::from_secs(secs) {
+            std::thread::sleep(Duration::from_secs(10));
+            curve.push((t.elapsed().as_secs(), rss_of(pid)));
+            remove_parquet(&data);
+        }
+        curve
+    });
+    let sent = send(port, rate, secs);
+    let curve = sampler.join().unwrap();
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = child.wait();
+    println!();
+    println!("resident memory, Spillway → Parquet at {rate} records/s ({} sent):", sent.records);
+    println!("{:>8} {:>10}", "second", "RSS MiB");
+    for (s, rss) in &curve {
+        println!("{s:>8} {:>10.1}", *rss as f64 / (1 << 20) as f64);
+    }
+    if let (Some(first), Some(last)) = (curve.get(1), curve.last()) {
+        println!(
+            "from second {} to {}: {:+.1} MiB",
+            first.0,
+            last.0,
+            (last.1 as f64 - first.1 as f64) / (1 << 20) as f64
+        );
+    }
+}
+
+fn remove_parquet(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            remove_parquet(&p);
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Resident memory of Spillway → blackhole after `n` exporters each sent
+/// their templates with one data packet (paced: nothing is dropped).
+fn rss_after_exporters(n: u32) -> (u64, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port) = start_spillway(dir.path(), "{ type: blackhole, inputs: [flows] }");
+    wait_listening(port);
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = send_from(port, 300_000, u64::from(n) * 30, n);
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = rss_of(child.id());
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    (rss, sent.packets)
+}
+
+fn state_per_exporter(n: u32) {
+    let small = (n / 10).max(1);
+    let (a, pa) = rss_after_exporters(small);
+    let (b, pb) = rss_after_exporters(n);
+    println!();
+    println!("state per exporter (Spillway → blackhole, templates and first data of each exporter):");
+    println!("{small:>8} exporters: {:>8.1} MiB resident ({pa} datagrams)", a as f64 / (1 << 20) as f64);
+    println!("{n:>8} exporters: {:>8.1} MiB resident ({pb} datagrams)", b as f64 / (1 << 20) as f64);
+    println!("per exporter: {:.0} bytes", (b as f64 - a as f64) / f64::from(n - small));
+}
+
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    if let [_, flag, port, file] = &args[..]
+        && flag == "--bare-loop"
+    {
+        bare_loop_main(port, Path::new(file));
         return;
     }
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -162,6 +314,7 @@ fn main() {
     let broker = tansu();
     let mut receivers: Vec<(&str, String)> = vec![
         ("nfcapd (storing)", String::new()),
+        ("bare receive loop", "bare".into()),
         ("spillway → blackhole", "{ type: blackhole, inputs: [flows] }".into()),
         ("spillway → parquet", "{ type: parquet, inputs: [flows], path: ./data }".into()),
     ];
@@ -182,10 +335,10 @@ fn main() {
         let mut top = (0u64, 0.0f64);
         for rate in RATES {
             let dir = tempfile::tempdir().unwrap();
-            let o = if sink.is_empty() {
-                nfcapd(rate, secs, dir.path())
-            } else {
-                spillway(rate, secs, dir.path(), sink)
+            let o = match sink.as_str() {
+                "" => nfcapd(rate, secs, dir.path()),
+                "bare" => bare(rate, secs, dir.path()),
+                _ => spillway(rate, secs, dir.path(), sink),
             };
             let loss = 100.0 * (o.sent.saturating_sub(o.stored)) as f64 / o.sent.max(1) as f64;
             let cpu = 100.0 * o.cpu / (secs + 1) as f64;
@@ -199,13 +352,29 @@ fn main() {
         best.push((name.to_string(), top.0, top.1));
     }
     println!();
-    println!("{:<22} {:>22} {:>8} {:>12}", "receiver", "highest lossless r/s", "CPU %", "× nfcapd");
+    println!(
+        "{:<22} {:>22} {:>8} {:>12} {:>12}",
+        "receiver", "highest lossless r/s", "CPU %", "× nfcapd", "× bare loop"
+    );
     let base = best.first().map_or(1, |b| b.1.max(1)) as f64;
+    let floor = best.get(1).map_or(1, |b| b.1.max(1)) as f64;
     for (name, rate, cpu) in &best {
-        println!("{name:<22} {rate:>22} {cpu:>8.0} {:>12.2}", *rate as f64 / base);
+        println!(
+            "{name:<22} {rate:>22} {cpu:>8.0} {:>12.2} {:>12.2}",
+            *rate as f64 / base,
+            *rate as f64 / floor
+        );
     }
     if let Some((mut child, _, _)) = broker {
         let _ = child.kill();
         let _ = child.wait();
+    }
+    let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
+    if let Some(rss_secs) = env("SPILLWAY_COMPARE_RSS_SECS") {
+        let parquet = best.iter().find(|b| b.0.contains("parquet")).map_or(1_000_000, |b| b.1.max(250_000));
+        rss_curve(env("SPILLWAY_COMPARE_RSS_RATE").unwrap_or(parquet), rss_secs);
+    }
+    if let Some(n) = env("SPILLWAY_COMPARE_EXPORTERS") {
+        state_per_exporter(n as u32);
     }
 }

@@ -656,11 +656,12 @@ fn a_broker_outage_under_udp_load_costs_no_datagram_with_a_journal() {
     broker.resume();
     let t = totals(sender);
     assert_eq!(t["records"].as_u64().unwrap(), n);
-    // The backlog drains once the broker is back, at the Kafka sink's pace
-    // (tens of thousands of records per second in a debug build).
+    // The backlog drains once the broker is back, at tansu's pace (about
+    // 15,000 JSON records/s into sqlite on the development machine, release
+    // or debug).
     let delivered = || metric(&admin, "spillway_records_delivered_total{component=\"kafka\"");
     let drops = || metric(&admin, "spillway_records_dropped_total{component=\"flows\"");
-    let deadline = std::time::Instant::now() + Duration::from_secs(120 + n / 20_000);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120 + n / 8_000);
     let mut after = journal_bytes();
     while after >= 16 << 20 || delivered() < n {
         assert!(
@@ -676,7 +677,8 @@ fn a_broker_outage_under_udp_load_costs_no_datagram_with_a_journal() {
     }
     assert!(peak > before + (1 << 20), "the journal grew during the outage: {before} → {peak}");
     eprintln!("journal bytes: {before} before, {peak} at the peak of a {outage} s outage, {after} after");
-    let refused = g.lines_with("refused", 5);
+    let mut refused = g.lines_with("refused a record for good", 5);
+    refused.extend(g.lines_with("record refused by the producer", 5));
     assert!(refused.is_empty(), "the Kafka sink refused records: {refused:#?}");
     let ledger = stop_collector(g, dir.path());
     assert_eq!(entry(&ledger, "flows")["dropped_total"], 0, "no datagram lost: {ledger}");

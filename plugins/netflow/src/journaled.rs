@@ -140,12 +140,12 @@ impl JournalMetrics {
             ),
             skipped: m.counter(
                 "spillway_journal_skipped_total",
-                "Replayed journal records a sink had already committed: decoded for their state only.",
+                "Replayed journal records settled before the restart: decoded for their state only.",
             ),
             unproven: m.counter(
                 "spillway_journal_replayed_unproven_total",
-                "Replayed journal records that may have been delivered before (split by parking, or delivered to a \
-                 sink that keeps no marks): at-least-once duplicates are possible.",
+                "Replayed journal records sent again: a sink that keeps no marks may have them already (at least \
+                 once; a Parquet sink skips what its files hold).",
             ),
             full_waits: m.counter(
                 "spillway_journal_full_waits_total",

@@ -1293,6 +1293,39 @@ fn claim_port(listen: SocketAddr) -> Result<std::fs::File, ComponentError> {
     }
 }
 
+/// The floor the `netflow` source's receive path is measured against (the
+/// comparison harness's bare loop): a socket set up as the source's, the
+/// same `recvmmsg` buffers, and nothing done with the datagrams but count
+/// them. Calls `report` with the count so far every `every`; runs until
+/// `report` returns false.
+pub fn bare_receive_loop(
+    listen: SocketAddr,
+    receive_buffer: usize,
+    every: Duration,
+    mut report: impl FnMut(u64) -> bool,
+) -> std::io::Result<()> {
+    let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_recv_buffer_size(receive_buffer)?;
+    s.set_read_timeout(Some(Duration::from_millis(50)))?;
+    s.bind(&listen.into())?;
+    let mut bufs = MmsgBufs::new();
+    let (mut count, mut last) = (0u64, Instant::now());
+    loop {
+        match bufs.recv(s.as_raw_fd()) {
+            Ok(n) => count += n as u64,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(e),
+        }
+        if last.elapsed() >= every {
+            last = Instant::now();
+            if !report(count) {
+                return Ok(());
+            }
+        }
+    }
+}
+
 /// Whether some socket on this machine is bound to `listen` (e.g. a
 /// collector that has started).
 pub fn is_listening(listen: SocketAddr) -> bool {
