@@ -196,7 +196,7 @@ struct Delivery {
     retries: Mutex<Vec<Retry>>,
     /// Sending records again since the last delivery (for the log).
     retrying: AtomicBool,
-    retried: Option<Counter>,
+    retried: Counter,
     /// Topics known to exist (found at start, or delivered to): an
     /// unknown-topic failure for one of them is a broker coming back.
     topics: RwLock<HashSet<String>>,
@@ -246,9 +246,7 @@ impl ProducerContext for Delivery {
                 if !self.retrying.swap(true, Ordering::Relaxed) {
                     tracing::warn!(component = %self.name, topic = msg.topic(), error = %e, "Kafka did not take records (a transient failure): they are sent again, and their batches wait");
                 }
-                if let Some(c) = &self.retried {
-                    c.add(1);
-                }
+                self.retried.add(1);
                 let retry = Retry {
                     topic: msg.topic().to_string(),
                     key: msg.key().map(<[u8]>::to_vec),
@@ -295,10 +293,10 @@ impl Sink for KafkaSink {
             down: AtomicBool::new(false),
             retries: Mutex::new(Vec::new()),
             retrying: AtomicBool::new(false),
-            retried: Some(cx.metrics.counter(
+            retried: cx.metrics.counter(
                 "spillway_kafka_retried_records_total",
                 "Records whose delivery failed for a transient reason, sent again.",
-            )),
+            ),
             topics: RwLock::new(HashSet::new()),
         };
         let producer: ThreadedProducer<Delivery> = self
