@@ -146,8 +146,12 @@ pub struct Mark {
 /// batch is held by a sink entirely or not at all. One per process.
 #[derive(Debug, Default)]
 pub struct Committed {
-    journals: Mutex<HashMap<Arc<str>, Vec<(Arc<str>, RangeSet)>>>,
+    journals: Mutex<HashMap<Arc<str>, SinkSets>>,
 }
+
+/// Each sink's committed records of one journal, in the order sinks first
+/// reported it.
+type SinkSets = Vec<(Arc<str>, RangeSet)>;
 
 /// The process's [`Committed`].
 pub fn committed() -> &'static Committed {
