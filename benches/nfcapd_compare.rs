@@ -327,8 +327,8 @@ fn main() {
         ));
     }
     println!(
-        "{:<22} {:>12} {:>12} {:>12} {:>9} {:>8}",
-        "receiver", "rate r/s", "sent", "stored", "loss %", "CPU %"
+        "{:<22} {:>12} {:>12} {:>12} {:>12} {:>9} {:>8}",
+        "receiver", "target r/s", "sent r/s", "sent", "stored", "loss %", "CPU %"
     );
     let mut best: Vec<(String, u64, f64)> = Vec::new();
     for (name, sink) in &receivers {
@@ -342,10 +342,19 @@ fn main() {
             };
             let loss = 100.0 * (o.sent.saturating_sub(o.stored)) as f64 / o.sent.max(1) as f64;
             let cpu = 100.0 * o.cpu / (secs + 1) as f64;
-            println!("{name:<22} {rate:>12} {:>12} {:>12} {loss:>9.3} {cpu:>8.0}", o.sent, o.stored);
-            if loss <= 0.1 {
-                top = (rate, cpu);
-            } else {
+            // The generator tops out below the highest targets: what counts
+            // is the rate it reached.
+            let reached = o.sent / secs;
+            println!(
+                "{name:<22} {rate:>12} {reached:>12} {:>12} {:>12} {loss:>9.3} {cpu:>8.0}",
+                o.sent, o.stored
+            );
+            if loss > 0.1 {
+                break;
+            }
+            top = (reached, cpu);
+            if reached < rate * 9 / 10 {
+                // The sender's limit, not the receiver's.
                 break;
             }
         }
