@@ -321,39 +321,63 @@ sinks:
     eprintln!("redelivered after kill -9: {dups} of {} records the killed run had written", run2.len());
 }
 
-#[test]
-fn a_thirty_second_broker_outage_loses_nothing() {
-    if !have_peers() {
-        return;
-    }
+/// A demo source of `n` records (`source` settings) into topic `topic` of
+/// a Kafka sink (`sink` settings) with a file copy beside it; the broker
+/// stops once `first` records are out, `during` runs while it is down, and
+/// it comes back after `down`. Returns the run's output and ledger (checked
+/// to balance), and the records sent and those in Kafka, counted.
+fn demo_through_an_outage(
+    topic: &str,
+    sink: &str,
+    source: &str,
+    (n, first): (usize, usize),
+    down: Duration,
+    during: impl FnOnce(&mut Guard),
+) -> (std::process::Output, serde_json::Value, BTreeMap<String, usize>, BTreeMap<String, usize>) {
     let mut broker = Broker::start();
-    broker.create_topic("outage", 3);
+    broker.create_topic(topic, 3);
     let dir = tempfile::tempdir().unwrap();
-    let n = 120_000;
-    // A small producer buffer, so that the outage also exercises
-    // backpressure into the pipeline, not only memory.
     let p = producer_pipeline(
         dir.path(),
         &broker.addr(),
-        "outage",
-        ", buffer: 2MiB",
-        &format!("{{ type: demo, count: {n}, rate: 3000, seed: 9 }}"),
+        topic,
+        sink,
+        &format!("{{ type: demo, count: {n}, {source} }}"),
     );
     let mut g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
-    wait_lines(&dir.path().join("expected.jsonl"), 10_000, Duration::from_secs(30));
+    wait_lines(&dir.path().join("expected.jsonl"), first, Duration::from_secs(30));
     broker.stop();
-    std::thread::sleep(Duration::from_secs(30));
-    assert!(g.try_wait().is_none(), "the pipeline must keep running through the outage");
+    std::thread::sleep(down);
+    during(&mut g);
     broker.resume();
     let out = g.wait();
     assert!(out.status.success(), "{}", text(&out));
     let ledger: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("ledger.json")).unwrap()).unwrap();
     assert_balanced(&ledger);
-    assert_eq!(entry(&ledger, "kafka")["delivered"], n as u64, "{ledger}");
-    let got = consume(&broker.addr(), "outage", false, n);
+    let got = consume(&broker.addr(), topic, false, n);
     let want = counts(lines(&dir.path().join("expected.jsonl")));
     let have = counts(got.iter().map(|g| g["value"].as_str().unwrap().to_string()));
+    (out, ledger, want, have)
+}
+
+#[test]
+fn a_thirty_second_broker_outage_loses_nothing() {
+    if !have_peers() {
+        return;
+    }
+    let n = 120_000;
+    // A small producer buffer, so that the outage also exercises
+    // backpressure into the pipeline, not only memory.
+    let (out, ledger, want, have) = demo_through_an_outage(
+        "outage",
+        ", buffer: 2MiB",
+        "rate: 3000, seed: 9",
+        (n, 10_000),
+        Duration::from_secs(30),
+        |g| assert!(g.try_wait().is_none(), "the pipeline must keep running through the outage"),
+    );
+    assert_eq!(entry(&ledger, "kafka")["delivered"], n as u64, "{ledger}");
     assert_eq!(have.len(), n, "every record arrived");
     assert!(want.keys().eq(have.keys()), "the records are the ones sent");
     let log = text(&out);
@@ -373,34 +397,19 @@ fn records_that_time_out_while_the_broker_is_away_are_sent_again() {
     if !have_peers() {
         return;
     }
-    let mut broker = Broker::start();
-    broker.create_topic("again", 3);
-    let dir = tempfile::tempdir().unwrap();
     let n = 30_000;
-    let p = producer_pipeline(
-        dir.path(),
-        &broker.addr(),
+    let (out, ledger, want, have) = demo_through_an_outage(
         "again",
         r#", options: { "message.timeout.ms": "2000", "enable.idempotence": "false" }"#,
-        &format!("{{ type: demo, count: {n}, rate: 2000, seed: 4 }}"),
+        "rate: 2000, seed: 4",
+        (n, 4_000),
+        Duration::from_secs(10),
+        |_| {},
     );
-    let g = Guard::run(dir.path(), &p, &["--ledger-json", "ledger.json"]);
-    wait_lines(&dir.path().join("expected.jsonl"), 4_000, Duration::from_secs(30));
-    broker.stop();
-    std::thread::sleep(Duration::from_secs(10));
-    broker.resume();
-    let out = g.wait();
-    assert!(out.status.success(), "{}", text(&out));
-    let ledger: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("ledger.json")).unwrap()).unwrap();
-    assert_balanced(&ledger);
     assert_eq!(entry(&ledger, "kafka")["dropped_total"], 0, "{ledger}");
     assert_eq!(entry(&ledger, "kafka")["delivered"], n as u64, "{ledger}");
     let log = text(&out);
     assert!(log.contains("they are sent again"), "records timed out in the outage: {log}");
-    let got = consume(&broker.addr(), "again", false, n);
-    let want = counts(lines(&dir.path().join("expected.jsonl")));
-    let have = counts(got.iter().map(|g| g["value"].as_str().unwrap().to_string()));
     assert!(want.keys().eq(have.keys()), "every record arrived ({} distinct of {n})", have.len());
 }
 

@@ -960,7 +960,7 @@ impl Worker {
                 }
             }
             // Decode while downstream takes batches.
-            let room = self.offer(&mut j);
+            let room = offer(&self.tx, &mut j.pending);
             if !room && !waited && received == 0 && j.writer.is_some() {
                 // Downstream has no room and the socket is empty: rest.
                 std::thread::sleep(Duration::from_millis(1));
@@ -1153,12 +1153,6 @@ impl Worker {
             m.full_drops.add(n);
             self.events.dropped(DropReason::BufferFull, n, why);
         }
-    }
-
-    /// Sends the batch waiting for room, if any; whether downstream has
-    /// room for more.
-    fn offer(&mut self, j: &mut WorkerJournal) -> bool {
-        offer(&self.tx, &mut j.pending)
     }
 
     /// Ends the batch being built: its rows go (or wait) downstream with an
