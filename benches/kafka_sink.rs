@@ -7,48 +7,16 @@
 //! builds it). Broker, producer and pipeline share the machine's cores.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use spillway_core::config;
 use spillway_core::topology::{RunOptions, Topology};
 use spillway_debug as _;
 use spillway_kafka::{Encoder, Encoding};
 
-const N: u64 = 300_000;
+mod common;
 
-fn bare(broker: &str, topic: &str, payloads: &[Vec<u8>], keys: &[Vec<u8>]) -> f64 {
-    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.kbytes", "262144")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap();
-    let t = Instant::now();
-    for (v, k) in payloads.iter().zip(keys) {
-        let mut r = BaseRecord::to(topic).payload(v).key(k);
-        loop {
-            match p.send(r) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    r = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-            }
-        }
-    }
-    while p.in_flight_count() > 0 {
-        let _ = p.flush(Duration::from_millis(100));
-    }
-    t.elapsed().as_secs_f64()
-}
+const N: u64 = 300_000;
 
 fn ours(broker: &str, topic: &str, encoding: &str) -> f64 {
     let yaml = format!(
@@ -65,43 +33,8 @@ fn ours(broker: &str, topic: &str, encoding: &str) -> f64 {
 }
 
 fn main() {
-    if Command::new("tansu").arg("--version").stdout(Stdio::null()).status().is_err() {
-        eprintln!("tansu is not installed: run scripts/test.sh first");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let mut broker = Command::new("tansu")
-        .current_dir(dir.path())
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "memory://tansu/",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}");
-    while std::net::TcpStream::connect(&addr).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut n = 0;
-    let mut topic = || {
-        n += 1;
-        let t = format!("bench{n}");
-        let ok = Command::new("tansu")
-            .args(["topic", "create", "--broker", &url, "--partitions", "3", &t])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        t
-    };
+    let Some(mut broker) = common::Tansu::start() else { return };
+    let addr = broker.addr().to_string();
     // The same records the demo source produces, encoded once for the bare loop.
     let mut g =
         spillway_debug::demo::FlowGenerator::new(1, 10, 1_700_000_000_000_000_000, Duration::from_millis(1));
@@ -127,8 +60,8 @@ fn main() {
                 keys.push(k);
             }
         }
-        let t_bare = bare(&addr, &topic(), &payloads, &keys);
-        let t_ours = ours(&addr, &topic(), name);
+        let t_bare = common::bare_producer(&addr, &broker.topic("bench", 3), &payloads, &keys);
+        let t_ours = ours(&addr, &broker.topic("bench", 3), name);
         let mb = bytes as f64 / 1e6;
         println!(
             "{name}: bare rdkafka loop {:.0} rec/s ({:.1} MB/s); spillway sink {:.0} rec/s ({:.1} MB/s); ratio {:.2}x ({} B/record)",
@@ -140,6 +73,4 @@ fn main() {
             bytes / N as usize
         );
     }
-    let _ = broker.kill();
-    let _ = broker.wait();
 }

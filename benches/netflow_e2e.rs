@@ -21,17 +21,7 @@ use spillway_debug as _;
 use spillway_netflow as _;
 use spillway_parquet as _;
 
-/// CPU seconds this process has used (user + system).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state first,
-    // utime the 12th, stime the 13th, in clock ticks (100 per second on
-    // Linux). Not every field is unsigned (tpgid is -1 without a terminal).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
-}
+mod common;
 
 fn run(rate: Option<u64>, seconds: u64, sink: &str, port: u16, journal: &str) -> (u64, u64, u64, f64) {
     let yaml = format!(
@@ -113,10 +103,10 @@ fn main() {
         ] {
             port += 1;
             let _ = std::fs::remove_dir_all(dir);
-            let cpu = cpu_seconds();
+            let cpu = common::cpu_seconds();
             let (sent, delivered, kernel, secs) =
                 run(rate, seconds, "{ type: blackhole, inputs: [flows] }", port, &journal);
-            let cpu = cpu_seconds() - cpu;
+            let cpu = common::cpu_seconds() - cpu;
             println!(
                 "{name:<16} {:>12} {sent:>12} {delivered:>12} {kernel:>14} {:>10.0} {:>14.2}",
                 rate.map_or("max".into(), |r| r.to_string()),

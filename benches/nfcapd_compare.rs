@@ -16,7 +16,10 @@
 //! cargo build --release && cargo bench --bench nfcapd_compare
 //! ```
 //!
-//! `SPILLWAY_COMPARE_SECS` (default 5) sets the seconds per rate.
+//! `SPILLWAY_COMPARE_SECS` (default 5) sets the seconds per rate;
+//! `SPILLWAY_COMPARE_ROWS=parquet,blackhole` runs only the rows whose names
+//! hold one of the words (beside nfcapd and the bare loop, always; `none`
+//! runs no row, for the measurements below alone).
 //! `SPILLWAY_COMPARE_RSS_SECS=600` then runs Spillway → Parquet for that
 //! long at its highest lossless rate (or `SPILLWAY_COMPARE_RSS_RATE`) and
 //! prints its resident memory every 10 s; `SPILLWAY_COMPARE_EXPORTERS=100000`
@@ -133,7 +136,7 @@ fn bare(rate: u64, secs: u64, dir: &Path) -> Outcome {
 fn bare_loop_main(port: &str, file: &Path) {
     let listen = format!("127.0.0.1:{port}").parse().unwrap();
     let tmp = file.with_extension("tmp");
-    spillway_netflow::udp::bare_receive_loop(listen, 64 << 20, Duration::from_millis(100), |n| {
+    spillway_netflow::udp::bare_receive_loop(listen, 2, 64 << 20, Duration::from_millis(100), |n| {
         std::fs::write(&tmp, n.to_string()).is_ok() && std::fs::rename(&tmp, file).is_ok()
     })
     .expect("the bare loop receives");
@@ -273,18 +276,33 @@ fn remove_parquet(dir: &Path) {
 }
 
 /// Resident memory of Spillway → blackhole after `n` exporters each sent
-/// their templates with one data packet (paced: nothing is dropped).
+/// their template with one data packet (paced: nothing is dropped). Each
+/// exporter's socket is opened, used once and closed, so the open-file
+/// limit does not bound `n`.
 fn rss_after_exporters(n: u32) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, port) = start_spillway(dir.path(), "{ type: blackhole, inputs: [flows] }");
     wait_listening(port);
     std::thread::sleep(Duration::from_secs(1));
-    let sent = send_from(port, 300_000, u64::from(n) * 30, n);
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let t = Instant::now();
+    let mut sent = 0u64;
+    for (i, m) in spillway_netflow::generate::messages(9, n, n as usize, 30, 1) {
+        let from = std::net::SocketAddr::new(spillway_netflow::generate::exporter_addr(i).into(), 0);
+        let s = std::net::UdpSocket::bind(from).expect("a loopback source address");
+        s.send_to(&m, to).expect("sent");
+        sent += 1;
+        // 10,000 datagrams/s: well inside what the collector takes.
+        let due = Duration::from_micros(sent * 100);
+        if let Some(wait) = due.checked_sub(t.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
     std::thread::sleep(Duration::from_secs(3));
     let rss = rss_of(child.id());
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
-    (rss, sent.packets)
+    (rss, sent)
 }
 
 fn state_per_exporter(n: u32) {
@@ -317,6 +335,8 @@ fn main() {
         ("bare receive loop", "bare".into()),
         ("spillway → blackhole", "{ type: blackhole, inputs: [flows] }".into()),
         ("spillway → parquet", "{ type: parquet, inputs: [flows], path: ./data }".into()),
+        ("parquet, 1 writer", "{ type: parquet, inputs: [flows], path: ./data, writers: 1 }".into()),
+        ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }".into()),
     ];
     if let Some((_, addr, _)) = &broker {
         receivers.push((
@@ -325,6 +345,17 @@ fn main() {
                 "{{ type: kafka, inputs: [flows], brokers: \"{addr}\", topic: compare, encoding: protobuf }}"
             ),
         ));
+    }
+    // SPILLWAY_COMPARE_ROWS=parquet,nfcapd keeps the rows whose names
+    // contain one of the words (nfcapd's row always runs first: the ratios
+    // are to it).
+    // SPILLWAY_COMPARE_ROWS=none runs no row (only the optional
+    // measurements below).
+    if let Ok(keep) = std::env::var("SPILLWAY_COMPARE_ROWS") {
+        let words: Vec<&str> = keep.split(',').map(str::trim).collect();
+        receivers.retain(|(name, sink)| {
+            (keep != "none" && (sink.is_empty() || sink == "bare")) || words.iter().any(|w| name.contains(w))
+        });
     }
     println!(
         "{:<22} {:>12} {:>12} {:>12} {:>12} {:>9} {:>8}",

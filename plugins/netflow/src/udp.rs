@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
@@ -1288,36 +1288,55 @@ fn claim_port(listen: SocketAddr) -> Result<std::fs::File, ComponentError> {
 }
 
 /// The floor the `netflow` source's receive path is measured against (the
-/// comparison harness's bare loop): a socket set up as the source's, the
-/// same `recvmmsg` buffers, and nothing done with the datagrams but count
-/// them. Calls `report` with the count so far every `every`; runs until
-/// `report` returns false.
+/// comparison harness's bare loop): `workers` sockets set up as the
+/// source's (`SO_REUSEPORT`, one thread each), the same `recvmmsg`
+/// buffers, and nothing done with the datagrams but count them. Calls
+/// `report` with the count so far every `every`; runs until `report`
+/// returns false.
 pub fn bare_receive_loop(
     listen: SocketAddr,
+    workers: usize,
     receive_buffer: usize,
     every: Duration,
     mut report: impl FnMut(u64) -> bool,
 ) -> std::io::Result<()> {
-    let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_recv_buffer_size(receive_buffer)?;
-    s.set_read_timeout(Some(Duration::from_millis(50)))?;
-    s.bind(&listen.into())?;
-    let mut bufs = MmsgBufs::new();
-    let (mut count, mut last) = (0u64, Instant::now());
-    loop {
-        match bufs.recv(s.as_raw_fd()) {
-            Ok(n) => count += n as u64,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(e) => return Err(e),
-        }
-        if last.elapsed() >= every {
-            last = Instant::now();
-            if !report(count) {
-                return Ok(());
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    for _ in 0..workers.max(1) {
+        let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_reuse_port(true)?;
+        s.set_recv_buffer_size(receive_buffer)?;
+        s.set_read_timeout(Some(Duration::from_millis(50)))?;
+        s.bind(&listen.into())?;
+        let (count, stop) = (count.clone(), stop.clone());
+        threads.push(std::thread::spawn(move || -> std::io::Result<()> {
+            let mut bufs = MmsgBufs::new();
+            while !stop.load(Ordering::Relaxed) {
+                match bufs.recv(s.as_raw_fd()) {
+                    Ok(n) => {
+                        count.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) => return Err(e),
+                }
             }
-        }
+            Ok(())
+        }));
     }
+    while report(count.load(Ordering::Relaxed)) && !threads.iter().any(|t| t.is_finished()) {
+        std::thread::sleep(every);
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().map_err(|_| std::io::Error::other("a bare receive thread panicked"))??;
+    }
+    Ok(())
 }
 
 /// Whether some socket on this machine is bound to `listen` (e.g. a

@@ -44,9 +44,14 @@ pub struct ParquetConfig {
     /// analytics scans fast; smaller ones lower the writer's memory.
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
-    /// zstd level, 1 (fast) to 22 (small).
-    #[serde(default = "default_zstd_level")]
-    pub zstd_level: i32,
+    /// Page compression: `zstd` (the default), `lz4` (LZ4_RAW: several
+    /// times cheaper to write, larger files), `snappy` or `none`.
+    #[serde(default)]
+    pub compression: Codec,
+    /// zstd level, 1 (fast) to 22 (small; default 3); only with
+    /// `compression: zstd`.
+    #[serde(default)]
+    pub zstd_level: Option<i32>,
     /// How address columns are stored: `string` (human form, the default,
     /// what every reader shows as an address) or `binary` (16 bytes,
     /// v4-mapped; smaller and faster to filter by prefix).
@@ -61,6 +66,12 @@ pub struct ParquetConfig {
     /// names the input lacks are ignored.
     #[serde(default = "default_dictionary")]
     pub dictionary: Vec<String>,
+    /// Files written at once, each by its own thread: batches go to them
+    /// in turn, so each partition has this many files open. Encoding and
+    /// compressing one file is a single thread's work; more writers use
+    /// more cores (docs/performance.md).
+    #[serde(default = "default_writers")]
+    pub writers: usize,
 }
 
 /// File rotation thresholds; whichever comes first closes the file.
@@ -85,6 +96,21 @@ impl Default for Rotate {
     }
 }
 
+/// Page compression codecs (docs/performance.md measures them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Codec {
+    /// zstd at `zstd_level`.
+    #[default]
+    Zstd,
+    /// LZ4_RAW (read by DuckDB, pyarrow and Spark 3.4+).
+    Lz4,
+    /// Snappy.
+    Snappy,
+    /// Uncompressed.
+    None,
+}
+
 /// How addresses are stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -102,8 +128,8 @@ fn default_time_column() -> String {
 fn default_row_group_rows() -> usize {
     1 << 20
 }
-fn default_zstd_level() -> i32 {
-    3
+fn default_writers() -> usize {
+    2
 }
 fn default_max_open_files() -> usize {
     256
@@ -166,11 +192,20 @@ impl SinkConfig for ParquetConfig {
         if self.row_group_rows == 0 {
             issues.push(FieldIssue::new("row_group_rows", "must be at least 1"));
         }
-        if ZstdLevel::try_new(self.zstd_level).is_err() {
-            issues.push(FieldIssue::new("zstd_level", "must be between 1 and 22"));
+        match self.zstd_level {
+            Some(l) if ZstdLevel::try_new(l).is_err() => {
+                issues.push(FieldIssue::new("zstd_level", "must be between 1 and 22"));
+            }
+            Some(_) if self.compression != Codec::Zstd => {
+                issues.push(FieldIssue::new("zstd_level", "applies only to `compression: zstd`"));
+            }
+            _ => {}
         }
         if self.max_open_files == 0 {
             issues.push(FieldIssue::new("max_open_files", "must be at least 1"));
+        }
+        if !(1..=64).contains(&self.writers) {
+            issues.push(FieldIssue::new("writers", "must be between 1 and 64"));
         }
         issues
     }
@@ -193,9 +228,16 @@ impl SinkConfig for ParquetConfig {
     }
 
     fn build(&self, cx: &BuildContext, input: &SchemaRef) -> Result<Box<dyn Sink>, BuildError> {
-        let level = ZstdLevel::try_new(self.zstd_level).map_err(|e| BuildError(e.to_string()))?;
+        let level =
+            ZstdLevel::try_new(self.zstd_level.unwrap_or(3)).map_err(|e| BuildError(e.to_string()))?;
+        let compression = match self.compression {
+            Codec::Zstd => Compression::ZSTD(level),
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::None => Compression::UNCOMPRESSED,
+        };
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
+            .set_compression(compression)
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
             // Dictionary encoding pays off only on low-cardinality columns and
@@ -229,31 +271,35 @@ impl SinkConfig for ParquetConfig {
                 .collect::<Vec<_>>(),
             input.metadata().clone(),
         ));
-        let partitioner = match &self.partition {
-            Some(p) => Some(Partitioner::new(p).map_err(BuildError)?),
-            None => None,
-        };
         let time_index = input.index_of(&self.time_column).ok();
         let root = cx.resolve(&self.path);
         crate::recover::read_journal_marks(&root, &cx.name);
-        Ok(Box::new(ParquetSink {
-            writer: Writer {
-                root: cx.resolve(&self.path),
-                props,
-                schema,
-                converted,
+        let instance = instance_id();
+        let mut writers = Vec::with_capacity(self.writers);
+        for i in 0..self.writers {
+            let partitioner = match &self.partition {
+                Some(p) => Some(Partitioner::new(p).map_err(BuildError)?),
+                None => None,
+            };
+            writers.push(Writer {
+                root: root.clone(),
+                props: props.clone(),
+                schema: schema.clone(),
+                converted: converted.clone(),
                 partitioner,
                 time_index,
                 rotate: self.rotate.clone(),
                 max_open_files: self.max_open_files,
                 open: HashMap::new(),
-                instance: instance_id(),
+                // Distinct per writer, so their file names never collide.
+                instance: instance.wrapping_add(i as u32),
                 seq: 0,
                 events: None,
                 name: cx.name.clone(),
                 replays_skipped: None,
-            },
-        }))
+            });
+        }
+        Ok(Box::new(ParquetSink { writers }))
     }
 }
 
@@ -271,7 +317,14 @@ fn instance_id() -> u32 {
 }
 
 struct ParquetSink {
-    writer: Writer,
+    writers: Vec<Writer>,
+}
+
+/// What the sink's task hands a writer thread.
+enum Job {
+    Write(spillway_core::Batch),
+    /// Close the files older than `rotate.max_age`.
+    Age,
 }
 
 struct OpenFile {
@@ -317,67 +370,93 @@ struct Writer {
 #[async_trait]
 impl Sink for ParquetSink {
     async fn run(self: Box<Self>, mut input: SinkInput, cx: SinkContext) -> Result<(), ComponentError> {
-        let mut w = self.writer;
-        w.events = Some(cx.events.clone());
-        w.replays_skipped = Some(cx.metrics.counter(
+        let replays_skipped = cx.metrics.counter(
             "spillway_parquet_replays_skipped_total",
             "Replayed journal rows not written again: a committed file holds them (counted delivered).",
-        ));
-        std::fs::create_dir_all(&w.root)
-            .map_err(|e| ComponentError::new(format!("cannot create {}: {e}", w.root.display())))?;
-        match recover(&w.root) {
+        );
+        let root = self.writers[0].root.clone();
+        let max_age = self.writers[0].rotate.max_age.get();
+        std::fs::create_dir_all(&root)
+            .map_err(|e| ComponentError::new(format!("cannot create {}: {e}", root.display())))?;
+        match recover(&root) {
             Ok(moved) if !moved.is_empty() => tracing::warn!(
                 component = %cx.name,
                 files = moved.len(),
-                dir = %w.root.join(crate::INCOMPLETE_DIR).display(),
+                dir = %root.join(crate::INCOMPLETE_DIR).display(),
                 "moved temporary files left by an earlier crash out of the dataset; their records were never acknowledged"
             ),
             Ok(_) => {}
             Err(e) => {
                 return Err(ComponentError::new(format!(
                     "cannot check {} for leftovers: {e}",
-                    w.root.display()
+                    root.display()
                 )));
             }
         }
-        let period = (w.rotate.max_age.get() / 4).clamp(Duration::from_millis(25), Duration::from_secs(1));
+        // Encoding, compression and fsync block: each writer is a thread
+        // of its own, fed batches in turn; the task only hands them out.
+        let mut queues = Vec::new();
+        let mut threads = Vec::new();
+        for (i, mut w) in self.writers.into_iter().enumerate() {
+            w.events = Some(cx.events.clone());
+            w.replays_skipped = Some(replays_skipped.clone());
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Job>(1);
+            let thread = std::thread::Builder::new()
+                .name(format!("parquet-{i}"))
+                .spawn(move || {
+                    while let Some(job) = rx.blocking_recv() {
+                        match job {
+                            Job::Write(b) => w.write(b),
+                            Job::Age => w.close_aged(),
+                        }
+                    }
+                    w.close_all();
+                })
+                .map_err(|e| ComponentError::new(format!("cannot start a writer thread: {e}")))?;
+            queues.push(tx);
+            threads.push(thread);
+        }
+        let period = (max_age / 4).clamp(Duration::from_millis(25), Duration::from_secs(1));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut w = Some(w);
+        let mut next = 0;
+        let mut failed = false;
         loop {
-            let batch = tokio::select! {
-                b = input.recv() => b,
+            tokio::select! {
+                b = input.recv() => {
+                    let Some(b) = b else { break };
+                    // In turn; a writer still busy with its last batch
+                    // holds the batch here (backpressure), never drops it.
+                    if let Err(tokio::sync::mpsc::error::SendError(job)) = queues[next].send(Job::Write(b)).await {
+                        if let Job::Write(b) = job {
+                            cx.events.dropped(DropReason::SinkError, b.rows() as u64, &"the Parquet writer thread is gone");
+                            b.acks.settle(AckStatus::Rejected);
+                        }
+                        failed = true;
+                        break;
+                    }
+                    next = (next + 1) % queues.len();
+                }
                 _ = tick.tick() => {
-                    // Encoding and fsync block; keep them off the async workers.
-                    let mut st = w.take().expect("writer present");
-                    w = Some(blocking(move || { st.close_aged(); st }).await?);
-                    continue;
-                }
-            };
-            let mut st = w.take().expect("writer present");
-            match batch {
-                Some(b) => {
-                    w = Some(
-                        blocking(move || {
-                            st.write(b);
-                            st
-                        })
-                        .await?,
-                    )
-                }
-                None => {
-                    blocking(move || st.close_all()).await?;
-                    return Ok(());
+                    for q in &queues {
+                        // A busy writer ages its files on the next tick.
+                        let _ = q.try_send(Job::Age);
+                    }
                 }
             }
         }
-    }
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ComponentError> {
-    tokio::task::spawn_blocking(f)
+        drop(queues);
+        let joined = tokio::task::spawn_blocking(move || {
+            let ok: Vec<bool> = threads.into_iter().map(|t| t.join().is_ok()).collect();
+            ok.into_iter().all(|ok| ok)
+        })
         .await
-        .map_err(|e| ComponentError::new(format!("writer thread failed: {e}")))
+        .map_err(|e| ComponentError::new(format!("writer threads failed: {e}")))?;
+        if failed || !joined {
+            return Err(ComponentError::new("a Parquet writer thread panicked"));
+        }
+        Ok(())
+    }
 }
 
 impl Writer {

@@ -43,10 +43,25 @@ impl ProducerContext for Deliveries {
     }
 }
 
+/// The state reader's client context: reaching the end of a partition is
+/// how a warm-up knows it has read everything, not an error (librdkafka
+/// reports it as a global error, which the default context logs at ERROR).
+struct StateReader;
+
+impl ClientContext for StateReader {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(%error, reason, "shared state: Kafka client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for StateReader {}
+
 pub struct KafkaStore {
     topic: String,
     producer: BaseProducer<Deliveries>,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<StateReader>,
     failed: Arc<AtomicU64>,
     failed_seen: u64,
     last_error: Arc<std::sync::Mutex<Option<String>>>,
@@ -80,8 +95,9 @@ impl KafkaStore {
         let producer = pc
             .create_with_context(Deliveries { failed: failed.clone(), last_error: last_error.clone() })
             .map_err(|e| format!("cannot create the state producer: {e}"))?;
-        let consumer: BaseConsumer =
-            cc.create().map_err(|e| format!("cannot create the state consumer: {e}"))?;
+        let consumer: BaseConsumer<StateReader> = cc
+            .create_with_context(StateReader)
+            .map_err(|e| format!("cannot create the state consumer: {e}"))?;
         Ok(Self {
             topic: topic.to_string(),
             producer,
