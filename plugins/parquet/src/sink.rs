@@ -57,8 +57,8 @@ pub struct ParquetConfig {
     /// v4-mapped; smaller and faster to filter by prefix).
     #[serde(default)]
     pub addresses: AddressForm,
-    /// Most files open at once (one per active partition); the oldest is
-    /// closed when a new partition needs a file beyond this.
+    /// Most files one writer has open at once (one per active partition);
+    /// its oldest is closed when a new partition needs a file beyond this.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
     /// Columns written with dictionary encoding (worth it for few distinct
