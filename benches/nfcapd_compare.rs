@@ -335,6 +335,7 @@ fn main() {
         ("bare receive loop", "bare".into()),
         ("spillway → blackhole", "{ type: blackhole, inputs: [flows] }".into()),
         ("spillway → parquet", "{ type: parquet, inputs: [flows], path: ./data }".into()),
+        ("parquet, zstd 3", "{ type: parquet, inputs: [flows], path: ./data, zstd_level: 3 }".into()),
         ("parquet, 1 writer", "{ type: parquet, inputs: [flows], path: ./data, writers: 1 }".into()),
         ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }".into()),
     ];

@@ -55,14 +55,14 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out");
     let rows: [(&str, &str); 9] = [
-        ("zstd 3, string addresses (default)", ""),
-        ("zstd 1", ", zstd_level: 1"),
+        ("zstd 1, string addresses (default)", ""),
+        ("zstd 3", ", zstd_level: 3"),
         ("lz4", ", compression: lz4"),
         ("snappy", ", compression: snappy"),
         ("none", ", compression: none"),
-        ("zstd 3, binary addresses", ", addresses: binary"),
+        ("zstd 1, binary addresses", ", addresses: binary"),
         ("lz4, binary addresses", ", compression: lz4, addresses: binary"),
-        ("zstd 3, no dictionary", ", dictionary: []"),
+        ("zstd 1, no dictionary", ", dictionary: []"),
         ("lz4, binary, no dictionary", ", compression: lz4, addresses: binary, dictionary: []"),
     ];
     // Twice over, alternating, so drift on a shared machine shows.
