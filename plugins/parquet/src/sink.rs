@@ -68,7 +68,8 @@ pub struct ParquetConfig {
     #[serde(default = "default_dictionary")]
     pub dictionary: Vec<String>,
     /// Files written at once, each by its own thread: batches go to them
-    /// in turn, so each partition has this many files open. Encoding and
+    /// in turn (skipping a busy one when another has room), so each
+    /// partition has this many files open. Encoding and
     /// compressing one file is a single thread's work; more writers use
     /// more cores (docs/performance.md).
     #[serde(default = "default_writers")]
@@ -426,17 +427,21 @@ impl Sink for ParquetSink {
             tokio::select! {
                 b = input.recv() => {
                     let Some(b) = b else { break };
-                    // In turn; a writer still busy with its last batch
-                    // holds the batch here (backpressure), never drops it.
-                    if let Err(tokio::sync::mpsc::error::SendError(job)) = queues[next].send(Job::Write(b)).await {
-                        if let Job::Write(b) = job {
-                            cx.events.dropped(DropReason::SinkError, b.rows() as u64, &"the Parquet writer thread is gone");
-                            b.acks.settle(AckStatus::Rejected);
+                    // To the next writer with room, in turn (one busy
+                    // closing and syncing a file does not hold up the
+                    // others); when all are busy, wait for the next one
+                    // (backpressure): never dropped.
+                    match hand_out(&queues, &mut next, Job::Write(b)).await {
+                        Ok(()) => {}
+                        Err(job) => {
+                            if let Job::Write(b) = job {
+                                cx.events.dropped(DropReason::SinkError, b.rows() as u64, &"the Parquet writer thread is gone");
+                                b.acks.settle(AckStatus::Rejected);
+                            }
+                            failed = true;
+                            break;
                         }
-                        failed = true;
-                        break;
                     }
-                    next = (next + 1) % queues.len();
                 }
                 _ = tick.tick() => {
                     for q in &queues {
@@ -458,6 +463,29 @@ impl Sink for ParquetSink {
         }
         Ok(())
     }
+}
+
+/// Gives `job` to the first writer from `next` on with room, or waits for
+/// `next` when none has; `next` moves past the writer that took it. The
+/// job back when a writer thread is gone.
+async fn hand_out(queues: &[tokio::sync::mpsc::Sender<Job>], next: &mut usize, job: Job) -> Result<(), Job> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let n = queues.len();
+    let mut job = job;
+    for k in 0..n {
+        let i = (*next + k) % n;
+        match queues[i].try_send(job) {
+            Ok(()) => {
+                *next = (i + 1) % n;
+                return Ok(());
+            }
+            Err(TrySendError::Full(j)) => job = j,
+            Err(TrySendError::Closed(j)) => return Err(j),
+        }
+    }
+    let i = *next;
+    *next = (i + 1) % n;
+    queues[i].send(job).await.map_err(|e| e.0)
 }
 
 impl Writer {
@@ -731,4 +759,29 @@ fn addresses_to_strings(col: &dyn Array) -> ArrayRef {
         }
     }
     Arc::new(out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_writer_does_not_hold_up_the_others() {
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| tokio::sync::mpsc::channel::<Job>(1)).unzip();
+        let mut next = 0;
+        // In turn while every writer has room.
+        for _ in 0..2 {
+            assert!(hand_out(&txs, &mut next, Job::Age).await.is_ok());
+        }
+        assert_eq!(next, 2);
+        assert!(rxs[0].try_recv().is_ok() && rxs[1].try_recv().is_ok());
+        // Writer 2 busy (its queue full): the job goes to the next with room.
+        txs[2].try_send(Job::Age).unwrap();
+        assert!(hand_out(&txs, &mut next, Job::Age).await.is_ok());
+        assert!(rxs[0].try_recv().is_ok(), "skipped the busy writer");
+        assert_eq!(next, 1);
+        // A writer whose thread is gone gives the job back.
+        drop(rxs.remove(1));
+        assert!(hand_out(&txs, &mut next, Job::Age).await.is_err());
+    }
 }
