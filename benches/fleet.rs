@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use spillway_core::config;
 use spillway_core::ledger::Ledger;
 use spillway_core::topology::{RunOptions, Topology};
-use spillway_kafka::{Encoder, Encoding};
+use spillway_kafka::Encoding;
 use spillway_netflow::generate;
 
 use spillway_debug as _;
@@ -46,15 +46,17 @@ fn delivered(ledger: &Ledger, sink: &str) -> u64 {
     ledger.get(sink).map_or(0, |l| l.snapshot().delivered)
 }
 
-/// Runs `yaml` until `sink` has delivered `want` rows or made no progress
-/// for 5 s (after `start` returned), then stops it. Returns what was
-/// delivered, the instant of the first and of the last delivery.
-fn run_until(
+/// Runs `yaml`, calls `start` (on a thread of its own) once the pipeline is
+/// ready, and stops the pipeline when `sink` has delivered `want` rows or
+/// made no progress for 5 s after `start` returned. Returns what was
+/// delivered, the instants of the first and of the last delivery, and what
+/// `start` returned.
+fn run_until<T: Send + 'static>(
     yaml: &str,
     sink: &str,
     want: u64,
-    start: impl FnOnce() + Send + 'static,
-) -> (u64, Instant, Instant) {
+    start: impl FnOnce() -> T + Send + 'static,
+) -> (u64, Instant, Instant, T) {
     let pipeline = config::load_str(yaml, &|_| None, Path::new("")).expect("valid");
     let topology = Topology::build(pipeline, RunOptions::default()).expect("builds");
     let ledger = topology.ledger().clone();
@@ -84,6 +86,7 @@ fn run_until(
             }
         }
         shutdown.cancel();
+        let started = ready.await.expect("the start thread");
         let report = running.await.unwrap().unwrap();
         assert!(report.imbalances.is_empty(), "{:?}", report.imbalances);
         if seen < want {
@@ -91,8 +94,16 @@ fn run_until(
                 println!("    {} dropped {:?}", e.component, e.dropped);
             }
         }
-        (seen, first.unwrap_or(last), last)
+        (seen, first.unwrap_or(last), last, started)
     })
+}
+
+/// The benches' v9 load to `listen` at `rate` records/s, `count` records;
+/// returns when it was started and what it sent.
+fn send(listen: std::net::SocketAddr, rate: u64, count: u64) -> (Instant, generate::Totals) {
+    let opts =
+        generate::Options { rate: Some(rate), count: Some(count), ..generate::Options::v9_load(listen) };
+    (Instant::now(), generate::run(&opts).expect("the generator runs"))
 }
 
 /// The relay's datagram records for `datagrams` generated v9 datagrams,
@@ -103,19 +114,8 @@ fn datagram_records(datagrams: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
         relay.push(1_700_000_000_000_000_000, generate::exporter_addr(i).into(), 40_000, &m);
     }
     let (batch, _, _) = relay.take().expect("datagrams");
-    let mut enc = Encoder::new(Encoding::Datagram, &batch.schema());
-    let (mut buf, mut ends) = (Vec::new(), Vec::new());
-    enc.encode(&batch, &mut buf, &mut ends);
-    let ex = batch.column_by_name("exporter").unwrap();
     let (mut payloads, mut keys) = (Vec::new(), Vec::new());
-    let mut from = 0;
-    for (row, end) in ends.into_iter().enumerate() {
-        payloads.push(buf[from..end].to_vec());
-        from = end;
-        let mut k = Vec::new();
-        spillway_kafka::write_key(ex.as_ref(), row, &mut k);
-        keys.push(k);
-    }
+    common::messages(&batch, Encoding::Datagram, &mut payloads, &mut keys);
     (payloads, keys)
 }
 
@@ -125,7 +125,7 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let Some(mut broker) = common::Tansu::start() else { return };
+    let Some(mut broker) = common::Tansu::start("memory://tansu/") else { return };
     let addr = broker.addr().to_string();
     let dir = tempfile::tempdir().unwrap();
 
@@ -142,20 +142,8 @@ fn main() {
         journal.display()
     );
     let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let sent = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let sent_by = sent.clone();
-    let (relayed, _, last) = run_until(&yaml, "k", DATAGRAMS, move || {
-        while !spillway_netflow::udp::is_listening(listen) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let opts = generate::Options {
-            rate: Some(2_000_000),
-            count: Some(DATAGRAMS * 30),
-            ..generate::Options::v9_load(listen)
-        };
-        *sent_by.lock().unwrap() = Some((Instant::now(), generate::run(&opts).unwrap()));
-    });
-    let (t_send, totals) = sent.lock().unwrap().expect("the generator ran");
+    let (relayed, _, last, (t_send, totals)) =
+        run_until(&yaml, "k", DATAGRAMS, move || send(listen, 2_000_000, DATAGRAMS * 30));
     let t_ours = last.duration_since(t_send).as_secs_f64();
     println!(
         "relay into Kafka ({DATAGRAMS} datagrams of 30 v9 records, {} B per datagram record on average)",
@@ -170,21 +158,21 @@ fn main() {
     );
 
     // 2. Decode tier, from the relayed topic.
-    let read = |transform: &str, group: &str, want: u64| {
-        let (input, transforms) = if transform.is_empty() {
-            ("raw", String::new())
+    let read = |decode: bool, group: &str, want: u64| {
+        let (input, transforms) = if decode {
+            ("flows", "transforms:\n  flows: { type: netflow_decode, inputs: [raw] }\n")
         } else {
-            ("flows", "transforms:\n  flows: { type: netflow_decode, inputs: [raw] }\n".to_string())
+            ("raw", "")
         };
         let yaml = format!(
             "sources:\n  raw: {{ type: kafka, brokers: \"{addr}\", topics: [{raw}], group: {group}, encoding: datagram }}\n\
              {transforms}sinks:\n  out: {{ type: blackhole, inputs: [{input}] }}\n"
         );
-        let (n, first, last) = run_until(&yaml, "out", want, || {});
+        let (n, first, last, ()) = run_until(&yaml, "out", want, || {});
         (n, last.duration_since(first).as_secs_f64().max(1e-3))
     };
-    let (datagrams, t_read) = read("", "plain", relayed);
-    let (records, t_decode) = read("decode", "decoders", relayed * 30);
+    let (datagrams, t_read) = read(false, "plain", relayed);
+    let (records, t_decode) = read(true, "decoders", relayed * 30);
     let read_rate = datagrams as f64 * 30.0 / t_read;
     let decode_rate = records as f64 / t_decode;
     println!("decode tier, from that topic");
@@ -218,25 +206,14 @@ fn main() {
                  sinks:\n  out: {{ type: blackhole, inputs: [flows] }}\n"
             );
             let listen: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            let sent = std::sync::Arc::new(std::sync::Mutex::new(0));
-            let sent_by = sent.clone();
             let cpu = common::cpu_seconds();
-            let (n, _, _) = run_until(&yaml, "out", 3_000_000, move || {
-                while !spillway_netflow::udp::is_listening(listen) {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                let opts = generate::Options {
-                    rate: Some(1_000_000),
-                    count: Some(3_000_000),
-                    ..generate::Options::v9_load(listen)
-                };
-                *sent_by.lock().unwrap() = generate::run(&opts).unwrap().records;
-            });
+            let (n, _, _, (_, sent)) =
+                run_until(&yaml, "out", 3_000_000, move || send(listen, 1_000_000, 3_000_000));
             let cpu = common::cpu_seconds() - cpu;
             println!(
                 "  round {} {name:<12} {n:>9} of {:>9} records delivered   {:.2} CPU s per M records",
                 round + 1,
-                *sent.lock().unwrap(),
+                sent.records,
                 cpu / (n.max(1) as f64 / 1e6)
             );
         }

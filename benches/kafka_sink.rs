@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use spillway_core::config;
 use spillway_core::topology::{RunOptions, Topology};
 use spillway_debug as _;
-use spillway_kafka::{Encoder, Encoding};
+use spillway_kafka::Encoding;
 
 mod common;
 
@@ -33,7 +33,7 @@ fn ours(broker: &str, topic: &str, encoding: &str) -> f64 {
 }
 
 fn main() {
-    let Some(mut broker) = common::Tansu::start() else { return };
+    let Some(mut broker) = common::Tansu::start("memory://tansu/") else { return };
     let addr = broker.addr().to_string();
     // The same records the demo source produces, encoded once for the bare loop.
     let mut g =
@@ -46,19 +46,7 @@ fn main() {
         let mut keys = Vec::with_capacity(N as usize);
         let mut bytes = 0usize;
         for b in batches.iter().filter(|b| b.num_rows() > 0) {
-            let mut e = Encoder::new(enc, &b.schema());
-            let (mut buf, mut ends) = (Vec::new(), Vec::new());
-            e.encode(b, &mut buf, &mut ends);
-            let ex = b.column_by_name("exporter").unwrap();
-            let mut start = 0;
-            for (row, end) in ends.into_iter().enumerate() {
-                payloads.push(buf[start..end].to_vec());
-                bytes += end - start;
-                start = end;
-                let mut k = Vec::new();
-                spillway_kafka::write_key(ex.as_ref(), row, &mut k);
-                keys.push(k);
-            }
+            bytes += common::messages(b, enc, &mut payloads, &mut keys);
         }
         let t_bare = common::bare_producer(&addr, &broker.topic("bench", 3), &payloads, &keys);
         let t_ours = ours(&addr, &broker.topic("bench", 3), name);

@@ -32,6 +32,8 @@ use std::time::{Duration, Instant};
 
 use spillway_netflow as _;
 
+mod common;
+
 /// Rates tried, records per second.
 const RATES: [u64; 12] = [
     250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000, 8_000_000,
@@ -55,17 +57,6 @@ fn free_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// CPU seconds used by process `pid` so far.
-fn cpu_of(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    // After the command: state is the first field, utime the 12th, stime
-    // the 13th (clock ticks, 100 per second).
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (tick(11) + tick(12)) as f64 / 100.0
-}
-
 /// Resident memory of process `pid`, bytes.
 fn rss_of(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -77,16 +68,12 @@ fn rss_of(pid: u32) -> u64 {
         * 1024
 }
 
+/// The load (1,000 exporters) to `port` at `rate` records/s for `secs`.
 fn send(port: u16, rate: u64, secs: u64) -> spillway_netflow::generate::Totals {
-    send_from(port, rate, rate * secs, 1000)
-}
-
-fn send_from(port: u16, rate: u64, count: u64, exporters: u32) -> spillway_netflow::generate::Totals {
     let opts = spillway_netflow::generate::Options {
         rate: Some(rate),
-        count: Some(count),
-        duration: Some(Duration::from_secs(count / rate + 2)),
-        exporters,
+        count: Some(rate * secs),
+        duration: Some(Duration::from_secs(secs + 2)),
         ..spillway_netflow::generate::Options::v9_load(format!("127.0.0.1:{port}").parse().unwrap())
     };
     spillway_netflow::generate::run(&opts).expect("generator runs")
@@ -105,10 +92,10 @@ fn wait_listening(port: u16) {
 /// it: what was sent and the CPU seconds the receiver used meanwhile.
 fn measure(mut child: Child, port: u16, rate: u64, secs: u64) -> (spillway_netflow::generate::Totals, f64) {
     wait_listening(port);
-    let cpu0 = cpu_of(child.id());
+    let cpu0 = common::cpu_seconds_of(child.id());
     let sent = send(port, rate, secs);
     std::thread::sleep(Duration::from_secs(1));
-    let cpu = cpu_of(child.id()) - cpu0;
+    let cpu = common::cpu_seconds_of(child.id()) - cpu0;
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
     (sent, cpu)
@@ -193,33 +180,6 @@ fn spillway(rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
         .and_then(|e| e["delivered"].as_u64())
         .unwrap_or(0);
     Outcome { sent, stored, cpu }
-}
-
-/// A tansu broker for the Kafka row, when installed.
-fn tansu() -> Option<(Child, String, tempfile::TempDir)> {
-    let dir = tempfile::tempdir().ok()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new("tansu")
-        .current_dir(dir.path())
-        .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-        .args(["--storage-engine", "sqlite://tansu.db"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let t = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if t.elapsed() > Duration::from_secs(20) {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let ok = Command::new("tansu")
-        .args(["topic", "create", "--broker", &url, "--partitions", "3", "compare"])
-        .status()
-        .is_ok_and(|s| s.success());
-    ok.then(|| (child, format!("127.0.0.1:{port}"), dir))
 }
 
 /// Spillway → Parquet at `rate` for `secs`: resident memory every 10 s
@@ -329,7 +289,8 @@ fn main() {
     }
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let secs = std::env::var("SPILLWAY_COMPARE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let broker = tansu();
+    // A broker for the Kafka row, when tansu is installed.
+    let broker = common::Tansu::start("sqlite://tansu.db").filter(|b| b.create("compare", 3));
     let mut receivers: Vec<(&str, String)> = vec![
         ("nfcapd (storing)", String::new()),
         ("bare receive loop", "bare".into()),
@@ -339,7 +300,8 @@ fn main() {
         ("parquet, 1 writer", "{ type: parquet, inputs: [flows], path: ./data, writers: 1 }".into()),
         ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }".into()),
     ];
-    if let Some((_, addr, _)) = &broker {
+    if let Some(b) = &broker {
+        let addr = b.addr();
         receivers.push((
             "spillway → kafka",
             format!(
@@ -347,11 +309,9 @@ fn main() {
             ),
         ));
     }
-    // SPILLWAY_COMPARE_ROWS=parquet,nfcapd keeps the rows whose names
-    // contain one of the words (nfcapd's row always runs first: the ratios
-    // are to it).
-    // SPILLWAY_COMPARE_ROWS=none runs no row (only the optional
-    // measurements below).
+    // SPILLWAY_COMPARE_ROWS=parquet,lz4 keeps the rows whose names contain
+    // one of the words, and always nfcapd's and the bare loop's (the ratios
+    // are to them); `none` runs no row (only the optional measurements).
     if let Ok(keep) = std::env::var("SPILLWAY_COMPARE_ROWS") {
         let words: Vec<&str> = keep.split(',').map(str::trim).collect();
         receivers.retain(|(name, sink)| {
@@ -406,10 +366,7 @@ fn main() {
             *rate as f64 / floor
         );
     }
-    if let Some((mut child, _, _)) = broker {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(broker);
     let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
     if let Some(rss_secs) = env("SPILLWAY_COMPARE_RSS_SECS") {
         let parquet = best.iter().find(|b| b.0.contains("parquet")).map_or(1_000_000, |b| b.1.max(250_000));

@@ -32,10 +32,10 @@ fn have_peers() -> bool {
 /// from docs/flow.proto. One JSON object per message: key and value.
 fn consume(broker: &str, topic: &str, proto: bool, expect: usize) -> Vec<serde_json::Value> {
     let gen_dir = tempfile::tempdir().unwrap();
-    let script = r#"
-import sys, json, os, ipaddress
-from kafka import KafkaConsumer, TopicPartition
-import time
+    let script = format!(
+        "{PARTITIONS_PY}{}",
+        r#"
+import os, ipaddress
 broker, topic, proto, docs, out, expect = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4], sys.argv[5], int(sys.argv[6])
 if proto:
     from grpc_tools import protoc
@@ -48,15 +48,7 @@ if proto:
 # anyway would otherwise stall the read.
 c = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False,
                   max_partition_fetch_bytes=64 << 20, fetch_max_bytes=128 << 20)
-# Metadata can lag right after a broker restart: wait for the partitions.
-deadline = time.time() + 60
-parts = None
-while not parts and time.time() < deadline:
-    parts = c.partitions_for_topic(topic)
-    if not parts:
-        time.sleep(0.2)
-        c.topics()
-c.assign([TopicPartition(topic, p) for p in sorted(parts or [])])
+c.assign(partitions(c, topic))
 c.seek_to_beginning()
 def addr(b):
     return str(ipaddress.ip_address(bytes(b))) if len(b) in (4, 16) else None
@@ -92,11 +84,12 @@ for m in messages():
     else:
         rec["value"] = m.value.decode()
     print(json.dumps(rec))
-"#;
+"#
+    );
     let docs = root().join("docs");
     let expect = expect.to_string();
     let out = run_python(
-        script,
+        &script,
         &[
             broker,
             topic,
@@ -706,21 +699,13 @@ fn a_broker_outage_under_udp_load_costs_no_datagram_with_a_journal() {
 /// with kafka-python and added up there (millions of messages at full
 /// scale). A first fetch of a large topic from tansu can take minutes.
 fn topic_totals(broker: &str, topic: &str, expect: u64) -> (u64, u64) {
-    let out = run_python(
+    let script = format!(
+        "{PARTITIONS_PY}{}",
         r#"
-import sys, json, time
-from kafka import KafkaConsumer, TopicPartition
 broker, topic, expect = sys.argv[1], sys.argv[2], int(sys.argv[3])
 c = KafkaConsumer(bootstrap_servers=broker, enable_auto_commit=False,
                   max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20)
-parts = None
-deadline = time.time() + 60
-while not parts and time.time() < deadline:
-    parts = c.partitions_for_topic(topic)
-    if not parts:
-        time.sleep(0.2)
-        c.topics()
-c.assign([TopicPartition(topic, p) for p in sorted(parts or [])])
+c.assign(partitions(c, topic))
 c.seek_to_beginning()
 n, total, last, quiet_until = 0, 0, time.time(), None
 while True:
@@ -735,35 +720,43 @@ while True:
     if (quiet_until and now > quiet_until) or now - last > (300 if n == 0 else 60):
         break
 print(json.dumps([n, total]))
-"#,
-        &[broker, topic, &expect.to_string()],
+"#
     );
+    let out = run_python(&script, &[broker, topic, &expect.to_string()]);
     let v: (u64, u64) = serde_json::from_str(out.trim()).unwrap();
     v
 }
 
+/// Python for the readers below: imports, and `partitions(c, topic)`, the
+/// topic's partitions once the broker reports them (up to a minute: a
+/// broker just restarted, or a topic just created, may not have them yet).
+const PARTITIONS_PY: &str = r#"
+import sys, json, time
+from kafka import KafkaConsumer, TopicPartition
+def partitions(c, topic):
+    parts = None
+    deadline = time.time() + 60
+    while not parts and time.time() < deadline:
+        parts = c.partitions_for_topic(topic)
+        if not parts:
+            time.sleep(0.2)
+            c.topics()
+    return [TopicPartition(topic, p) for p in sorted(parts or [])]
+"#;
+
 /// Messages in `topic`: the sum of its partitions' end offsets less their
 /// first (one idempotent producer, no compaction: one offset per message).
 fn topic_count(broker: &str, topic: &str) -> u64 {
-    let out = run_python(
+    let script = format!(
+        "{PARTITIONS_PY}{}",
         r#"
-import sys, time
-from kafka import KafkaConsumer, TopicPartition
 c = KafkaConsumer(bootstrap_servers=sys.argv[1])
-parts = None
-deadline = time.time() + 60
-while not parts and time.time() < deadline:
-    parts = c.partitions_for_topic(sys.argv[2])
-    if not parts:
-        time.sleep(0.2)
-        c.topics()
-tps = [TopicPartition(sys.argv[2], p) for p in sorted(parts or [])]
+tps = partitions(c, sys.argv[2])
 end, begin = c.end_offsets(tps), c.beginning_offsets(tps)
 print(sum(end[t] - begin[t] for t in tps))
-"#,
-        &[broker, topic],
+"#
     );
-    out.trim().parse().unwrap()
+    run_python(&script, &[broker, topic]).trim().parse().unwrap()
 }
 
 /// The sum of `bytes` of JSON-encoded records consumed from Kafka.

@@ -298,14 +298,22 @@ enum Sent {
 }
 
 fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
-    let domain = if cfg.listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    bind_socket(cfg.listen, cfg.receive_buffer.get(), name)
+}
+
+/// A receive socket as every worker has one: `SO_REUSEPORT` (one per
+/// worker on one address), dual-stack on IPv6, a 50 ms read timeout (so
+/// that a worker notices a stop), and a receive buffer of `receive_buffer`
+/// bytes (a warning when the kernel grants less).
+fn bind_socket(listen: SocketAddr, receive_buffer: u64, name: &str) -> std::io::Result<Socket> {
+    let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     s.set_reuse_port(true)?;
     s.set_reuse_address(true)?;
-    if cfg.listen.is_ipv6() {
+    if listen.is_ipv6() {
         s.set_only_v6(false)?;
     }
-    let want = cfg.receive_buffer.get().min(i32::MAX as u64 / 2) as usize;
+    let want = receive_buffer.min(i32::MAX as u64 / 2) as usize;
     s.set_recv_buffer_size(want)?;
     // Linux reports twice what it grants (it counts bookkeeping).
     let got = s.recv_buffer_size()? / 2;
@@ -318,7 +326,7 @@ fn bind(cfg: &NetflowConfig, name: &str) -> std::io::Result<Socket> {
         );
     }
     s.set_read_timeout(Some(Duration::from_millis(50)))?;
-    s.bind(&cfg.listen.into())?;
+    s.bind(&listen.into())?;
     Ok(s)
 }
 
@@ -1289,7 +1297,7 @@ fn claim_port(listen: SocketAddr) -> Result<std::fs::File, ComponentError> {
 
 /// The floor the `netflow` source's receive path is measured against (the
 /// comparison harness's bare loop): `workers` sockets set up as the
-/// source's (`SO_REUSEPORT`, one thread each), the same `recvmmsg`
+/// source's ([`bind_socket`], one thread each), the same `recvmmsg`
 /// buffers, and nothing done with the datagrams but count them. Calls
 /// `report` with the count so far every `every`; runs until `report`
 /// returns false.
@@ -1304,12 +1312,7 @@ pub fn bare_receive_loop(
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for _ in 0..workers.max(1) {
-        let domain = if listen.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-        let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-        s.set_reuse_port(true)?;
-        s.set_recv_buffer_size(receive_buffer)?;
-        s.set_read_timeout(Some(Duration::from_millis(50)))?;
-        s.bind(&listen.into())?;
+        let s = bind_socket(listen, receive_buffer as u64, "bare receive loop")?;
         let (count, stop) = (count.clone(), stop.clone());
         threads.push(std::thread::spawn(move || -> std::io::Result<()> {
             let mut bufs = MmsgBufs::new();
