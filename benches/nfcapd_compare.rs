@@ -20,6 +20,9 @@
 //! `SPILLWAY_COMPARE_ROWS=parquet,blackhole` runs only the rows whose names
 //! hold one of the words (beside nfcapd and the bare loop, always; `none`
 //! runs no row, for the measurements below alone).
+//! `SPILLWAY_COMPARE_BASELINE=/path/to/an/older/spillway` runs every
+//! Spillway row a second time with that binary, right after the row, so a
+//! change is measured against the build before it in the same run.
 //! `SPILLWAY_COMPARE_RSS_SECS=600` then runs Spillway → Parquet for that
 //! long at its highest lossless rate (or `SPILLWAY_COMPARE_RSS_RATE`) and
 //! prints its resident memory every 10 s; `SPILLWAY_COMPARE_EXPORTERS=100000`
@@ -152,12 +155,17 @@ fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
 /// Starts `spillway run` in `dir` with a `netflow` source of two workers
 /// feeding sink `sink`; returns it and the source's port.
 fn start_spillway(dir: &Path, sink: &str) -> (Child, u16) {
+    start_spillway_bin(&spillway_bin(), dir, sink)
+}
+
+/// [`start_spillway`] with the binary `bin`.
+fn start_spillway_bin(bin: &Path, dir: &Path, sink: &str) -> (Child, u16) {
     let port = free_port();
     let yaml = format!(
         "sources:\n  flows: {{ type: netflow, listen: \"127.0.0.1:{port}\", workers: 2, batch_size: 16384 }}\nsinks:\n  out: {sink}\n"
     );
     std::fs::write(dir.join("p.yaml"), yaml).unwrap();
-    let child = Command::new(spillway_bin())
+    let child = Command::new(bin)
         .current_dir(dir)
         .args(["run", "p.yaml", "--ledger-json", "ledger.json"])
         .stdout(Stdio::null())
@@ -167,8 +175,8 @@ fn start_spillway(dir: &Path, sink: &str) -> (Child, u16) {
     (child, port)
 }
 
-fn spillway(rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
-    let (child, port) = start_spillway(dir, sink);
+fn spillway(bin: &Path, rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
+    let (child, port) = start_spillway_bin(bin, dir, sink);
     let (sent, cpu) = measure(child, port, rate, secs);
     let sent = sent.records;
     let ledger: serde_json::Value =
@@ -291,19 +299,22 @@ fn main() {
     let secs = std::env::var("SPILLWAY_COMPARE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     // A broker for the Kafka row, when tansu is installed.
     let broker = common::Tansu::start("sqlite://tansu.db").filter(|b| b.create("compare", 3));
-    let mut receivers: Vec<(&str, String)> = vec![
-        ("nfcapd (storing)", String::new()),
-        ("bare receive loop", "bare".into()),
-        ("spillway → blackhole", "{ type: blackhole, inputs: [flows] }".into()),
-        ("spillway → parquet", "{ type: parquet, inputs: [flows], path: ./data }".into()),
-        ("parquet, zstd 3", "{ type: parquet, inputs: [flows], path: ./data, zstd_level: 3 }".into()),
-        ("parquet, 1 writer", "{ type: parquet, inputs: [flows], path: ./data, writers: 1 }".into()),
-        ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }".into()),
-    ];
+    let mut receivers: Vec<(String, String)> = vec![
+        ("nfcapd (storing)", ""),
+        ("bare receive loop", "bare"),
+        ("spillway → blackhole", "{ type: blackhole, inputs: [flows] }"),
+        ("spillway → parquet", "{ type: parquet, inputs: [flows], path: ./data }"),
+        ("parquet, zstd 3", "{ type: parquet, inputs: [flows], path: ./data, zstd_level: 3 }"),
+        ("parquet, 1 writer", "{ type: parquet, inputs: [flows], path: ./data, writers: 1 }"),
+        ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }"),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n.to_string(), s.to_string()))
+    .collect();
     if let Some(b) = &broker {
         let addr = b.addr();
         receivers.push((
-            "spillway → kafka",
+            "spillway → kafka".into(),
             format!(
                 "{{ type: kafka, inputs: [flows], brokers: \"{addr}\", topic: compare, encoding: protobuf }}"
             ),
@@ -318,19 +329,29 @@ fn main() {
             (keep != "none" && (sink.is_empty() || sink == "bare")) || words.iter().any(|w| name.contains(w))
         });
     }
+    // Each Spillway row again with an older build, right after it.
+    let baseline = std::env::var_os("SPILLWAY_COMPARE_BASELINE").map(PathBuf::from);
+    let mut runs: Vec<(String, String, PathBuf)> = Vec::new();
+    for (name, sink) in receivers {
+        let ours = !sink.is_empty() && sink != "bare";
+        runs.push((name.clone(), sink.clone(), spillway_bin()));
+        if let Some(b) = baseline.as_ref().filter(|_| ours) {
+            runs.push((format!("{name} (baseline)"), sink, b.clone()));
+        }
+    }
     println!(
         "{:<22} {:>12} {:>12} {:>12} {:>12} {:>9} {:>8}",
         "receiver", "target r/s", "sent r/s", "sent", "stored", "loss %", "CPU %"
     );
     let mut best: Vec<(String, u64, f64)> = Vec::new();
-    for (name, sink) in &receivers {
+    for (name, sink, bin) in &runs {
         let mut top = (0u64, 0.0f64);
         for rate in RATES {
             let dir = tempfile::tempdir().unwrap();
             let o = match sink.as_str() {
                 "" => nfcapd(rate, secs, dir.path()),
                 "bare" => bare(rate, secs, dir.path()),
-                _ => spillway(rate, secs, dir.path(), sink),
+                _ => spillway(bin, rate, secs, dir.path(), sink),
             };
             let loss = 100.0 * (o.sent.saturating_sub(o.stored)) as f64 / o.sent.max(1) as f64;
             let cpu = 100.0 * o.cpu / (secs + 1) as f64;

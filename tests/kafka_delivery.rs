@@ -464,7 +464,9 @@ sinks:
     wait_lines(&a_dir.join("out.jsonl"), 5_000, Duration::from_secs(60));
     let (b_dir, b) = member("b");
     assert!(a.wait_for("partitions revoked", Duration::from_secs(60)), "A never gave up partitions");
-    wait_lines(&b_dir.join("out.jsonl"), 1, Duration::from_secs(60));
+    // B reads what is left of its partitions; A may have read all of it
+    // before B joined, so B's share is not asserted, only its assignment.
+    assert!(b.wait_for("partitions assigned", Duration::from_secs(60)), "B never got partitions");
     let all = || {
         lines(&a_dir.join("out.jsonl")).into_iter().chain(lines(&b_dir.join("out.jsonl"))).collect::<Vec<_>>()
     };

@@ -1,10 +1,10 @@
 //! One decoded flow record on the stack, and the column buffers of the flow
 //! schema it is appended to.
 //!
-//! The columns are plain `Vec`s (values, plus one `bool` per row for
-//! nullable columns) rather than Arrow's builders: appending is a `Vec::push`
-//! with no bit twiddling, and `finish` hands the vectors to Arrow without a
-//! copy. Capacity is reserved for a whole batch, so nothing allocates per
+//! The columns are plain `Vec`s rather than Arrow's builders, plus one
+//! presence mask per row for all the nullable columns: appending is a
+//! `Vec::push` per column with no bit twiddling, and `finish` hands the
+//! vectors to Arrow without a copy (validity bitmaps come from the masks). Capacity is reserved for a whole batch, so nothing allocates per
 //! record.
 
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use arrow::array::{
     ArrayRef, FixedSizeBinaryArray, PrimitiveArray, RecordBatch, StringArray, TimestampNanosecondArray,
 };
-use arrow::buffer::{Buffer, NullBuffer, ScalarBuffer};
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{ArrowPrimitiveType, UInt8Type, UInt16Type, UInt32Type, UInt64Type};
 use spillway_core::addr::Addr;
 use spillway_core::schema::{SamplingSource, flow_schema};
@@ -92,16 +92,6 @@ where
 {
     let (values, nulls) = c.take(n);
     Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(values), nulls))
-}
-
-fn required<T: ArrowPrimitiveType>(v: &mut Vec<T::Native>, n: usize) -> ArrayRef {
-    let values = std::mem::replace(v, Vec::with_capacity(n));
-    Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(values), None))
-}
-
-fn timestamps(c: &mut Col<i64>, n: usize) -> ArrayRef {
-    let (values, nulls) = c.take(n);
-    Arc::new(TimestampNanosecondArray::new(ScalarBuffer::from(values), nulls).with_timezone("UTC"))
 }
 
 /// An address column: 16 bytes a row.
@@ -236,38 +226,112 @@ pub fn schema_with(extras: &[ExtraField]) -> arrow::datatypes::SchemaRef {
     Arc::new(arrow::datatypes::Schema::new(fields))
 }
 
+/// Bits of a row's presence mask: one per nullable column of the flow
+/// schema.
+pub(crate) mod present {
+    pub const FLOW_START: u32 = 1 << 0;
+    pub const FLOW_END: u32 = 1 << 1;
+    pub const SRC_ADDR: u32 = 1 << 2;
+    pub const DST_ADDR: u32 = 1 << 3;
+    pub const NEXT_HOP: u32 = 1 << 4;
+    pub const SRC_PORT: u32 = 1 << 5;
+    pub const DST_PORT: u32 = 1 << 6;
+    pub const PROTOCOL: u32 = 1 << 7;
+    pub const TCP_FLAGS: u32 = 1 << 8;
+    pub const TOS: u32 = 1 << 9;
+    pub const IN_IF: u32 = 1 << 10;
+    pub const OUT_IF: u32 = 1 << 11;
+    pub const BYTES: u32 = 1 << 12;
+    pub const PACKETS: u32 = 1 << 13;
+    pub const SRC_AS: u32 = 1 << 14;
+    pub const DST_AS: u32 = 1 << 15;
+    pub const SRC_MASK: u32 = 1 << 16;
+    pub const DST_MASK: u32 = 1 << 17;
+    pub const VLAN: u32 = 1 << 18;
+    pub const DIRECTION: u32 = 1 << 19;
+    pub const SAMPLING_RATE: u32 = 1 << 20;
+}
+
+/// An address as the 16 bytes of one `i128` in memory: one store a row,
+/// and the vector becomes a `FixedSizeBinary(16)` buffer without a copy.
+#[inline]
+pub(crate) fn addr_word(a: Option<Addr>) -> i128 {
+    i128::from_ne_bytes(a.unwrap_or_default().0)
+}
+
+/// Rows the buffers hold without reallocating: the capacity and room for
+/// the message that fills it (a batch is full once it reaches its capacity,
+/// after the message that got it there: copying every column to grow it
+/// for that message's rows cost a fifth of decoding).
+fn reserve(capacity: usize) -> usize {
+    capacity + (capacity / 8).max(512)
+}
+
+/// The newest rows of every column a data set's fields fill, from
+/// [`FlowBuilders::grow`]. Addresses are [`addr_word`]s.
+pub(crate) struct Tail<'a> {
+    pub flow_start: &'a mut [i64],
+    pub flow_end: &'a mut [i64],
+    pub src_addr: &'a mut [i128],
+    pub dst_addr: &'a mut [i128],
+    pub next_hop: &'a mut [i128],
+    pub src_port: &'a mut [u16],
+    pub dst_port: &'a mut [u16],
+    pub protocol: &'a mut [u8],
+    pub tcp_flags: &'a mut [u16],
+    pub tos: &'a mut [u8],
+    pub in_if: &'a mut [u32],
+    pub out_if: &'a mut [u32],
+    pub bytes: &'a mut [u64],
+    pub packets: &'a mut [u64],
+    pub src_as: &'a mut [u32],
+    pub dst_as: &'a mut [u32],
+    pub src_mask: &'a mut [u8],
+    pub dst_mask: &'a mut [u8],
+    pub vlan: &'a mut [u16],
+    pub direction: &'a mut [u8],
+    /// The rows' presence masks ([`present`]).
+    pub present: &'a mut [u32],
+}
+
 /// Column buffers for the flow schema.
+///
+/// A row appends one value to each column's vector (the default where the
+/// record has none) and one presence mask (bit per nullable column, see
+/// [`present`]); `finish` turns the masks into each column's validity
+/// bitmap, or none for a column every row had.
 pub struct FlowBuilders {
     extras: Vec<ExtraCol>,
     schema: arrow::datatypes::SchemaRef,
     time_received: Vec<i64>,
-    flow_start: Col<i64>,
-    flow_end: Col<i64>,
-    exporter: AddrCol,
+    flow_start: Vec<i64>,
+    flow_end: Vec<i64>,
+    exporter: Vec<i128>,
     domain: Vec<u32>,
-    sequence: Col<u32>,
+    sequence: Vec<u32>,
     version: Vec<u16>,
-    src_addr: AddrCol,
-    dst_addr: AddrCol,
-    next_hop: AddrCol,
-    src_port: Col<u16>,
-    dst_port: Col<u16>,
-    protocol: Col<u8>,
-    tcp_flags: Col<u16>,
-    tos: Col<u8>,
-    in_if: Col<u32>,
-    out_if: Col<u32>,
-    bytes: Col<u64>,
-    packets: Col<u64>,
-    src_as: Col<u32>,
-    dst_as: Col<u32>,
-    src_mask: Col<u8>,
-    dst_mask: Col<u8>,
-    vlan: Col<u16>,
-    direction: Col<u8>,
-    sampling_rate: Col<u32>,
+    src_addr: Vec<i128>,
+    dst_addr: Vec<i128>,
+    next_hop: Vec<i128>,
+    src_port: Vec<u16>,
+    dst_port: Vec<u16>,
+    protocol: Vec<u8>,
+    tcp_flags: Vec<u16>,
+    tos: Vec<u8>,
+    in_if: Vec<u32>,
+    out_if: Vec<u32>,
+    bytes: Vec<u64>,
+    packets: Vec<u64>,
+    src_as: Vec<u32>,
+    dst_as: Vec<u32>,
+    src_mask: Vec<u8>,
+    dst_mask: Vec<u8>,
+    vlan: Vec<u16>,
+    direction: Vec<u8>,
+    sampling_rate: Vec<u32>,
     sampling_source: Vec<u8>,
-    rows: usize,
+    /// One presence mask per row.
+    present: Vec<u32>,
     capacity: usize,
     received_min: i64,
     received_max: i64,
@@ -281,38 +345,38 @@ impl FlowBuilders {
 
     /// Buffers for the flow schema plus `extras` columns.
     pub fn with_extras(capacity: usize, extras: &[ExtraField]) -> Self {
-        let n = capacity;
+        let n = reserve(capacity);
         Self {
             extras: extras.iter().map(|e| ExtraCol::new(e.kind, n)).collect(),
             schema: schema_with(extras),
             time_received: Vec::with_capacity(n),
-            flow_start: Col::new(n),
-            flow_end: Col::new(n),
-            exporter: AddrCol::new(n),
+            flow_start: Vec::with_capacity(n),
+            flow_end: Vec::with_capacity(n),
+            exporter: Vec::with_capacity(n),
             domain: Vec::with_capacity(n),
-            sequence: Col::new(n),
+            sequence: Vec::with_capacity(n),
             version: Vec::with_capacity(n),
-            src_addr: AddrCol::new(n),
-            dst_addr: AddrCol::new(n),
-            next_hop: AddrCol::new(n),
-            src_port: Col::new(n),
-            dst_port: Col::new(n),
-            protocol: Col::new(n),
-            tcp_flags: Col::new(n),
-            tos: Col::new(n),
-            in_if: Col::new(n),
-            out_if: Col::new(n),
-            bytes: Col::new(n),
-            packets: Col::new(n),
-            src_as: Col::new(n),
-            dst_as: Col::new(n),
-            src_mask: Col::new(n),
-            dst_mask: Col::new(n),
-            vlan: Col::new(n),
-            direction: Col::new(n),
-            sampling_rate: Col::new(n),
+            src_addr: Vec::with_capacity(n),
+            dst_addr: Vec::with_capacity(n),
+            next_hop: Vec::with_capacity(n),
+            src_port: Vec::with_capacity(n),
+            dst_port: Vec::with_capacity(n),
+            protocol: Vec::with_capacity(n),
+            tcp_flags: Vec::with_capacity(n),
+            tos: Vec::with_capacity(n),
+            in_if: Vec::with_capacity(n),
+            out_if: Vec::with_capacity(n),
+            bytes: Vec::with_capacity(n),
+            packets: Vec::with_capacity(n),
+            src_as: Vec::with_capacity(n),
+            dst_as: Vec::with_capacity(n),
+            src_mask: Vec::with_capacity(n),
+            dst_mask: Vec::with_capacity(n),
+            vlan: Vec::with_capacity(n),
+            direction: Vec::with_capacity(n),
+            sampling_rate: Vec::with_capacity(n),
             sampling_source: Vec::with_capacity(n),
-            rows: 0,
+            present: Vec::with_capacity(n),
             capacity,
             received_min: i64::MAX,
             received_max: i64::MIN,
@@ -321,29 +385,24 @@ impl FlowBuilders {
 
     /// Rows appended since the last [`FlowBuilders::finish`].
     pub fn len(&self) -> usize {
-        self.rows
+        self.present.len()
     }
 
     /// True when no row is buffered.
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.present.is_empty()
     }
 
     /// True when the buffered rows reached the capacity given at creation.
     pub fn is_full(&self) -> bool {
-        self.rows >= self.capacity
+        self.present.len() >= self.capacity
     }
 
     /// The sampling rate and its source of the last row appended.
     pub fn last_sampling(&self) -> Option<(Option<u32>, SamplingSource)> {
         let source = *self.sampling_source.last()?;
-        let rate = self
-            .sampling_rate
-            .valid
-            .last()
-            .copied()
-            .unwrap_or(false)
-            .then(|| self.sampling_rate.values.last().copied())
+        let rate = (self.present.last().copied().unwrap_or(0) & present::SAMPLING_RATE != 0)
+            .then(|| self.sampling_rate.last().copied())
             .flatten();
         Some((rate, SamplingSource::ALL.get(source as usize).copied().unwrap_or_default()))
     }
@@ -355,7 +414,7 @@ impl FlowBuilders {
 
     /// Receive-time range of the buffered rows.
     pub fn received_range(&self) -> (i64, i64) {
-        if self.rows == 0 { (0, 0) } else { (self.received_min, self.received_max) }
+        if self.is_empty() { (0, 0) } else { (self.received_min, self.received_max) }
     }
 
     /// Appends one record and its extra-column values.
@@ -368,88 +427,181 @@ impl FlowBuilders {
                 .and_then(|&(at, len)| extra.record.get(at as usize..at as usize + len as usize));
             col.push(v);
         }
+        use present::*;
+        let mut mask = 0u32;
+        let mut bit = |set: bool, b: u32| mask |= if set { b } else { 0 };
+        bit(r.flow_start.is_some(), FLOW_START);
+        bit(r.flow_end.is_some(), FLOW_END);
+        bit(r.src_addr.is_some(), SRC_ADDR);
+        bit(r.dst_addr.is_some(), DST_ADDR);
+        bit(r.next_hop.is_some(), NEXT_HOP);
+        bit(r.src_port.is_some(), SRC_PORT);
+        bit(r.dst_port.is_some(), DST_PORT);
+        bit(r.protocol.is_some(), PROTOCOL);
+        bit(r.tcp_flags.is_some(), TCP_FLAGS);
+        bit(r.tos.is_some(), TOS);
+        bit(r.in_if.is_some(), IN_IF);
+        bit(r.out_if.is_some(), OUT_IF);
+        bit(r.bytes.is_some(), BYTES);
+        bit(r.packets.is_some(), PACKETS);
+        bit(r.src_as.is_some(), SRC_AS);
+        bit(r.dst_as.is_some(), DST_AS);
+        bit(r.src_mask.is_some(), SRC_MASK);
+        bit(r.dst_mask.is_some(), DST_MASK);
+        bit(r.vlan.is_some(), VLAN);
+        bit(r.direction.is_some(), DIRECTION);
+        bit(r.sampling_rate.is_some(), SAMPLING_RATE);
+        self.present.push(mask);
         self.time_received.push(h.time_received);
         self.received_min = self.received_min.min(h.time_received);
         self.received_max = self.received_max.max(h.time_received);
-        self.flow_start.push(r.flow_start);
-        self.flow_end.push(r.flow_end);
-        self.exporter.push(Some(h.exporter));
+        self.flow_start.push(r.flow_start.unwrap_or_default());
+        self.flow_end.push(r.flow_end.unwrap_or_default());
+        self.exporter.push(addr_word(Some(h.exporter)));
         self.domain.push(h.domain);
         // v5 and v9 number packets, IPFIX messages: always present.
-        self.sequence.push(Some(h.sequence));
+        self.sequence.push(h.sequence);
         self.version.push(h.version);
-        self.src_addr.push(r.src_addr);
-        self.dst_addr.push(r.dst_addr);
-        self.next_hop.push(r.next_hop);
-        self.src_port.push(r.src_port);
-        self.dst_port.push(r.dst_port);
-        self.protocol.push(r.protocol);
-        self.tcp_flags.push(r.tcp_flags);
-        self.tos.push(r.tos);
-        self.in_if.push(r.in_if);
-        self.out_if.push(r.out_if);
-        self.bytes.push(r.bytes);
-        self.packets.push(r.packets);
-        self.src_as.push(r.src_as);
-        self.dst_as.push(r.dst_as);
-        self.src_mask.push(r.src_mask);
-        self.dst_mask.push(r.dst_mask);
-        self.vlan.push(r.vlan);
-        self.direction.push(r.direction);
-        self.sampling_rate.push(r.sampling_rate);
+        self.src_addr.push(addr_word(r.src_addr));
+        self.dst_addr.push(addr_word(r.dst_addr));
+        self.next_hop.push(addr_word(r.next_hop));
+        self.src_port.push(r.src_port.unwrap_or_default());
+        self.dst_port.push(r.dst_port.unwrap_or_default());
+        self.protocol.push(r.protocol.unwrap_or_default());
+        self.tcp_flags.push(r.tcp_flags.unwrap_or_default());
+        self.tos.push(r.tos.unwrap_or_default());
+        self.in_if.push(r.in_if.unwrap_or_default());
+        self.out_if.push(r.out_if.unwrap_or_default());
+        self.bytes.push(r.bytes.unwrap_or_default());
+        self.packets.push(r.packets.unwrap_or_default());
+        self.src_as.push(r.src_as.unwrap_or_default());
+        self.dst_as.push(r.dst_as.unwrap_or_default());
+        self.src_mask.push(r.src_mask.unwrap_or_default());
+        self.dst_mask.push(r.dst_mask.unwrap_or_default());
+        self.vlan.push(r.vlan.unwrap_or_default());
+        self.direction.push(r.direction.unwrap_or_default());
+        self.sampling_rate.push(r.sampling_rate.unwrap_or_default());
         self.sampling_source.push(r.sampling_source as u8);
-        self.rows += 1;
+    }
+
+    /// Whether extra columns are configured (a decoder filling
+    /// [`FlowBuilders::grow`]'s columns cannot fill them).
+    pub fn has_extras(&self) -> bool {
+        !self.extras.is_empty()
+    }
+
+    /// Appends `n` rows of one message, with its header's values, the
+    /// sampling a whole data set shares, and defaults in every other
+    /// column, for a decoder to fill column by column: the slices of the new
+    /// rows. Their presence masks say only whether the sampling rate is
+    /// known; the decoder adds the bits of the columns it fills.
+    pub(crate) fn grow(&mut self, h: &Header, n: usize, sampling: (Option<u32>, SamplingSource)) -> Tail<'_> {
+        let at = self.present.len();
+        let to = at + n;
+        self.time_received.resize(to, h.time_received);
+        self.received_min = self.received_min.min(h.time_received);
+        self.received_max = self.received_max.max(h.time_received);
+        self.exporter.resize(to, addr_word(Some(h.exporter)));
+        self.domain.resize(to, h.domain);
+        self.sequence.resize(to, h.sequence);
+        self.version.resize(to, h.version);
+        self.sampling_rate.resize(to, sampling.0.unwrap_or_default());
+        self.sampling_source.resize(to, sampling.1 as u8);
+        self.present.resize(to, if sampling.0.is_some() { present::SAMPLING_RATE } else { 0 });
+        fn tail<T: Copy + Default>(v: &mut Vec<T>, at: usize, to: usize) -> &mut [T] {
+            v.resize(to, T::default());
+            &mut v[at..]
+        }
+        Tail {
+            flow_start: tail(&mut self.flow_start, at, to),
+            flow_end: tail(&mut self.flow_end, at, to),
+            src_addr: tail(&mut self.src_addr, at, to),
+            dst_addr: tail(&mut self.dst_addr, at, to),
+            next_hop: tail(&mut self.next_hop, at, to),
+            src_port: tail(&mut self.src_port, at, to),
+            dst_port: tail(&mut self.dst_port, at, to),
+            protocol: tail(&mut self.protocol, at, to),
+            tcp_flags: tail(&mut self.tcp_flags, at, to),
+            tos: tail(&mut self.tos, at, to),
+            in_if: tail(&mut self.in_if, at, to),
+            out_if: tail(&mut self.out_if, at, to),
+            bytes: tail(&mut self.bytes, at, to),
+            packets: tail(&mut self.packets, at, to),
+            src_as: tail(&mut self.src_as, at, to),
+            dst_as: tail(&mut self.dst_as, at, to),
+            src_mask: tail(&mut self.src_mask, at, to),
+            dst_mask: tail(&mut self.dst_mask, at, to),
+            vlan: tail(&mut self.vlan, at, to),
+            direction: tail(&mut self.direction, at, to),
+            present: &mut self.present[at..],
+        }
+    }
+
+    /// The validity bitmap of the column with presence bit `bit`: none when
+    /// every row had a value (`all`: the rows' masks and-ed).
+    fn nulls(&self, all: u32, bit: u32) -> Option<NullBuffer> {
+        if all & bit != 0 {
+            return None;
+        }
+        let present = &self.present;
+        Some(NullBuffer::new(BooleanBuffer::collect_bool(present.len(), |i| present[i] & bit != 0)))
     }
 
     /// The buffered rows as a batch; the buffers are empty afterwards with
     /// room for another batch.
     pub fn finish(&mut self) -> RecordBatch {
-        let n = self.capacity;
-        let exporter = self.exporter.finish(n);
-        let sources = std::mem::replace(&mut self.sampling_source, Vec::with_capacity(n));
+        use present::*;
+        let n = reserve(self.capacity);
+        let all = self.present.iter().fold(!0u32, |a, m| a & m);
+        fn take<T>(v: &mut Vec<T>, n: usize) -> Vec<T> {
+            std::mem::replace(v, Vec::with_capacity(n))
+        }
+        fn int<T: ArrowPrimitiveType>(v: Vec<T::Native>, nulls: Option<NullBuffer>) -> ArrayRef {
+            Arc::new(PrimitiveArray::<T>::new(ScalarBuffer::from(v), nulls))
+        }
+        fn time(v: Vec<i64>, nulls: Option<NullBuffer>) -> ArrayRef {
+            Arc::new(TimestampNanosecondArray::new(ScalarBuffer::from(v), nulls).with_timezone("UTC"))
+        }
+        fn addrs(v: Vec<i128>, nulls: Option<NullBuffer>) -> ArrayRef {
+            Arc::new(FixedSizeBinaryArray::new(16, Buffer::from_vec(v), nulls))
+        }
+        let sources = take(&mut self.sampling_source, n);
         let sampling_source: ArrayRef = Arc::new(StringArray::from_iter_values(
             sources.iter().map(|c| SamplingSource::ALL[*c as usize].as_str()),
         ));
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(
-                TimestampNanosecondArray::new(
-                    ScalarBuffer::from(std::mem::replace(&mut self.time_received, Vec::with_capacity(n))),
-                    None,
-                )
-                .with_timezone("UTC"),
-            ),
-            timestamps(&mut self.flow_start, n),
-            timestamps(&mut self.flow_end, n),
-            exporter,
-            required::<UInt32Type>(&mut self.domain, n),
-            primitive::<UInt32Type>(&mut self.sequence, n),
-            required::<UInt16Type>(&mut self.version, n),
-            self.src_addr.finish(n),
-            self.dst_addr.finish(n),
-            self.next_hop.finish(n),
-            primitive::<UInt16Type>(&mut self.src_port, n),
-            primitive::<UInt16Type>(&mut self.dst_port, n),
-            primitive::<UInt8Type>(&mut self.protocol, n),
-            primitive::<UInt16Type>(&mut self.tcp_flags, n),
-            primitive::<UInt8Type>(&mut self.tos, n),
-            primitive::<UInt32Type>(&mut self.in_if, n),
-            primitive::<UInt32Type>(&mut self.out_if, n),
-            primitive::<UInt64Type>(&mut self.bytes, n),
-            primitive::<UInt64Type>(&mut self.packets, n),
-            primitive::<UInt32Type>(&mut self.src_as, n),
-            primitive::<UInt32Type>(&mut self.dst_as, n),
-            primitive::<UInt8Type>(&mut self.src_mask, n),
-            primitive::<UInt8Type>(&mut self.dst_mask, n),
-            primitive::<UInt16Type>(&mut self.vlan, n),
-            primitive::<UInt8Type>(&mut self.direction, n),
-            primitive::<UInt32Type>(&mut self.sampling_rate, n),
+        let mut columns: Vec<ArrayRef> = vec![
+            time(take(&mut self.time_received, n), None),
+            time(take(&mut self.flow_start, n), self.nulls(all, FLOW_START)),
+            time(take(&mut self.flow_end, n), self.nulls(all, FLOW_END)),
+            addrs(take(&mut self.exporter, n), None),
+            int::<UInt32Type>(take(&mut self.domain, n), None),
+            int::<UInt32Type>(take(&mut self.sequence, n), None),
+            int::<UInt16Type>(take(&mut self.version, n), None),
+            addrs(take(&mut self.src_addr, n), self.nulls(all, SRC_ADDR)),
+            addrs(take(&mut self.dst_addr, n), self.nulls(all, DST_ADDR)),
+            addrs(take(&mut self.next_hop, n), self.nulls(all, NEXT_HOP)),
+            int::<UInt16Type>(take(&mut self.src_port, n), self.nulls(all, SRC_PORT)),
+            int::<UInt16Type>(take(&mut self.dst_port, n), self.nulls(all, DST_PORT)),
+            int::<UInt8Type>(take(&mut self.protocol, n), self.nulls(all, PROTOCOL)),
+            int::<UInt16Type>(take(&mut self.tcp_flags, n), self.nulls(all, TCP_FLAGS)),
+            int::<UInt8Type>(take(&mut self.tos, n), self.nulls(all, TOS)),
+            int::<UInt32Type>(take(&mut self.in_if, n), self.nulls(all, IN_IF)),
+            int::<UInt32Type>(take(&mut self.out_if, n), self.nulls(all, OUT_IF)),
+            int::<UInt64Type>(take(&mut self.bytes, n), self.nulls(all, BYTES)),
+            int::<UInt64Type>(take(&mut self.packets, n), self.nulls(all, PACKETS)),
+            int::<UInt32Type>(take(&mut self.src_as, n), self.nulls(all, SRC_AS)),
+            int::<UInt32Type>(take(&mut self.dst_as, n), self.nulls(all, DST_AS)),
+            int::<UInt8Type>(take(&mut self.src_mask, n), self.nulls(all, SRC_MASK)),
+            int::<UInt8Type>(take(&mut self.dst_mask, n), self.nulls(all, DST_MASK)),
+            int::<UInt16Type>(take(&mut self.vlan, n), self.nulls(all, VLAN)),
+            int::<UInt8Type>(take(&mut self.direction, n), self.nulls(all, DIRECTION)),
+            int::<UInt32Type>(take(&mut self.sampling_rate, n), self.nulls(all, SAMPLING_RATE)),
             sampling_source,
         ];
-        let mut columns = columns;
         for c in &mut self.extras {
             columns.push(c.finish(n));
         }
-        self.rows = 0;
+        self.present.clear();
         self.received_min = i64::MAX;
         self.received_max = i64::MIN;
         RecordBatch::try_new(self.schema.clone(), columns).expect("columns match the schema")

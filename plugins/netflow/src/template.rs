@@ -101,6 +101,37 @@ pub enum Target {
     MplsPayloadSection,
 }
 
+impl Target {
+    /// Whether values of this target are ones only some templates carry
+    /// (options data, PSAMP sections, biflows, wireless stations): kept
+    /// apart from the per-record scratch every template fills.
+    pub fn is_rare(self) -> bool {
+        use Target::*;
+        matches!(
+            self,
+            StationAddr
+                | ReverseBytes
+                | ReversePackets
+                | SystemInit
+                | SamplingInterval
+                | PacketInterval
+                | PacketSpace
+                | SamplingSize
+                | SamplingPopulation
+                | SamplingProbability
+                | SelectorAlgorithm
+                | FrameSize
+                | IpTotalLength
+                | FrameType
+                | FrameSection
+                | IpHeaderSection
+                | IpPayloadSection
+                | MplsStackSection
+                | MplsPayloadSection
+        )
+    }
+}
+
 /// What an IANA element (enterprise 0) means to us.
 pub fn target_of(id: u16) -> Target {
     use Target::*;
@@ -190,6 +221,155 @@ pub struct Template {
     pub min_len: usize,
     /// Whether any field is variable-length.
     pub varlen: bool,
+    /// Each field's (offset, length) in its record when no field is
+    /// variable-length (empty otherwise): records then decode without
+    /// walking lengths or checking bounds field by field.
+    pub spans: Box<[(u32, u16)]>,
+    /// Whether any field goes where only some templates put values
+    /// ([`Target::is_rare`]): the decoder resets that part of its scratch
+    /// per record only for these.
+    pub rare: bool,
+    /// The set-at-a-time plan, for a flow template whose records the
+    /// decoder can fill column by column ([`Template::columnar`]).
+    pub columnar: Option<Box<[Op]>>,
+}
+
+/// A column of the flow schema a field of a columnar template fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Column {
+    Bytes,
+    Packets,
+    Protocol,
+    Tos,
+    TcpFlags,
+    SrcPort,
+    DstPort,
+    SrcAddr,
+    DstAddr,
+    NextHop,
+    SrcMask,
+    DstMask,
+    InIf,
+    OutIf,
+    SrcAs,
+    DstAs,
+    Vlan,
+    Direction,
+    /// The ICMP type and code, into the destination port where the record
+    /// has none (or zero): applied after every other field.
+    Icmp,
+    Start(Clock),
+    End(Clock),
+}
+
+/// How a time field counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    Seconds,
+    Millis,
+    /// NTP format (the micro- and nanosecond elements).
+    Ntp,
+    /// Microseconds before the export time.
+    DeltaMicros,
+    /// Milliseconds of the exporter's uptime.
+    Uptime,
+}
+
+/// One field of a columnar template: where it is in each record and the
+/// column it fills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op {
+    pub at: u32,
+    pub len: u16,
+    pub column: Column,
+    /// An address column an earlier field of the record fills already: an
+    /// unspecified address here does not replace it.
+    pub pick: bool,
+}
+
+/// The columnar plan of a fixed-length flow template, or `None` when its
+/// records need the record-at-a-time walk: options, variable-length fields,
+/// extra columns, per-record sampler ids, or any [`Target::is_rare`] field.
+///
+/// The plan says what the walk would: a field's counters are used only
+/// without the delta counters; the highest-ranking kind of time
+/// (absolute, then delta, then uptime) wins and within it the last field;
+/// an address field that is neither 4 nor 16 bytes fills nothing.
+fn columnar_plan(
+    plan: &[Target],
+    spans: &[(u32, u16)],
+    scope_fields: u16,
+    varlen: bool,
+) -> Option<Box<[Op]>> {
+    use Target::*;
+    if varlen || scope_fields > 0 {
+        return None;
+    }
+    let rank = |t: Target| match t {
+        StartSeconds | StartMillis | StartMicros | StartNanos | EndSeconds | EndMillis | EndMicros
+        | EndNanos => 3,
+        StartDeltaMicros | EndDeltaMicros => 2,
+        StartUptime | EndUptime => 1,
+        _ => 0,
+    };
+    let is_start = |t: Target| {
+        matches!(t, StartSeconds | StartMillis | StartMicros | StartNanos | StartDeltaMicros | StartUptime)
+    };
+    let start_rank = plan.iter().filter(|t| is_start(**t)).map(|t| rank(*t)).max().unwrap_or(0);
+    let end_rank =
+        plan.iter().filter(|t| rank(**t) > 0 && !is_start(**t)).map(|t| rank(*t)).max().unwrap_or(0);
+    let clock = |t: Target| match t {
+        StartSeconds | EndSeconds => Clock::Seconds,
+        StartMillis | EndMillis => Clock::Millis,
+        StartDeltaMicros | EndDeltaMicros => Clock::DeltaMicros,
+        StartUptime | EndUptime => Clock::Uptime,
+        _ => Clock::Ntp,
+    };
+    let mut ops: Vec<Op> = Vec::with_capacity(plan.len());
+    for (&target, &(at, len)) in plan.iter().zip(spans) {
+        let column = match target {
+            Skip => continue,
+            Extra(_) | SamplerId => return None,
+            t if t.is_rare() => return None,
+            Bytes => Column::Bytes,
+            Packets => Column::Packets,
+            BytesTotal if !plan.contains(&Bytes) => Column::Bytes,
+            PacketsTotal if !plan.contains(&Packets) => Column::Packets,
+            BytesTotal | PacketsTotal => continue,
+            Protocol => Column::Protocol,
+            Tos => Column::Tos,
+            TcpFlags => Column::TcpFlags,
+            SrcPort => Column::SrcPort,
+            DstPort => Column::DstPort,
+            SrcAddr | DstAddr | NextHop if len != 4 && len != 16 => continue,
+            SrcAddr => Column::SrcAddr,
+            DstAddr => Column::DstAddr,
+            NextHop => Column::NextHop,
+            SrcMask => Column::SrcMask,
+            DstMask => Column::DstMask,
+            InIf => Column::InIf,
+            OutIf => Column::OutIf,
+            SrcAs => Column::SrcAs,
+            DstAs => Column::DstAs,
+            Vlan => Column::Vlan,
+            Direction => Column::Direction,
+            IcmpTypeCode => Column::Icmp,
+            t if is_start(t) && rank(t) == start_rank => Column::Start(clock(t)),
+            t if !is_start(t) && rank(t) > 0 && rank(t) == end_rank => Column::End(clock(t)),
+            _ => continue,
+        };
+        let pick = matches!(column, Column::SrcAddr | Column::DstAddr | Column::NextHop)
+            && ops.iter().any(|o| o.column == column);
+        // The last ICMP field is the one the record's type and code are.
+        if column == Column::Icmp {
+            ops.retain(|o| o.column != Column::Icmp);
+        }
+        ops.push(Op { at, len, column, pick });
+    }
+    // The ICMP type and code read the destination port every other field
+    // has filled.
+    ops.sort_by_key(|o| o.column == Column::Icmp);
+    Some(ops.into_boxed_slice())
 }
 
 impl Template {
@@ -221,8 +401,32 @@ impl Template {
                 REVERSE_PEN => reverse_target_of(f.id),
                 _ => Target::Skip,
             })
-            .collect();
-        Some(Self { fields: fields.into_boxed_slice(), plan, scope_fields, min_len, varlen })
+            .collect::<Box<[Target]>>();
+        let spans = if varlen {
+            Box::default()
+        } else {
+            let mut at = 0u32;
+            fields
+                .iter()
+                .map(|f| {
+                    let span = (at, f.len);
+                    at += f.len as u32;
+                    span
+                })
+                .collect()
+        };
+        let rare = plan.iter().any(|t| t.is_rare());
+        let columnar = columnar_plan(&plan, &spans, scope_fields, varlen);
+        Some(Self {
+            fields: fields.into_boxed_slice(),
+            plan,
+            scope_fields,
+            min_len,
+            varlen,
+            spans,
+            rare,
+            columnar,
+        })
     }
 
     /// Whether this is an options template.

@@ -253,6 +253,9 @@ pub struct Decoder {
     /// [`Decoder::take_released_tags`].
     tagging: bool,
     released_tags: Vec<u64>,
+    /// Whether data sets of columnar templates are filled column by column
+    /// (always, but for the tests and benches that compare both ways).
+    columnar: bool,
     /// Decoder counters.
     pub stats: DecodeStats,
 }
@@ -282,8 +285,17 @@ impl Decoder {
             tag: 0,
             tagging: false,
             released_tags: Vec::new(),
+            columnar: true,
             stats: DecodeStats::default(),
         }
+    }
+
+    /// Decodes every data set record by record (`false`), as templates the
+    /// columnar path does not take are: for the tests and benches that
+    /// compare the two ways. On by default.
+    #[doc(hidden)]
+    pub fn set_columnar(&mut self, on: bool) {
+        self.columnar = on;
     }
 
     /// Keeps the journal tags of released sets from now on.

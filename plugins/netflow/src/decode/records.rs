@@ -10,9 +10,9 @@ use super::message::MessageTimes;
 use super::sampling::{Announced, SetSampling};
 use super::{DecodeError, Decoder, NoticeKind, be16};
 use crate::packet::{self, Headers};
-use crate::row::{ExtraValues, FlowBuilders, Header, Row};
+use crate::row::{ExtraValues, FlowBuilders, Header, Row, Tail, addr_word, present};
 use crate::state::{DomainKey, TemplateKey};
-use crate::template::{Target, Template, VARLEN};
+use crate::template::{Clock, Column, Op, Target, Template, VARLEN};
 
 /// What decoding one data set produced.
 pub(super) struct SetResult {
@@ -30,7 +30,8 @@ pub(super) struct SetResult {
 /// Where a field's bytes are in its record: (offset, length).
 type Span = (u32, u16);
 
-/// Values of one record that are not flow columns themselves.
+/// Values of one record that are not flow columns themselves, and that
+/// most flow templates carry: reset for every record.
 #[derive(Default, Clone, Copy)]
 struct Scratch {
     start_uptime: Option<u32>,
@@ -43,18 +44,34 @@ struct Scratch {
     packets_total: Option<u64>,
     sampler_id: Option<u64>,
     icmp: Option<u16>,
+    /// Bit `i` set when extra column `i` has a value in this record (its
+    /// span is then in the set's span array, which is never reset).
+    extra_mask: u16,
+}
+
+/// Values of one record that only some templates carry (options data,
+/// PSAMP sections, biflows, wireless stations). Reset for every record
+/// only when the template has such a field ([`Template::rare`]); the others
+/// never write it, so it stays at its default without being reset.
+#[derive(Default, Clone, Copy)]
+struct Rare {
     station: Option<Addr>,
     reverse_bytes: Option<u64>,
     reverse_packets: Option<u64>,
-    /// Where each extra column's value is in the record.
-    extra: [Span; crate::iana::MAX_EXTRA],
-    extra_mask: u16,
     sampling: Announced,
     system_init_ms: Option<i64>,
     frame_size: Option<u64>,
     ip_total_length: Option<u64>,
     frame_type: Option<u64>,
     sections: Sections,
+}
+
+/// Where one record's fields go, filled field by field.
+struct Fill<'a> {
+    row: &'a mut Row,
+    s: &'a mut Scratch,
+    rare: &'a mut Rare,
+    extra: &'a mut [Span; crate::iana::MAX_EXTRA],
 }
 
 /// PSAMP packet sections of a record.
@@ -82,14 +99,23 @@ fn span(rec: &[u8], s: Span) -> &[u8] {
     rec.get(s.0 as usize..s.0 as usize + s.1 as usize).unwrap_or_default()
 }
 
-/// Unsigned big-endian integer of 1 to 8 bytes (reduced-size encoding).
+/// Unsigned big-endian integer of 1 to 8 bytes (reduced-size encoding);
+/// the usual widths are one load each.
 #[inline]
 fn uint(b: &[u8]) -> u64 {
-    let mut v = 0u64;
-    for &x in b.iter().take(8) {
-        v = (v << 8) | x as u64;
+    match *b {
+        [a] => a as u64,
+        [a, b] => u16::from_be_bytes([a, b]) as u64,
+        [a, b, c, d] => u32::from_be_bytes([a, b, c, d]) as u64,
+        [a, b, c, d, e, f, g, h] => u64::from_be_bytes([a, b, c, d, e, f, g, h]),
+        _ => {
+            let mut v = 0u64;
+            for &x in b.iter().take(8) {
+                v = (v << 8) | x as u64;
+            }
+            v
+        }
     }
-    v
 }
 
 /// A float64 (or float32) element.
@@ -127,74 +153,60 @@ impl Decoder {
         times: MessageTimes,
         out: &mut FlowBuilders,
     ) -> SetResult {
+        if let Some(ops) = t.columnar.as_deref()
+            && self.columnar
+            && !out.has_extras()
+        {
+            return self.data_set_columnar(b, t.min_len, ops, key.domain, h, times, out);
+        }
         let dkey = key.domain;
         let mut result = SetResult { rows: 0, records: 0, flows: 0, error: None };
         let mut sampling = self.set_sampling(&dkey);
         let mut boot_ms = self.state.peek(&dkey).and_then(|d| d.boot_ms);
+        let mut rare = Rare::default();
+        let mut extra = [(0, 0); crate::iana::MAX_EXTRA];
         while b.len() >= t.min_len {
             let mut row = Row::default();
             let mut s = Scratch::default();
-            let mut at = 0usize;
-            for (f, target) in t.fields.iter().zip(t.plan.iter()) {
-                let len = if f.len == VARLEN {
-                    let Some(&first) = b.get(at) else {
+            if t.rare {
+                rare = Rare::default();
+            }
+            let mut fill = Fill { row: &mut row, s: &mut s, rare: &mut rare, extra: &mut extra };
+            let at = if t.varlen {
+                match walk_varlen(b, t, &mut fill) {
+                    Some(at) => at,
+                    None => {
                         result.error = Some(DecodeError::RecordOverrun { template: key.id });
                         return result;
-                    };
-                    at += 1;
-                    if first < 255 {
-                        first as usize
-                    } else {
-                        if at + 2 > b.len() {
-                            result.error = Some(DecodeError::RecordOverrun { template: key.id });
-                            return result;
-                        }
-                        let l = be16(b, at) as usize;
-                        at += 2;
-                        l
                     }
-                } else {
-                    f.len as usize
-                };
-                if at + len > b.len() {
-                    result.error = Some(DecodeError::RecordOverrun { template: key.id });
-                    return result;
                 }
-                let v = &b[at..at + len];
-                let here = (at as u32, len as u16);
-                match *target {
-                    Target::Skip => {}
-                    Target::Extra(i) => {
-                        s.extra[i as usize] = here;
-                        s.extra_mask |= 1 << i;
-                    }
-                    Target::FrameSection => s.sections.frame = Some(here),
-                    Target::IpHeaderSection => s.sections.ip_header = Some(here),
-                    Target::IpPayloadSection => s.sections.ip_payload = Some(here),
-                    Target::MplsStackSection => s.sections.mpls_stack = Some(here),
-                    Target::MplsPayloadSection => s.sections.mpls_payload = Some(here),
-                    t => apply(t, v, &mut row, &mut s),
+            } else {
+                // Every field at a fixed place: `b` holds at least `min_len`
+                // bytes, so no field reaches past it.
+                for (&(at, len), &target) in t.spans.iter().zip(t.plan.iter()) {
+                    let at = at as usize;
+                    fill.put(target, &b[at..at + len as usize], (at as u32, len));
                 }
-                at += len;
-            }
+                t.min_len
+            };
             let (rec, rest) = b.split_at(at);
             b = rest;
             result.records = result.records.saturating_add(1);
             if t.is_options() {
                 self.stats.options_records += 1;
-                self.learn_options(dkey, &s.sampling, s.sampler_id, s.system_init_ms);
+                self.learn_options(dkey, &rare.sampling, s.sampler_id, rare.system_init_ms);
                 sampling = self.set_sampling(&dkey);
                 boot_ms = self.state.peek(&dkey).and_then(|d| d.boot_ms);
                 continue;
             }
             result.flows = result.flows.saturating_add(1);
-            self.finish_row(&mut row, &s, rec, &sampling, dkey, boot_ms, times);
-            let extras = ExtraValues { spans: &s.extra, mask: s.extra_mask, record: rec };
+            self.finish_row(&mut row, &s, &rare, rec, &sampling, dkey, boot_ms, times);
+            let extras = ExtraValues { spans: &extra, mask: s.extra_mask, record: rec };
             out.push(h, &row, &extras);
             result.rows += 1;
             // An RFC 5103 biflow carries the reverse direction's counters in
             // the same record: it becomes a second, mirrored record.
-            let (rb, rp) = (s.reverse_bytes.unwrap_or(0), s.reverse_packets.unwrap_or(0));
+            let (rb, rp) = (rare.reverse_bytes.unwrap_or(0), rare.reverse_packets.unwrap_or(0));
             if rb > 0 || rp > 0 {
                 let rev = Row {
                     src_addr: row.dst_addr,
@@ -219,12 +231,114 @@ impl Decoder {
         result
     }
 
+    /// A data set of a columnar template ([`Template::columnar`]), filled
+    /// column by column: every record of the set is the same length, has
+    /// the same fields and shares the set's sampling, so a field is one
+    /// loop over the records. What it appends is what the record-at-a-time
+    /// walk appends (the `columnar_and_walk_agree` tests).
+    #[allow(clippy::too_many_arguments)]
+    fn data_set_columnar(
+        &mut self,
+        b: &[u8],
+        stride: usize,
+        ops: &[Op],
+        key: DomainKey,
+        h: &Header,
+        times: MessageTimes,
+        out: &mut FlowBuilders,
+    ) -> SetResult {
+        let n = b.len() / stride;
+        let recs = &b[..n * stride];
+        let result = SetResult { rows: n as u64, records: n as u32, flows: n as u32, error: None };
+        if n == 0 {
+            return result;
+        }
+        let (rate, source) = self.set_sampling(&key).resolve(None, None, None);
+        if rate.is_none() {
+            self.stats.sampling_unknown += n as u64;
+        }
+        let boot_ms = self.state.peek(&key).and_then(|d| d.boot_ms);
+        let export_ns = times.export_ms.saturating_mul(1_000_000);
+        // Uptime-relative times need the boot time (v9: the header's
+        // uptime; otherwise options data).
+        let uptime_known = times.uptime_ms > 0 || boot_ms.is_some();
+        let from_uptime = move |up: u64| -> i64 {
+            let up = up as u32;
+            match boot_ms {
+                _ if times.uptime_ms > 0 => export_ns - times.uptime_ms.wrapping_sub(up) as i64 * 1_000_000,
+                Some(b) => b.saturating_add(up as i64).saturating_mul(1_000_000),
+                None => 0,
+            }
+        };
+        let time = move |clock: Clock, v: u64| -> i64 {
+            match clock {
+                Clock::Seconds => ns(v, 1_000_000_000),
+                Clock::Millis => ns(v, 1_000_000),
+                Clock::Ntp => ntp_to_ns(v),
+                Clock::DeltaMicros => export_ns.saturating_sub(ns(v, 1000)),
+                Clock::Uptime => from_uptime(v),
+            }
+        };
+        let mut unknown_time = false;
+        let mut mask = 0u32;
+        let t: Tail = out.grow(h, n, (rate, source));
+        let col = |o: &Op| Field { recs, stride, at: o.at as usize, len: o.len as usize };
+        for o in ops {
+            let f = col(o);
+            use present::*;
+            match o.column {
+                Column::Bytes => mask |= f.fill(t.bytes, BYTES, |v| v),
+                Column::Packets => mask |= f.fill(t.packets, PACKETS, |v| v),
+                Column::Protocol => mask |= f.fill(t.protocol, PROTOCOL, |v| v as u8),
+                Column::Tos => mask |= f.fill(t.tos, TOS, |v| v as u8),
+                Column::TcpFlags => mask |= f.fill(t.tcp_flags, TCP_FLAGS, |v| v as u16),
+                Column::SrcPort => mask |= f.fill(t.src_port, SRC_PORT, |v| v as u16),
+                Column::DstPort => mask |= f.fill(t.dst_port, DST_PORT, |v| v as u16),
+                Column::SrcMask => mask |= f.fill(t.src_mask, SRC_MASK, |v| v as u8),
+                Column::DstMask => mask |= f.fill(t.dst_mask, DST_MASK, |v| v as u8),
+                Column::InIf => mask |= f.fill(t.in_if, IN_IF, |v| v as u32),
+                Column::OutIf => mask |= f.fill(t.out_if, OUT_IF, |v| v as u32),
+                Column::SrcAs => mask |= f.fill(t.src_as, SRC_AS, |v| v as u32),
+                Column::DstAs => mask |= f.fill(t.dst_as, DST_AS, |v| v as u32),
+                Column::Vlan => mask |= f.fill(t.vlan, VLAN, |v| v as u16),
+                Column::Direction => mask |= f.fill(t.direction, DIRECTION, |v| v as u8),
+                Column::SrcAddr => mask |= f.addresses(t.src_addr, o.pick, SRC_ADDR),
+                Column::DstAddr => mask |= f.addresses(t.dst_addr, o.pick, DST_ADDR),
+                Column::NextHop => mask |= f.addresses(t.next_hop, o.pick, NEXT_HOP),
+                Column::Start(Clock::Uptime) | Column::End(Clock::Uptime) if !uptime_known => {
+                    unknown_time = true
+                }
+                Column::Start(c) => mask |= f.fill(t.flow_start, FLOW_START, |v| time(c, v)),
+                Column::End(c) => mask |= f.fill(t.flow_end, FLOW_END, |v| time(c, v)),
+                // After every other field (the plan puts it last).
+                Column::Icmp => {
+                    let own = mask & DST_PORT != 0;
+                    for (port, r) in t.dst_port.iter_mut().zip(recs.chunks_exact(stride)) {
+                        if !own || *port == 0 {
+                            *port = uint(&r[f.at..f.at + f.len]) as u16;
+                        }
+                    }
+                    mask |= DST_PORT;
+                }
+            }
+        }
+        for p in t.present.iter_mut() {
+            *p |= mask;
+        }
+        if unknown_time {
+            self.stats.time_unknown += n as u64;
+            self.note(key, NoticeKind::TimeUnknown);
+        }
+        result
+    }
+
     #[allow(clippy::too_many_arguments)]
     #[inline]
     fn finish_row(
         &mut self,
         row: &mut Row,
         s: &Scratch,
+        rare: &Rare,
         rec: &[u8],
         sampling: &SetSampling,
         key: DomainKey,
@@ -237,10 +351,10 @@ impl Decoder {
         if row.packets.is_none() {
             row.packets = s.packets_total;
         }
-        if s.sections.any() {
-            packet_sections(row, s, rec);
+        if rare.sections.any() {
+            packet_sections(row, rare, rec);
         }
-        if let Some(station) = s.station
+        if let Some(station) = rare.station
             && row.src_addr.is_none()
             && row.dst_addr.is_none()
         {
@@ -260,7 +374,7 @@ impl Decoder {
         let export_ns = times.export_ms.saturating_mul(1_000_000);
         // Uptime-relative times need the boot time: from the record, from
         // options data, or (v9) from the header's uptime.
-        let boot_ms = s.system_init_ms.or(boot_ms);
+        let boot_ms = rare.system_init_ms.or(boot_ms);
         let mut unknown_time = false;
         let mut from_uptime = |up: u32| -> Option<i64> {
             if times.uptime_ms > 0 {
@@ -285,7 +399,7 @@ impl Decoder {
             self.note(key, NoticeKind::TimeUnknown);
         }
         let state = if s.sampler_id.is_some() { self.state.peek(&key) } else { None };
-        let (rate, source) = sampling.resolve(s.sampling.rate(), s.sampler_id, state);
+        let (rate, source) = sampling.resolve(rare.sampling.rate(), s.sampler_id, state);
         row.sampling_rate = rate;
         row.sampling_source = source;
         if rate.is_none() {
@@ -301,7 +415,7 @@ impl Decoder {
 /// not: addresses, ports, protocol, flags, tos, VLAN; one packet, its bytes
 /// from the IP length (the octets `octetDeltaCount` counts) or else the
 /// frame's.
-fn packet_sections(row: &mut Row, s: &Scratch, rec: &[u8]) {
+fn packet_sections(row: &mut Row, s: &Rare, rec: &[u8]) {
     let mut hd = Headers::default();
     let sec = &s.sections;
     if let Some(f) = sec.frame {
@@ -347,60 +461,152 @@ fn pick(new: Option<Addr>, old: Option<Addr>) -> Option<Addr> {
     }
 }
 
-#[inline]
-fn apply(target: Target, v: &[u8], row: &mut Row, s: &mut Scratch) {
-    use Target::*;
-    let u = || uint(v);
-    match target {
-        Skip | Extra(_) | FrameSection | IpHeaderSection | IpPayloadSection | MplsStackSection
-        | MplsPayloadSection => {}
-        Bytes => row.bytes = Some(u()),
-        Packets => row.packets = Some(u()),
-        BytesTotal => s.bytes_total = Some(u()),
-        PacketsTotal => s.packets_total = Some(u()),
-        Protocol => row.protocol = Some(u() as u8),
-        Tos => row.tos = Some(u() as u8),
-        TcpFlags => row.tcp_flags = Some(u() as u16),
-        SrcPort => row.src_port = Some(u() as u16),
-        DstPort => row.dst_port = Some(u() as u16),
-        // Templates often carry both an IPv4 and an IPv6 field of which one
-        // is zero: an unspecified address never replaces a set one.
-        SrcAddr => row.src_addr = pick(addr(v), row.src_addr),
-        DstAddr => row.dst_addr = pick(addr(v), row.dst_addr),
-        NextHop => row.next_hop = pick(addr(v), row.next_hop),
-        SrcMask => row.src_mask = Some(u() as u8),
-        DstMask => row.dst_mask = Some(u() as u8),
-        InIf => row.in_if = Some(u() as u32),
-        OutIf => row.out_if = Some(u() as u32),
-        SrcAs => row.src_as = Some(u() as u32),
-        DstAs => row.dst_as = Some(u() as u32),
-        Vlan => row.vlan = Some(u() as u16),
-        Direction => row.direction = Some(u() as u8),
-        IcmpTypeCode => s.icmp = Some(u() as u16),
-        StationAddr => s.station = addr(v),
-        ReverseBytes => s.reverse_bytes = Some(u()),
-        ReversePackets => s.reverse_packets = Some(u()),
-        StartUptime => s.start_uptime = Some(u() as u32),
-        EndUptime => s.end_uptime = Some(u() as u32),
-        StartSeconds => s.start_ns = Some(ns(u(), 1_000_000_000)),
-        EndSeconds => s.end_ns = Some(ns(u(), 1_000_000_000)),
-        StartMillis => s.start_ns = Some(ns(u(), 1_000_000)),
-        EndMillis => s.end_ns = Some(ns(u(), 1_000_000)),
-        StartMicros | StartNanos => s.start_ns = Some(ntp_to_ns(u())),
-        EndMicros | EndNanos => s.end_ns = Some(ntp_to_ns(u())),
-        StartDeltaMicros => s.start_delta_us = Some(u()),
-        EndDeltaMicros => s.end_delta_us = Some(u()),
-        SystemInit => s.system_init_ms = Some(u().min(i64::MAX as u64 / 2_000_000) as i64),
-        SamplerId => s.sampler_id = Some(u()),
-        SamplingInterval => s.sampling.interval = Some(u()),
-        PacketInterval => s.sampling.packet_interval = Some(u()),
-        PacketSpace => s.sampling.packet_space = Some(u()),
-        SamplingSize => s.sampling.size = Some(u()),
-        SamplingPopulation => s.sampling.population = Some(u()),
-        SamplingProbability => s.sampling.probability = float(v),
-        SelectorAlgorithm => s.sampling.algorithm = Some(u()),
-        FrameSize => s.frame_size = Some(u()),
-        IpTotalLength => s.ip_total_length = Some(u()),
-        FrameType => s.frame_type = Some(u()),
+/// One field of every record of a set: at `at`, `len` bytes, in records of
+/// `stride` bytes.
+struct Field<'a> {
+    recs: &'a [u8],
+    stride: usize,
+    at: usize,
+    len: usize,
+}
+
+impl Field<'_> {
+    /// Writes the field of each record, as an unsigned integer through `f`,
+    /// into `out`; `bit`, the column's presence bit. The usual widths are
+    /// one load each.
+    #[inline(always)]
+    fn fill<T>(&self, out: &mut [T], bit: u32, f: impl Fn(u64) -> T) -> u32 {
+        let (at, recs) = (self.at, self.recs.chunks_exact(self.stride));
+        match self.len {
+            1 => out.iter_mut().zip(recs).for_each(|(o, r)| *o = f(r[at] as u64)),
+            2 => out
+                .iter_mut()
+                .zip(recs)
+                .for_each(|(o, r)| *o = f(u16::from_be_bytes(r[at..at + 2].try_into().unwrap()) as u64)),
+            4 => out
+                .iter_mut()
+                .zip(recs)
+                .for_each(|(o, r)| *o = f(u32::from_be_bytes(r[at..at + 4].try_into().unwrap()) as u64)),
+            8 => out
+                .iter_mut()
+                .zip(recs)
+                .for_each(|(o, r)| *o = f(u64::from_be_bytes(r[at..at + 8].try_into().unwrap()))),
+            len => out.iter_mut().zip(recs).for_each(|(o, r)| *o = f(uint(&r[at..at + len]))),
+        }
+        bit
+    }
+
+    /// Writes the field of each record, an address of 4 or 16 bytes, into
+    /// `out`; with `pick`, an unspecified address leaves what an earlier
+    /// field wrote.
+    #[inline(always)]
+    fn addresses(&self, out: &mut [i128], pick: bool, bit: u32) -> u32 {
+        let (at, len) = (self.at, self.len);
+        let (v4_zero, zero) = (addr_word(Some(Addr::V4_UNSPECIFIED)), addr_word(Some(Addr::UNSPECIFIED)));
+        for (o, r) in out.iter_mut().zip(self.recs.chunks_exact(self.stride)) {
+            let w = addr_word(Addr::from_slice(&r[at..at + len]));
+            if !pick || (w != v4_zero && w != zero) {
+                *o = w;
+            }
+        }
+        bit
+    }
+}
+
+/// Walks a record of a template with variable-length fields: its length,
+/// or `None` when a field runs past the set.
+fn walk_varlen(b: &[u8], t: &Template, fill: &mut Fill) -> Option<usize> {
+    let mut at = 0usize;
+    for (f, &target) in t.fields.iter().zip(t.plan.iter()) {
+        let len = if f.len == VARLEN {
+            let first = *b.get(at)?;
+            at += 1;
+            if first < 255 {
+                first as usize
+            } else {
+                if at + 2 > b.len() {
+                    return None;
+                }
+                let l = be16(b, at) as usize;
+                at += 2;
+                l
+            }
+        } else {
+            f.len as usize
+        };
+        let v = b.get(at..at + len)?;
+        fill.put(target, v, (at as u32, len as u16));
+        at += len;
+    }
+    Some(at)
+}
+
+impl Fill<'_> {
+    /// Puts one field's value `v`, found at `here` in its record.
+    #[inline]
+    fn put(&mut self, target: Target, v: &[u8], here: Span) {
+        use Target::*;
+        let (row, s, rare) = (&mut *self.row, &mut *self.s, &mut *self.rare);
+        let u = || uint(v);
+        match target {
+            Skip => {}
+            Extra(i) => {
+                self.extra[i as usize] = here;
+                s.extra_mask |= 1 << i;
+            }
+            FrameSection => rare.sections.frame = Some(here),
+            IpHeaderSection => rare.sections.ip_header = Some(here),
+            IpPayloadSection => rare.sections.ip_payload = Some(here),
+            MplsStackSection => rare.sections.mpls_stack = Some(here),
+            MplsPayloadSection => rare.sections.mpls_payload = Some(here),
+            Bytes => row.bytes = Some(u()),
+            Packets => row.packets = Some(u()),
+            BytesTotal => s.bytes_total = Some(u()),
+            PacketsTotal => s.packets_total = Some(u()),
+            Protocol => row.protocol = Some(u() as u8),
+            Tos => row.tos = Some(u() as u8),
+            TcpFlags => row.tcp_flags = Some(u() as u16),
+            SrcPort => row.src_port = Some(u() as u16),
+            DstPort => row.dst_port = Some(u() as u16),
+            // Templates often carry both an IPv4 and an IPv6 field of which one
+            // is zero: an unspecified address never replaces a set one.
+            SrcAddr => row.src_addr = pick(addr(v), row.src_addr),
+            DstAddr => row.dst_addr = pick(addr(v), row.dst_addr),
+            NextHop => row.next_hop = pick(addr(v), row.next_hop),
+            SrcMask => row.src_mask = Some(u() as u8),
+            DstMask => row.dst_mask = Some(u() as u8),
+            InIf => row.in_if = Some(u() as u32),
+            OutIf => row.out_if = Some(u() as u32),
+            SrcAs => row.src_as = Some(u() as u32),
+            DstAs => row.dst_as = Some(u() as u32),
+            Vlan => row.vlan = Some(u() as u16),
+            Direction => row.direction = Some(u() as u8),
+            IcmpTypeCode => s.icmp = Some(u() as u16),
+            StationAddr => rare.station = addr(v),
+            ReverseBytes => rare.reverse_bytes = Some(u()),
+            ReversePackets => rare.reverse_packets = Some(u()),
+            StartUptime => s.start_uptime = Some(u() as u32),
+            EndUptime => s.end_uptime = Some(u() as u32),
+            StartSeconds => s.start_ns = Some(ns(u(), 1_000_000_000)),
+            EndSeconds => s.end_ns = Some(ns(u(), 1_000_000_000)),
+            StartMillis => s.start_ns = Some(ns(u(), 1_000_000)),
+            EndMillis => s.end_ns = Some(ns(u(), 1_000_000)),
+            StartMicros | StartNanos => s.start_ns = Some(ntp_to_ns(u())),
+            EndMicros | EndNanos => s.end_ns = Some(ntp_to_ns(u())),
+            StartDeltaMicros => s.start_delta_us = Some(u()),
+            EndDeltaMicros => s.end_delta_us = Some(u()),
+            SystemInit => rare.system_init_ms = Some(u().min(i64::MAX as u64 / 2_000_000) as i64),
+            SamplerId => s.sampler_id = Some(u()),
+            SamplingInterval => rare.sampling.interval = Some(u()),
+            PacketInterval => rare.sampling.packet_interval = Some(u()),
+            PacketSpace => rare.sampling.packet_space = Some(u()),
+            SamplingSize => rare.sampling.size = Some(u()),
+            SamplingPopulation => rare.sampling.population = Some(u()),
+            SamplingProbability => rare.sampling.probability = float(v),
+            SelectorAlgorithm => rare.sampling.algorithm = Some(u()),
+            FrameSize => rare.frame_size = Some(u()),
+            IpTotalLength => rare.ip_total_length = Some(u()),
+            FrameType => rare.frame_type = Some(u()),
+        }
     }
 }
