@@ -463,11 +463,11 @@ fn pick(new: Option<Addr>, old: Option<Addr>) -> Option<Addr> {
 
 /// One field of every record of a set: at `at`, `len` bytes, in records of
 /// `stride` bytes.
-struct Field<'a> {
-    recs: &'a [u8],
-    stride: usize,
-    at: usize,
-    len: usize,
+pub(super) struct Field<'a> {
+    pub recs: &'a [u8],
+    pub stride: usize,
+    pub at: usize,
+    pub len: usize,
 }
 
 impl Field<'_> {
@@ -475,7 +475,7 @@ impl Field<'_> {
     /// into `out`; `bit`, the column's presence bit. The usual widths are
     /// one load each.
     #[inline(always)]
-    fn fill<T>(&self, out: &mut [T], bit: u32, f: impl Fn(u64) -> T) -> u32 {
+    pub fn fill<T>(&self, out: &mut [T], bit: u32, f: impl Fn(u64) -> T) -> u32 {
         let (at, recs) = (self.at, self.recs.chunks_exact(self.stride));
         match self.len {
             1 => out.iter_mut().zip(recs).for_each(|(o, r)| *o = f(r[at] as u64)),
@@ -500,7 +500,7 @@ impl Field<'_> {
     /// `out`; with `pick`, an unspecified address leaves what an earlier
     /// field wrote.
     #[inline(always)]
-    fn addresses(&self, out: &mut [i128], pick: bool, bit: u32) -> u32 {
+    pub fn addresses(&self, out: &mut [i128], pick: bool, bit: u32) -> u32 {
         let (at, len) = (self.at, self.len);
         let (v4_zero, zero) = (addr_word(Some(Addr::V4_UNSPECIFIED)), addr_word(Some(Addr::UNSPECIFIED)));
         for (o, r) in out.iter_mut().zip(self.recs.chunks_exact(self.stride)) {

@@ -2,8 +2,9 @@
 
 use spillway_core::schema::{Addr, SamplingSource};
 
+use super::records::Field;
 use super::{DecodeError, Decoder, Outcome, be16, be32};
-use crate::row::{ExtraValues, FlowBuilders, Header, Row};
+use crate::row::{ExtraValues, FlowBuilders, Header, Row, present};
 use crate::sequence::Units;
 use crate::state::{DomainKey, Version};
 
@@ -41,35 +42,65 @@ impl Decoder {
             (None, r) if r > 0 => (Some(r), SamplingSource::Header),
             _ => self.default_rate(exporter),
         };
-        for i in 0..count as usize {
-            let r = &msg[HEADER + i * RECORD..HEADER + (i + 1) * RECORD];
-            let first = be32(r, 24);
-            let last = be32(r, 28);
-            let row = Row {
-                src_addr: Some(Addr::v4(be32(r, 0))),
-                dst_addr: Some(Addr::v4(be32(r, 4))),
-                next_hop: Some(Addr::v4(be32(r, 8))),
-                in_if: Some(be16(r, 12) as u32),
-                out_if: Some(be16(r, 14) as u32),
-                packets: Some(be32(r, 16) as u64),
-                bytes: Some(be32(r, 20) as u64),
-                flow_start: Some(export_ns - uptime.wrapping_sub(first) as i64 * 1_000_000),
-                flow_end: Some(export_ns - uptime.wrapping_sub(last) as i64 * 1_000_000),
-                src_port: Some(be16(r, 32)),
-                dst_port: Some(be16(r, 34)),
-                tcp_flags: Some(r[37] as u16),
-                protocol: Some(r[38]),
-                tos: Some(r[39]),
-                src_as: Some(be16(r, 40) as u32),
-                dst_as: Some(be16(r, 42) as u32),
-                src_mask: Some(r[44]),
-                dst_mask: Some(r[45]),
-                vlan: None,
-                direction: None,
-                sampling_rate: rate,
-                sampling_source: source,
-            };
-            out.push(&h, &row, &ExtraValues::NONE);
+        let time = move |up: u64| export_ns - uptime.wrapping_sub(up as u32) as i64 * 1_000_000;
+        if self.columnar && !out.has_extras() {
+            // Column by column, as a fixed-length template's set is.
+            let recs = &msg[HEADER..HEADER + count as usize * RECORD];
+            let t = out.grow(&h, count as usize, (rate, source));
+            let f = |at, len| Field { recs, stride: RECORD, at, len };
+            use present::*;
+            let mask = f(0, 4).addresses(t.src_addr, false, SRC_ADDR)
+                | f(4, 4).addresses(t.dst_addr, false, DST_ADDR)
+                | f(8, 4).addresses(t.next_hop, false, NEXT_HOP)
+                | f(12, 2).fill(t.in_if, IN_IF, |v| v as u32)
+                | f(14, 2).fill(t.out_if, OUT_IF, |v| v as u32)
+                | f(16, 4).fill(t.packets, PACKETS, |v| v)
+                | f(20, 4).fill(t.bytes, BYTES, |v| v)
+                | f(24, 4).fill(t.flow_start, FLOW_START, time)
+                | f(28, 4).fill(t.flow_end, FLOW_END, time)
+                | f(32, 2).fill(t.src_port, SRC_PORT, |v| v as u16)
+                | f(34, 2).fill(t.dst_port, DST_PORT, |v| v as u16)
+                | f(37, 1).fill(t.tcp_flags, TCP_FLAGS, |v| v as u16)
+                | f(38, 1).fill(t.protocol, PROTOCOL, |v| v as u8)
+                | f(39, 1).fill(t.tos, TOS, |v| v as u8)
+                | f(40, 2).fill(t.src_as, SRC_AS, |v| v as u32)
+                | f(42, 2).fill(t.dst_as, DST_AS, |v| v as u32)
+                | f(44, 1).fill(t.src_mask, SRC_MASK, |v| v as u8)
+                | f(45, 1).fill(t.dst_mask, DST_MASK, |v| v as u8);
+            for p in t.present.iter_mut() {
+                *p |= mask;
+            }
+        } else {
+            for i in 0..count as usize {
+                let r = &msg[HEADER + i * RECORD..HEADER + (i + 1) * RECORD];
+                let first = be32(r, 24);
+                let last = be32(r, 28);
+                let row = Row {
+                    src_addr: Some(Addr::v4(be32(r, 0))),
+                    dst_addr: Some(Addr::v4(be32(r, 4))),
+                    next_hop: Some(Addr::v4(be32(r, 8))),
+                    in_if: Some(be16(r, 12) as u32),
+                    out_if: Some(be16(r, 14) as u32),
+                    packets: Some(be32(r, 16) as u64),
+                    bytes: Some(be32(r, 20) as u64),
+                    flow_start: Some(time(first as u64)),
+                    flow_end: Some(time(last as u64)),
+                    src_port: Some(be16(r, 32)),
+                    dst_port: Some(be16(r, 34)),
+                    tcp_flags: Some(r[37] as u16),
+                    protocol: Some(r[38]),
+                    tos: Some(r[39]),
+                    src_as: Some(be16(r, 40) as u32),
+                    dst_as: Some(be16(r, 42) as u32),
+                    src_mask: Some(r[44]),
+                    dst_mask: Some(r[45]),
+                    vlan: None,
+                    direction: None,
+                    sampling_rate: rate,
+                    sampling_source: source,
+                };
+                out.push(&h, &row, &ExtraValues::NONE);
+            }
         }
         o.records += count as u64;
         // v5 counts flow records.
