@@ -267,31 +267,77 @@ fn reserve(capacity: usize) -> usize {
     capacity + (capacity / 8).max(512)
 }
 
-/// The newest rows of every column a data set's fields fill, from
-/// [`FlowBuilders::grow`]. Addresses are [`addr_word`]s.
+/// The columns a data set's fields fill, for the rows from `at` on that
+/// [`FlowBuilders::grow`] appended to the others. A decoder extends each
+/// column it fills by those rows (or overwrites them, when a second field
+/// fills it), then [`Tail::close`] pads the rest. Addresses are
+/// [`addr_word`]s.
 pub(crate) struct Tail<'a> {
-    pub flow_start: &'a mut [i64],
-    pub flow_end: &'a mut [i64],
-    pub src_addr: &'a mut [i128],
-    pub dst_addr: &'a mut [i128],
-    pub next_hop: &'a mut [i128],
-    pub src_port: &'a mut [u16],
-    pub dst_port: &'a mut [u16],
-    pub protocol: &'a mut [u8],
-    pub tcp_flags: &'a mut [u16],
-    pub tos: &'a mut [u8],
-    pub in_if: &'a mut [u32],
-    pub out_if: &'a mut [u32],
-    pub bytes: &'a mut [u64],
-    pub packets: &'a mut [u64],
-    pub src_as: &'a mut [u32],
-    pub dst_as: &'a mut [u32],
-    pub src_mask: &'a mut [u8],
-    pub dst_mask: &'a mut [u8],
-    pub vlan: &'a mut [u16],
-    pub direction: &'a mut [u8],
-    /// The rows' presence masks ([`present`]).
-    pub present: &'a mut [u32],
+    /// The first of the set's rows.
+    pub at: usize,
+    to: usize,
+    pub flow_start: &'a mut Vec<i64>,
+    pub flow_end: &'a mut Vec<i64>,
+    pub src_addr: &'a mut Vec<i128>,
+    pub dst_addr: &'a mut Vec<i128>,
+    pub next_hop: &'a mut Vec<i128>,
+    pub src_port: &'a mut Vec<u16>,
+    pub dst_port: &'a mut Vec<u16>,
+    pub protocol: &'a mut Vec<u8>,
+    pub tcp_flags: &'a mut Vec<u16>,
+    pub tos: &'a mut Vec<u8>,
+    pub in_if: &'a mut Vec<u32>,
+    pub out_if: &'a mut Vec<u32>,
+    pub bytes: &'a mut Vec<u64>,
+    pub packets: &'a mut Vec<u64>,
+    pub src_as: &'a mut Vec<u32>,
+    pub dst_as: &'a mut Vec<u32>,
+    pub src_mask: &'a mut Vec<u8>,
+    pub dst_mask: &'a mut Vec<u8>,
+    pub vlan: &'a mut Vec<u16>,
+    pub direction: &'a mut Vec<u8>,
+    present: &'a mut [u32],
+}
+
+impl Tail<'_> {
+    /// Pads every column whose presence bit is not in `filled` with
+    /// defaults for the set's rows, and adds `filled` to their masks.
+    pub fn close(self, filled: u32) {
+        use present::*;
+        let to = self.to;
+        pad_to(self.flow_start, to, filled & FLOW_START != 0);
+        pad_to(self.flow_end, to, filled & FLOW_END != 0);
+        pad_to(self.src_addr, to, filled & SRC_ADDR != 0);
+        pad_to(self.dst_addr, to, filled & DST_ADDR != 0);
+        pad_to(self.next_hop, to, filled & NEXT_HOP != 0);
+        pad_to(self.src_port, to, filled & SRC_PORT != 0);
+        pad_to(self.dst_port, to, filled & DST_PORT != 0);
+        pad_to(self.protocol, to, filled & PROTOCOL != 0);
+        pad_to(self.tcp_flags, to, filled & TCP_FLAGS != 0);
+        pad_to(self.tos, to, filled & TOS != 0);
+        pad_to(self.in_if, to, filled & IN_IF != 0);
+        pad_to(self.out_if, to, filled & OUT_IF != 0);
+        pad_to(self.bytes, to, filled & BYTES != 0);
+        pad_to(self.packets, to, filled & PACKETS != 0);
+        pad_to(self.src_as, to, filled & SRC_AS != 0);
+        pad_to(self.dst_as, to, filled & DST_AS != 0);
+        pad_to(self.src_mask, to, filled & SRC_MASK != 0);
+        pad_to(self.dst_mask, to, filled & DST_MASK != 0);
+        pad_to(self.vlan, to, filled & VLAN != 0);
+        pad_to(self.direction, to, filled & DIRECTION != 0);
+        for p in self.present.iter_mut() {
+            *p |= filled;
+        }
+    }
+}
+
+/// Pads `v` with defaults to `to` rows unless a decoder filled it.
+#[inline]
+fn pad_to<T: Copy + Default>(v: &mut Vec<T>, to: usize, filled: bool) {
+    if !filled {
+        v.resize(to, T::default());
+    }
+    debug_assert_eq!(v.len(), to, "a filled column holds every row");
 }
 
 /// Column buffers for the flow schema.
@@ -490,11 +536,11 @@ impl FlowBuilders {
         !self.extras.is_empty()
     }
 
-    /// Appends `n` rows of one message, with its header's values, the
-    /// sampling a whole data set shares, and defaults in every other
-    /// column, for a decoder to fill column by column: the slices of the new
-    /// rows. Their presence masks say only whether the sampling rate is
-    /// known; the decoder adds the bits of the columns it fills.
+    /// Appends `n` rows of one message to the columns its header and the
+    /// sampling a whole data set shares fill; the others, for a decoder to
+    /// fill column by column, are in the [`Tail`] (which it closes). The
+    /// rows' presence masks say only whether the sampling rate is known
+    /// until then.
     pub(crate) fn grow(&mut self, h: &Header, n: usize, sampling: (Option<u32>, SamplingSource)) -> Tail<'_> {
         let at = self.present.len();
         let to = at + n;
@@ -508,31 +554,29 @@ impl FlowBuilders {
         self.sampling_rate.resize(to, sampling.0.unwrap_or_default());
         self.sampling_source.resize(to, sampling.1 as u8);
         self.present.resize(to, if sampling.0.is_some() { present::SAMPLING_RATE } else { 0 });
-        fn tail<T: Copy + Default>(v: &mut Vec<T>, at: usize, to: usize) -> &mut [T] {
-            v.resize(to, T::default());
-            &mut v[at..]
-        }
         Tail {
-            flow_start: tail(&mut self.flow_start, at, to),
-            flow_end: tail(&mut self.flow_end, at, to),
-            src_addr: tail(&mut self.src_addr, at, to),
-            dst_addr: tail(&mut self.dst_addr, at, to),
-            next_hop: tail(&mut self.next_hop, at, to),
-            src_port: tail(&mut self.src_port, at, to),
-            dst_port: tail(&mut self.dst_port, at, to),
-            protocol: tail(&mut self.protocol, at, to),
-            tcp_flags: tail(&mut self.tcp_flags, at, to),
-            tos: tail(&mut self.tos, at, to),
-            in_if: tail(&mut self.in_if, at, to),
-            out_if: tail(&mut self.out_if, at, to),
-            bytes: tail(&mut self.bytes, at, to),
-            packets: tail(&mut self.packets, at, to),
-            src_as: tail(&mut self.src_as, at, to),
-            dst_as: tail(&mut self.dst_as, at, to),
-            src_mask: tail(&mut self.src_mask, at, to),
-            dst_mask: tail(&mut self.dst_mask, at, to),
-            vlan: tail(&mut self.vlan, at, to),
-            direction: tail(&mut self.direction, at, to),
+            at,
+            to,
+            flow_start: &mut self.flow_start,
+            flow_end: &mut self.flow_end,
+            src_addr: &mut self.src_addr,
+            dst_addr: &mut self.dst_addr,
+            next_hop: &mut self.next_hop,
+            src_port: &mut self.src_port,
+            dst_port: &mut self.dst_port,
+            protocol: &mut self.protocol,
+            tcp_flags: &mut self.tcp_flags,
+            tos: &mut self.tos,
+            in_if: &mut self.in_if,
+            out_if: &mut self.out_if,
+            bytes: &mut self.bytes,
+            packets: &mut self.packets,
+            src_as: &mut self.src_as,
+            dst_as: &mut self.dst_as,
+            src_mask: &mut self.src_mask,
+            dst_mask: &mut self.dst_mask,
+            vlan: &mut self.vlan,
+            direction: &mut self.direction,
             present: &mut self.present[at..],
         }
     }

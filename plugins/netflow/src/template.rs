@@ -282,9 +282,6 @@ pub struct Op {
     pub at: u32,
     pub len: u16,
     pub column: Column,
-    /// An address column an earlier field of the record fills already: an
-    /// unspecified address here does not replace it.
-    pub pick: bool,
 }
 
 /// The columnar plan of a fixed-length flow template, or `None` when its
@@ -358,13 +355,11 @@ fn columnar_plan(
             t if !is_start(t) && rank(t) > 0 && rank(t) == end_rank => Column::End(clock(t)),
             _ => continue,
         };
-        let pick = matches!(column, Column::SrcAddr | Column::DstAddr | Column::NextHop)
-            && ops.iter().any(|o| o.column == column);
         // The last ICMP field is the one the record's type and code are.
         if column == Column::Icmp {
             ops.retain(|o| o.column != Column::Icmp);
         }
-        ops.push(Op { at, len, column, pick });
+        ops.push(Op { at, len, column });
     }
     // The ICMP type and code read the destination port every other field
     // has filled.

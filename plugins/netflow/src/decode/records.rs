@@ -280,51 +280,55 @@ impl Decoder {
             }
         };
         let mut unknown_time = false;
-        let mut mask = 0u32;
+        let mut filled = 0u32;
         let t: Tail = out.grow(h, n, (rate, source));
-        let col = |o: &Op| Field { recs, stride, at: o.at as usize, len: o.len as usize };
+        let from = t.at;
         for o in ops {
-            let f = col(o);
+            let f = Field { recs, stride, at: o.at as usize, len: o.len as usize };
+            let m = &mut filled;
             use present::*;
             match o.column {
-                Column::Bytes => mask |= f.fill(t.bytes, BYTES, |v| v),
-                Column::Packets => mask |= f.fill(t.packets, PACKETS, |v| v),
-                Column::Protocol => mask |= f.fill(t.protocol, PROTOCOL, |v| v as u8),
-                Column::Tos => mask |= f.fill(t.tos, TOS, |v| v as u8),
-                Column::TcpFlags => mask |= f.fill(t.tcp_flags, TCP_FLAGS, |v| v as u16),
-                Column::SrcPort => mask |= f.fill(t.src_port, SRC_PORT, |v| v as u16),
-                Column::DstPort => mask |= f.fill(t.dst_port, DST_PORT, |v| v as u16),
-                Column::SrcMask => mask |= f.fill(t.src_mask, SRC_MASK, |v| v as u8),
-                Column::DstMask => mask |= f.fill(t.dst_mask, DST_MASK, |v| v as u8),
-                Column::InIf => mask |= f.fill(t.in_if, IN_IF, |v| v as u32),
-                Column::OutIf => mask |= f.fill(t.out_if, OUT_IF, |v| v as u32),
-                Column::SrcAs => mask |= f.fill(t.src_as, SRC_AS, |v| v as u32),
-                Column::DstAs => mask |= f.fill(t.dst_as, DST_AS, |v| v as u32),
-                Column::Vlan => mask |= f.fill(t.vlan, VLAN, |v| v as u16),
-                Column::Direction => mask |= f.fill(t.direction, DIRECTION, |v| v as u8),
-                Column::SrcAddr => mask |= f.addresses(t.src_addr, o.pick, SRC_ADDR),
-                Column::DstAddr => mask |= f.addresses(t.dst_addr, o.pick, DST_ADDR),
-                Column::NextHop => mask |= f.addresses(t.next_hop, o.pick, NEXT_HOP),
+                Column::Bytes => f.fill(t.bytes, from, m, BYTES, |v| v),
+                Column::Packets => f.fill(t.packets, from, m, PACKETS, |v| v),
+                Column::Protocol => f.fill(t.protocol, from, m, PROTOCOL, |v| v as u8),
+                Column::Tos => f.fill(t.tos, from, m, TOS, |v| v as u8),
+                Column::TcpFlags => f.fill(t.tcp_flags, from, m, TCP_FLAGS, |v| v as u16),
+                Column::SrcPort => f.fill(t.src_port, from, m, SRC_PORT, |v| v as u16),
+                Column::DstPort => f.fill(t.dst_port, from, m, DST_PORT, |v| v as u16),
+                Column::SrcMask => f.fill(t.src_mask, from, m, SRC_MASK, |v| v as u8),
+                Column::DstMask => f.fill(t.dst_mask, from, m, DST_MASK, |v| v as u8),
+                Column::InIf => f.fill(t.in_if, from, m, IN_IF, |v| v as u32),
+                Column::OutIf => f.fill(t.out_if, from, m, OUT_IF, |v| v as u32),
+                Column::SrcAs => f.fill(t.src_as, from, m, SRC_AS, |v| v as u32),
+                Column::DstAs => f.fill(t.dst_as, from, m, DST_AS, |v| v as u32),
+                Column::Vlan => f.fill(t.vlan, from, m, VLAN, |v| v as u16),
+                Column::Direction => f.fill(t.direction, from, m, DIRECTION, |v| v as u8),
+                Column::SrcAddr => f.addresses(t.src_addr, from, m, SRC_ADDR),
+                Column::DstAddr => f.addresses(t.dst_addr, from, m, DST_ADDR),
+                Column::NextHop => f.addresses(t.next_hop, from, m, NEXT_HOP),
                 Column::Start(Clock::Uptime) | Column::End(Clock::Uptime) if !uptime_known => {
                     unknown_time = true
                 }
-                Column::Start(c) => mask |= f.fill(t.flow_start, FLOW_START, |v| time(c, v)),
-                Column::End(c) => mask |= f.fill(t.flow_end, FLOW_END, |v| time(c, v)),
-                // After every other field (the plan puts it last).
+                Column::Start(c) => f.fill(t.flow_start, from, m, FLOW_START, |v| time(c, v)),
+                Column::End(c) => f.fill(t.flow_end, from, m, FLOW_END, |v| time(c, v)),
+                // After every other field (the plan puts it last): the type
+                // and code go where the record has no destination port.
                 Column::Icmp => {
-                    let own = mask & DST_PORT != 0;
-                    for (port, r) in t.dst_port.iter_mut().zip(recs.chunks_exact(stride)) {
-                        if !own || *port == 0 {
-                            *port = uint(&r[f.at..f.at + f.len]) as u16;
+                    let icmp = recs.chunks_exact(stride).map(|r| uint(&r[f.at..f.at + f.len]) as u16);
+                    if *m & DST_PORT != 0 {
+                        for (port, v) in t.dst_port[from..].iter_mut().zip(icmp) {
+                            if *port == 0 {
+                                *port = v;
+                            }
                         }
+                    } else {
+                        t.dst_port.extend(icmp);
                     }
-                    mask |= DST_PORT;
+                    *m |= DST_PORT;
                 }
             }
         }
-        for p in t.present.iter_mut() {
-            *p |= mask;
-        }
+        t.close(filled);
         if unknown_time {
             self.stats.time_unknown += n as u64;
             self.note(key, NoticeKind::TimeUnknown);
@@ -471,45 +475,90 @@ pub(super) struct Field<'a> {
 }
 
 impl Field<'_> {
-    /// Writes the field of each record, as an unsigned integer through `f`,
-    /// into `out`; `bit`, the column's presence bit. The usual widths are
-    /// one load each.
+    /// Fills the column `out` (presence bit `bit`) with the field of each
+    /// record, as an unsigned integer through `f`: extends it by the set's
+    /// rows (from row `from` on), or overwrites them when an earlier field
+    /// filled it (`filled` has `bit`; it has it afterwards). The usual
+    /// widths are one load each.
     #[inline(always)]
-    pub fn fill<T>(&self, out: &mut [T], bit: u32, f: impl Fn(u64) -> T) -> u32 {
+    pub fn fill<T>(&self, out: &mut Vec<T>, from: usize, filled: &mut u32, bit: u32, f: impl Fn(u64) -> T) {
         let (at, recs) = (self.at, self.recs.chunks_exact(self.stride));
+        let again = *filled & bit != 0;
+        *filled |= bit;
         match self.len {
-            1 => out.iter_mut().zip(recs).for_each(|(o, r)| *o = f(r[at] as u64)),
-            2 => out
-                .iter_mut()
-                .zip(recs)
-                .for_each(|(o, r)| *o = f(u16::from_be_bytes(r[at..at + 2].try_into().unwrap()) as u64)),
-            4 => out
-                .iter_mut()
-                .zip(recs)
-                .for_each(|(o, r)| *o = f(u32::from_be_bytes(r[at..at + 4].try_into().unwrap()) as u64)),
-            8 => out
-                .iter_mut()
-                .zip(recs)
-                .for_each(|(o, r)| *o = f(u64::from_be_bytes(r[at..at + 8].try_into().unwrap()))),
-            len => out.iter_mut().zip(recs).for_each(|(o, r)| *o = f(uint(&r[at..at + len]))),
+            1 => put(out, from, again, recs.map(|r| f(r[at] as u64))),
+            2 => put(
+                out,
+                from,
+                again,
+                recs.map(|r| f(u16::from_be_bytes(r[at..at + 2].try_into().unwrap()) as u64)),
+            ),
+            4 => put(
+                out,
+                from,
+                again,
+                recs.map(|r| f(u32::from_be_bytes(r[at..at + 4].try_into().unwrap()) as u64)),
+            ),
+            8 => {
+                put(out, from, again, recs.map(|r| f(u64::from_be_bytes(r[at..at + 8].try_into().unwrap()))))
+            }
+            len => put(out, from, again, recs.map(|r| f(uint(&r[at..at + len])))),
         }
-        bit
     }
 
-    /// Writes the field of each record, an address of 4 or 16 bytes, into
-    /// `out`; with `pick`, an unspecified address leaves what an earlier
-    /// field wrote.
+    /// Fills the address column `out` with the field of each record (4 or
+    /// 16 bytes), as [`Field::fill`] does, except that over an earlier
+    /// field's addresses an unspecified one leaves what is there.
     #[inline(always)]
-    pub fn addresses(&self, out: &mut [i128], pick: bool, bit: u32) -> u32 {
-        let (at, len) = (self.at, self.len);
+    pub fn addresses(&self, out: &mut Vec<i128>, from: usize, filled: &mut u32, bit: u32) {
+        let (at, recs) = (self.at, self.recs.chunks_exact(self.stride));
+        let again = *filled & bit != 0;
+        *filled |= bit;
         let (v4_zero, zero) = (addr_word(Some(Addr::V4_UNSPECIFIED)), addr_word(Some(Addr::UNSPECIFIED)));
-        for (o, r) in out.iter_mut().zip(self.recs.chunks_exact(self.stride)) {
-            let w = addr_word(Addr::from_slice(&r[at..at + len]));
-            if !pick || (w != v4_zero && w != zero) {
-                *o = w;
+        let keep = move |w: &i128| !again || (*w != v4_zero && *w != zero);
+        match self.len {
+            4 => put_where(
+                out,
+                from,
+                again,
+                recs.map(|r| addr_word(Some(Addr::from_v4_octets(r[at..at + 4].try_into().unwrap())))),
+                keep,
+            ),
+            len => {
+                put_where(out, from, again, recs.map(|r| addr_word(Addr::from_slice(&r[at..at + len]))), keep)
             }
         }
-        bit
+    }
+}
+
+/// Appends `values` to `out`, or with `again` writes them over its rows
+/// from `from` on.
+#[inline(always)]
+fn put<T>(out: &mut Vec<T>, from: usize, again: bool, values: impl Iterator<Item = T>) {
+    if again {
+        out[from..].iter_mut().zip(values).for_each(|(o, v)| *o = v);
+    } else {
+        out.extend(values);
+    }
+}
+
+/// [`put`], writing over a row only the values `keep` accepts.
+#[inline(always)]
+fn put_where<T>(
+    out: &mut Vec<T>,
+    from: usize,
+    again: bool,
+    values: impl Iterator<Item = T>,
+    keep: impl Fn(&T) -> bool,
+) {
+    if again {
+        out[from..].iter_mut().zip(values).for_each(|(o, v)| {
+            if keep(&v) {
+                *o = v;
+            }
+        });
+    } else {
+        out.extend(values);
     }
 }
 

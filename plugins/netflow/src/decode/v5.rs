@@ -47,29 +47,29 @@ impl Decoder {
             // Column by column, as a fixed-length template's set is.
             let recs = &msg[HEADER..HEADER + count as usize * RECORD];
             let t = out.grow(&h, count as usize, (rate, source));
+            let (from, m) = (t.at, &mut 0u32);
             let f = |at, len| Field { recs, stride: RECORD, at, len };
             use present::*;
-            let mask = f(0, 4).addresses(t.src_addr, false, SRC_ADDR)
-                | f(4, 4).addresses(t.dst_addr, false, DST_ADDR)
-                | f(8, 4).addresses(t.next_hop, false, NEXT_HOP)
-                | f(12, 2).fill(t.in_if, IN_IF, |v| v as u32)
-                | f(14, 2).fill(t.out_if, OUT_IF, |v| v as u32)
-                | f(16, 4).fill(t.packets, PACKETS, |v| v)
-                | f(20, 4).fill(t.bytes, BYTES, |v| v)
-                | f(24, 4).fill(t.flow_start, FLOW_START, time)
-                | f(28, 4).fill(t.flow_end, FLOW_END, time)
-                | f(32, 2).fill(t.src_port, SRC_PORT, |v| v as u16)
-                | f(34, 2).fill(t.dst_port, DST_PORT, |v| v as u16)
-                | f(37, 1).fill(t.tcp_flags, TCP_FLAGS, |v| v as u16)
-                | f(38, 1).fill(t.protocol, PROTOCOL, |v| v as u8)
-                | f(39, 1).fill(t.tos, TOS, |v| v as u8)
-                | f(40, 2).fill(t.src_as, SRC_AS, |v| v as u32)
-                | f(42, 2).fill(t.dst_as, DST_AS, |v| v as u32)
-                | f(44, 1).fill(t.src_mask, SRC_MASK, |v| v as u8)
-                | f(45, 1).fill(t.dst_mask, DST_MASK, |v| v as u8);
-            for p in t.present.iter_mut() {
-                *p |= mask;
-            }
+            f(0, 4).addresses(t.src_addr, from, m, SRC_ADDR);
+            f(4, 4).addresses(t.dst_addr, from, m, DST_ADDR);
+            f(8, 4).addresses(t.next_hop, from, m, NEXT_HOP);
+            f(12, 2).fill(t.in_if, from, m, IN_IF, |v| v as u32);
+            f(14, 2).fill(t.out_if, from, m, OUT_IF, |v| v as u32);
+            f(16, 4).fill(t.packets, from, m, PACKETS, |v| v);
+            f(20, 4).fill(t.bytes, from, m, BYTES, |v| v);
+            f(24, 4).fill(t.flow_start, from, m, FLOW_START, time);
+            f(28, 4).fill(t.flow_end, from, m, FLOW_END, time);
+            f(32, 2).fill(t.src_port, from, m, SRC_PORT, |v| v as u16);
+            f(34, 2).fill(t.dst_port, from, m, DST_PORT, |v| v as u16);
+            f(37, 1).fill(t.tcp_flags, from, m, TCP_FLAGS, |v| v as u16);
+            f(38, 1).fill(t.protocol, from, m, PROTOCOL, |v| v as u8);
+            f(39, 1).fill(t.tos, from, m, TOS, |v| v as u8);
+            f(40, 2).fill(t.src_as, from, m, SRC_AS, |v| v as u32);
+            f(42, 2).fill(t.dst_as, from, m, DST_AS, |v| v as u32);
+            f(44, 1).fill(t.src_mask, from, m, SRC_MASK, |v| v as u8);
+            f(45, 1).fill(t.dst_mask, from, m, DST_MASK, |v| v as u8);
+            let filled = *m;
+            t.close(filled);
         } else {
             for i in 0..count as usize {
                 let r = &msg[HEADER + i * RECORD..HEADER + (i + 1) * RECORD];
