@@ -152,36 +152,62 @@ pub fn write_value(col: &dyn Array, row: usize, out: &mut Vec<u8>) {
 /// Writes an address in its conventional form (dotted quad for v4-mapped).
 pub fn write_addr(addr: Addr, out: &mut Vec<u8>) {
     if let Some(v4) = addr.v4_octets() {
-        let mut buf = [0u8; 15];
-        let n = ipv4_text(v4, &mut buf);
-        out.extend_from_slice(&buf[..n]);
+        let (text, n) = ipv4_text16(v4);
+        let at = out.len();
+        out.extend_from_slice(&text);
+        out.truncate(at + n);
         return;
     }
     let _ = write!(out, "{}", Ipv6Addr::from(addr.0));
 }
 
+/// Each octet's decimal digits followed by a `.`, and how many digits.
+const OCTETS: ([[u8; 4]; 256], [u8; 256]) = {
+    let (mut text, mut len) = ([[0u8; 4]; 256], [0u8; 256]);
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let t = &mut text[i];
+        len[i] = if b >= 100 {
+            *t = [b'0' + b / 100, b'0' + (b / 10) % 10, b'0' + b % 10, b'.'];
+            3
+        } else if b >= 10 {
+            *t = [b'0' + b / 10, b'0' + b % 10, b'.', 0];
+            2
+        } else {
+            *t = [b'0' + b, b'.', 0, 0];
+            1
+        };
+        i += 1;
+    }
+    (text, len)
+};
+
 /// Formats a dotted quad into `buf`, returning its length. Several times
-/// faster than `Display`, which matters when every row has three addresses.
+/// faster than `Display`, which matters when every row has three addresses:
+/// one 4-byte copy per octet from a table, no divisions or branches.
 #[inline]
 pub fn ipv4_text(o: [u8; 4], buf: &mut [u8; 15]) -> usize {
-    let mut n = 0;
-    for (i, b) in o.into_iter().enumerate() {
-        if i > 0 {
-            buf[n] = b'.';
-            n += 1;
-        }
-        if b >= 100 {
-            buf[n] = b'0' + b / 100;
-            n += 1;
-        }
-        if b >= 10 {
-            buf[n] = b'0' + (b / 10) % 10;
-            n += 1;
-        }
-        buf[n] = b'0' + b % 10;
-        n += 1;
-    }
+    let (text, n) = ipv4_text16(o);
+    buf.copy_from_slice(&text[..15]);
     n
+}
+
+/// [`ipv4_text`] into 16 bytes (the text, then bytes to ignore): copying
+/// a fixed 16 bytes is one store where a copy of the text's length is a
+/// call.
+#[inline]
+pub fn ipv4_text16(o: [u8; 4]) -> ([u8; 16], usize) {
+    // Assembled in a register: byte stores to memory read back as one
+    // 16-byte word stall the store buffer.
+    let mut text = 0u128;
+    let mut n = 0;
+    for b in o {
+        text |= (u32::from_le_bytes(OCTETS.0[b as usize]) as u128) << (8 * n);
+        n += OCTETS.1[b as usize] as usize + 1;
+    }
+    // Without the `.` after the last octet.
+    (text.to_le_bytes(), n - 1)
 }
 
 /// Writes `ns` since the epoch as RFC 3339 UTC with as many fractional
@@ -204,7 +230,11 @@ mod tests {
 
     #[test]
     fn the_fast_ipv4_formatter_agrees_with_display() {
-        for o in [[0, 0, 0, 0], [255, 255, 255, 255], [10, 9, 100, 99], [192, 0, 2, 1], [1, 20, 200, 0]] {
+        let every_octet = (0..=255u8).map(|b| [b, 255 - b, b / 2, b.wrapping_mul(7)]);
+        for o in [[0, 0, 0, 0], [255, 255, 255, 255], [10, 9, 100, 99], [192, 0, 2, 1], [1, 20, 200, 0]]
+            .into_iter()
+            .chain(every_octet)
+        {
             let mut buf = [0u8; 15];
             let n = ipv4_text(o, &mut buf);
             assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), std::net::Ipv4Addr::from(o).to_string());

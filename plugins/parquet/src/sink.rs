@@ -1,12 +1,11 @@
 //! The sink itself: config, open files, rotation and the durable close.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use parquet::arrow::ArrowWriter;
@@ -736,29 +735,26 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("fsync of directory {} failed: {e}", dir.display()))
 }
 
+/// An address column as text: the values and offsets are written
+/// directly and checked as UTF-8 once for the whole column (a check and a
+/// builder call per address cost more than formatting it).
 fn addresses_to_strings(col: &dyn Array) -> ArrayRef {
     let bin = col.as_fixed_size_binary();
-    let mut out = StringBuilder::with_capacity(bin.len(), bin.len() * 15);
+    let mut values: Vec<u8> = Vec::with_capacity(bin.len() * 15);
+    let mut offsets: Vec<i32> = Vec::with_capacity(bin.len() + 1);
+    offsets.push(0);
     for i in 0..bin.len() {
-        if bin.is_null(i) {
-            out.append_null();
-            continue;
+        if bin.is_valid(i) {
+            let addr = spillway_core::addr::Addr::from_slice(bin.value(i)).unwrap_or_default();
+            spillway_core::human::write_addr(addr, &mut values);
         }
-        let bytes = spillway_core::addr::Addr::from_slice(bin.value(i)).unwrap_or_default();
-        match bytes.v4_octets() {
-            Some(v4) => {
-                let mut buf = [0u8; 15];
-                let n = spillway_core::human::ipv4_text(v4, &mut buf);
-                out.append_value(std::str::from_utf8(&buf[..n]).unwrap_or_default());
-            }
-            None => {
-                // Writing through fmt::Write fills the builder's buffer in place.
-                let _ = write!(out, "{}", std::net::Ipv6Addr::from(bytes.0));
-                out.append_value("");
-            }
-        }
+        offsets.push(values.len() as i32);
     }
-    Arc::new(out.finish())
+    let offsets = arrow::buffer::OffsetBuffer::new(arrow::buffer::ScalarBuffer::from(offsets));
+    Arc::new(
+        StringArray::try_new(offsets, arrow::buffer::Buffer::from_vec(values), bin.nulls().cloned())
+            .expect("addresses are ASCII"),
+    )
 }
 
 #[cfg(test)]
