@@ -18,6 +18,22 @@ pub(super) struct MessageTimes {
     pub uptime_ms: u32,
 }
 
+impl MessageTimes {
+    /// A time `up` ms into the exporter's uptime as ns since the epoch:
+    /// from the header's uptime (v9), else from the boot time `boot_ms`
+    /// (options data); `None` when neither is known.
+    #[inline]
+    pub fn uptime_ns(self, up: u32, boot_ms: Option<i64>) -> Option<i64> {
+        if self.uptime_ms > 0 {
+            // Wrapping difference handles the 49.7-day uptime rollover.
+            let export_ns = self.export_ms.saturating_mul(1_000_000);
+            Some(export_ns - self.uptime_ms.wrapping_sub(up) as i64 * 1_000_000)
+        } else {
+            boot_ms.map(|b| b.saturating_add(up as i64).saturating_mul(1_000_000))
+        }
+    }
+}
+
 impl Decoder {
     pub(super) fn v9_ipfix(
         &mut self,

@@ -259,24 +259,14 @@ impl Decoder {
         }
         let boot_ms = self.state.peek(&key).and_then(|d| d.boot_ms);
         let export_ns = times.export_ms.saturating_mul(1_000_000);
-        // Uptime-relative times need the boot time (v9: the header's
-        // uptime; otherwise options data).
-        let uptime_known = times.uptime_ms > 0 || boot_ms.is_some();
-        let from_uptime = move |up: u64| -> i64 {
-            let up = up as u32;
-            match boot_ms {
-                _ if times.uptime_ms > 0 => export_ns - times.uptime_ms.wrapping_sub(up) as i64 * 1_000_000,
-                Some(b) => b.saturating_add(up as i64).saturating_mul(1_000_000),
-                None => 0,
-            }
-        };
+        let uptime_known = times.uptime_ns(0, boot_ms).is_some();
         let time = move |clock: Clock, v: u64| -> i64 {
             match clock {
                 Clock::Seconds => ns(v, 1_000_000_000),
                 Clock::Millis => ns(v, 1_000_000),
                 Clock::Ntp => ntp_to_ns(v),
                 Clock::DeltaMicros => export_ns.saturating_sub(ns(v, 1000)),
-                Clock::Uptime => from_uptime(v),
+                Clock::Uptime => times.uptime_ns(v as u32, boot_ms).unwrap_or(0),
             }
         };
         let mut unknown_time = false;
@@ -381,14 +371,9 @@ impl Decoder {
         let boot_ms = rare.system_init_ms.or(boot_ms);
         let mut unknown_time = false;
         let mut from_uptime = |up: u32| -> Option<i64> {
-            if times.uptime_ms > 0 {
-                // Wrapping difference handles the 49.7-day uptime rollover.
-                Some(export_ns - times.uptime_ms.wrapping_sub(up) as i64 * 1_000_000)
-            } else {
-                let t = boot_ms.map(|b| b.saturating_add(up as i64).saturating_mul(1_000_000));
-                unknown_time |= t.is_none();
-                t
-            }
+            let t = times.uptime_ns(up, boot_ms);
+            unknown_time |= t.is_none();
+            t
         };
         row.flow_start = s
             .start_ns
