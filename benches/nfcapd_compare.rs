@@ -37,10 +37,10 @@ use spillway_netflow as _;
 
 mod common;
 
-/// Rates tried, records per second.
-const RATES: [u64; 12] = [
-    250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000, 6_000_000, 8_000_000,
-    10_000_000, 14_000_000,
+/// Rates tried, records per second (finer around nfcapd's storing rate).
+const RATES: [u64; 15] = [
+    250_000, 500_000, 750_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000, 3_000_000, 3_500_000, 4_000_000,
+    5_000_000, 6_000_000, 8_000_000, 10_000_000, 14_000_000,
 ];
 
 /// What one receiver did at one rate.

@@ -54,9 +54,12 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("out");
-    let rows: [(&str, &str); 9] = [
+    let rows: [(&str, &str); 12] = [
         ("zstd 1, string addresses (default)", ""),
         ("zstd 3", ", zstd_level: 3"),
+        ("zstd -1", ", zstd_level: -1"),
+        ("zstd -3", ", zstd_level: -3"),
+        ("zstd -5", ", zstd_level: -5"),
         ("lz4", ", compression: lz4"),
         ("snappy", ", compression: snappy"),
         ("none", ", compression: none"),

@@ -65,6 +65,7 @@ print(json.dumps({
   'first_time': first['time_received'].isoformat(),
   'first_src': first['src_addr'],
   'v6_rows': pc.sum(pc.cast(pc.match_substring(t['src_addr'], ':'), 'int64')).as_py(),
+  'stats': {c.path_in_schema: c.is_stats_set for c in (md[0].row_group(0).column(i) for i in range(md[0].num_columns))},
 }))
 "#;
     let got: serde_json::Value =
@@ -81,6 +82,13 @@ print(json.dumps({
     assert_eq!(got["time_type"], "timestamp[ns, tz=UTC]");
     assert_eq!(got["hours"], serde_json::json!([0, 1, 2, 3]));
     assert_eq!(got["first_time"], "2026-01-01T00:00:00+00:00");
+    // Min/max for numbers and times; none for addresses as text, whose
+    // text order is not address order.
+    for (column, stats) in
+        [("time_received", true), ("bytes", true), ("src_addr", false), ("exporter", false)]
+    {
+        assert_eq!(got["stats"][column], stats, "{column}: {got}");
+    }
     let v6 = b
         .column_by_name("src_addr")
         .unwrap()
@@ -127,11 +135,19 @@ sinks:
 import sys, duckdb
 q = "select dt::varchar, count(*), typeof(any_value(src_addr)) from read_parquet(?, hive_partitioning=true) group by dt order by dt"
 print(duckdb.execute(q, [sys.argv[1] + '/**/*.parquet']).fetchall())
+s = "select bool_and(stats_min_value is not null and stats_max_value is not null) from parquet_metadata(?) where path_in_schema = 'src_addr'"
+print(duckdb.execute(s, [sys.argv[1] + '/**/*.parquet']).fetchall())
 "#;
     let got = common::run_python(script, &[dir.path().join("out").to_str().unwrap()]);
+    let mut lines = got.lines();
     // 30,000 records 100 ms apart from 23:30 span 50 minutes: 18,000 on the
     // 1st (until midnight) and 12,000 on the 2nd.
-    assert_eq!(got.trim(), "[('2026-03-01', 18000, 'BLOB'), ('2026-03-02', 12000, 'BLOB')]");
+    assert_eq!(
+        lines.next().unwrap_or_default(),
+        "[('2026-03-01', 18000, 'BLOB'), ('2026-03-02', 12000, 'BLOB')]"
+    );
+    // Binary addresses keep min/max: byte order is address order.
+    assert_eq!(lines.next().unwrap_or_default(), "[(True,)]", "{got}");
 }
 
 /// Every codec is written as configured and read back by pyarrow and
