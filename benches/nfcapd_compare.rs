@@ -365,7 +365,9 @@ fn main() {
             if loss > 0.1 {
                 break;
             }
-            top = (reached, cpu);
+            if reached > top.0 {
+                top = (reached, cpu);
+            }
             if reached < rate * 9 / 10 {
                 // The sender's limit, not the receiver's.
                 break;

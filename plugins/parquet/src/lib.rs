@@ -20,6 +20,9 @@
 
 #![forbid(unsafe_code)]
 
+mod encode;
+#[doc(hidden)]
+pub mod file;
 mod partition;
 mod recover;
 mod sink;

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Deserialize;
@@ -303,7 +302,7 @@ impl SinkConfig for ParquetConfig {
                 root: root.clone(),
                 props: props.clone(),
                 schema: schema.clone(),
-                converted: converted.clone(),
+                input: input.clone(),
                 partitioner,
                 time_index,
                 rotate: self.rotate.clone(),
@@ -346,7 +345,7 @@ enum Job {
 }
 
 struct OpenFile {
-    writer: ArrowWriter<std::fs::File>,
+    writer: crate::file::FileWriter<std::fs::File>,
     handle: std::fs::File,
     tmp: PathBuf,
     dest: PathBuf,
@@ -370,8 +369,10 @@ pub const JOURNAL_KEY: &str = "spillway.journal";
 struct Writer {
     root: PathBuf,
     props: WriterProperties,
+    /// The file's schema (addresses as text when so configured).
     schema: SchemaRef,
-    converted: Vec<bool>,
+    /// The batches' schema.
+    input: SchemaRef,
     partitioner: Option<Partitioner>,
     time_index: Option<usize>,
     rotate: Rotate,
@@ -523,13 +524,7 @@ impl Writer {
             batch.acks.settle(AckStatus::Delivered);
             return;
         }
-        let data = match self.convert(&batch.data) {
-            Ok(d) => d,
-            Err(e) => {
-                self.fail_batch(&batch, &format!("cannot convert the batch: {e}"));
-                return;
-            }
-        };
+        let data = batch.data.clone();
         let times = self.time_index.and_then(|i| data.column(i).as_primitive_opt().cloned());
         match (&mut self.partitioner, times) {
             (Some(p), Some(times)) => {
@@ -562,20 +557,6 @@ impl Writer {
     fn fail_batch(&self, batch: &spillway_core::Batch, why: &str) {
         self.events().dropped(DropReason::SinkError, batch.rows() as u64, &why);
         batch.acks.settle(AckStatus::Rejected);
-    }
-
-    /// Converts address columns to strings when configured to.
-    fn convert(&self, data: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
-        if !self.converted.iter().any(|c| *c) {
-            return Ok(data.clone());
-        }
-        let columns: Vec<ArrayRef> = data
-            .columns()
-            .iter()
-            .zip(&self.converted)
-            .map(|(col, conv)| if *conv { addresses_to_strings(col.as_ref()) } else { col.clone() })
-            .collect();
-        RecordBatch::try_new(self.schema.clone(), columns)
     }
 
     /// Appends rows to the partition's open file, splitting them across
@@ -621,7 +602,7 @@ impl Writer {
                 continue;
             }
             let part = if data.num_rows() <= room {
-                std::mem::replace(&mut data, RecordBatch::new_empty(self.schema.clone()))
+                std::mem::replace(&mut data, RecordBatch::new_empty(self.input.clone()))
             } else {
                 let head = data.slice(0, room);
                 data = data.slice(room, data.num_rows() - room);
@@ -664,8 +645,9 @@ impl Writer {
             .open(&tmp)
             .map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
         let handle = file.try_clone().map_err(|e| e.to_string())?;
-        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
-            .map_err(|e| format!("cannot start a Parquet writer: {e}"))?;
+        let writer =
+            crate::file::FileWriter::try_new(file, self.input.clone(), self.schema.clone(), &self.props)
+                .map_err(|e| format!("cannot start a Parquet writer: {e}"))?;
         Ok(OpenFile {
             writer,
             handle,
@@ -752,39 +734,6 @@ fn sync_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("fsync of directory {} failed: {e}", dir.display()))
 }
 
-/// An address column as text: the values and offsets are written
-/// directly and checked as UTF-8 once for the whole column (a check and a
-/// builder call per address cost more than formatting it).
-fn addresses_to_strings(col: &dyn Array) -> ArrayRef {
-    let bin = col.as_fixed_size_binary();
-    let mut values: Vec<u8> = Vec::with_capacity(bin.len() * 15);
-    let mut offsets: Vec<i32> = Vec::with_capacity(bin.len() + 1);
-    offsets.push(0);
-    // Runs of one address are common (the exporter of a message's
-    // records, an unset next hop): those copy the text written before.
-    let mut last: (&[u8], usize) = (&[], 0);
-    for i in 0..bin.len() {
-        if bin.is_valid(i) {
-            let word = bin.value(i);
-            let start = values.len();
-            if word == last.0 {
-                values.extend_from_within(last.1..start);
-                last.1 = start;
-            } else {
-                let addr = spillway_core::addr::Addr::from_slice(word).unwrap_or_default();
-                spillway_core::human::write_addr(addr, &mut values);
-                last = (word, start);
-            }
-        }
-        offsets.push(values.len() as i32);
-    }
-    let offsets = arrow::buffer::OffsetBuffer::new(arrow::buffer::ScalarBuffer::from(offsets));
-    Arc::new(
-        StringArray::try_new(offsets, arrow::buffer::Buffer::from_vec(values), bin.nulls().cloned())
-            .expect("addresses are ASCII"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -801,7 +750,7 @@ mod tests {
             16,
         )
         .unwrap();
-        let text = addresses_to_strings(&col);
+        let text = crate::file::addresses_to_strings(&col);
         let text = text.as_string::<i32>();
         let want: Vec<Option<String>> = rows.iter().map(|r| r.map(|x| x.to_string())).collect();
         let got: Vec<Option<String>> = text.iter().map(|t| t.map(str::to_string)).collect();

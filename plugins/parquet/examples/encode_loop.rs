@@ -1,0 +1,125 @@
+//! The CPU one batch costs the sink's file writer (this crate's column
+//! encoders) beside arrow-rs's `ArrowWriter`, on the same demo flow
+//! batches, alternating, in one process: nanoseconds of CPU per record,
+//! for each codec. A fixed workload for comparing builds or settings.
+//!
+//! ```sh
+//! cargo run --release -p spillway-parquet --example encode_loop [ROUNDS]
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, RecordBatch};
+use arrow::datatypes::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use spillway_parquet::file::{FileWriter, addresses_to_strings};
+
+fn cpu() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let f: Vec<&str> = s.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn main() {
+    let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
+    let mut g = spillway_debug::demo::FlowGenerator::new(
+        7,
+        1000,
+        1_767_225_600_000_000_000,
+        Duration::from_micros(1),
+    );
+    let batches: Vec<RecordBatch> = (0..64).map(|_| g.batch(16384)).collect();
+    let rows = (batches.len() * 16384) as f64;
+    let input = batches[0].schema();
+    let stored = Arc::new(Schema::new(
+        input
+            .fields()
+            .iter()
+            .map(|f| match f.data_type() {
+                DataType::FixedSizeBinary(16) => {
+                    Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
+                }
+                _ => f.clone(),
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let dictionary = [
+        "exporter",
+        "observation_domain",
+        "flow_version",
+        "protocol",
+        "tos",
+        "in_if",
+        "out_if",
+        "src_as",
+        "dst_as",
+        "src_mask",
+        "dst_mask",
+        "vlan",
+        "direction",
+        "sampling_rate",
+        "sampling_source",
+    ];
+    for round in 1..=rounds {
+        for (name, codec) in [
+            ("none", Compression::UNCOMPRESSED),
+            ("zstd 1", Compression::ZSTD(ZstdLevel::try_new(1).unwrap())),
+            ("lz4", Compression::LZ4_RAW),
+        ] {
+            let mut props = WriterProperties::builder()
+                .set_compression(codec)
+                .set_dictionary_enabled(false)
+                .set_statistics_enabled(EnabledStatistics::Chunk);
+            for c in dictionary {
+                props = props.set_column_dictionary_enabled(ColumnPath::from(c), true);
+            }
+            for f in stored.fields().iter().filter(|f| f.data_type() == &DataType::Utf8) {
+                props = props.set_column_statistics_enabled(
+                    ColumnPath::from(f.name().as_str()),
+                    EnabledStatistics::None,
+                );
+            }
+            let props = props.build();
+            let t = cpu();
+            let mut ours = FileWriter::try_new(Vec::new(), input.clone(), stored.clone(), &props).unwrap();
+            for b in &batches {
+                ours.write(b).unwrap();
+            }
+            let ours_len = ours.close().unwrap().len();
+            let ours_ns = (cpu() - t) * 1e9 / rows;
+            if std::env::var_os("ENCODE_LOOP_OURS_ONLY").is_some() {
+                println!("round {round} {name:<7} ours {ours_ns:7.1} ns/record");
+                continue;
+            }
+            let t = cpu();
+            let mut theirs = ArrowWriter::try_new(Vec::new(), stored.clone(), Some(props.clone())).unwrap();
+            for b in &batches {
+                let cols: Vec<ArrayRef> = b
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        if c.data_type() == &DataType::FixedSizeBinary(16) {
+                            addresses_to_strings(c.as_ref())
+                        } else {
+                            c.clone()
+                        }
+                    })
+                    .collect();
+                theirs.write(&RecordBatch::try_new(stored.clone(), cols).unwrap()).unwrap();
+            }
+            let theirs_len = theirs.into_inner().unwrap().len();
+            let theirs_ns = (cpu() - t) * 1e9 / rows;
+            println!(
+                "round {round} {name:<7} ours {ours_ns:7.1} ns/record {:6.1} B/record | arrow-rs {theirs_ns:7.1} ns/record {:6.1} B/record | {:.2}x",
+                ours_len as f64 / rows,
+                theirs_len as f64 / rows,
+                ours_ns / theirs_ns
+            );
+        }
+    }
+}

@@ -1,0 +1,792 @@
+//! Column chunks of the flow schema's own column types, encoded here
+//! rather than by arrow-rs: unsigned integers and timestamps, and
+//! addresses (as text or as 16 bytes).
+//!
+//! arrow-rs's writer is general (nested data, any type), and that costs:
+//! every value of every column goes through definition levels, a gather of
+//! indices, a hashed dictionary and statistics one mini-batch at a time,
+//! and addresses first become a `StringArray` of their own. Storing flows
+//! spent ~60 % of its CPU there, compression aside (docs/performance.md).
+//! Here a column's validity bitmap *is* its definition levels (bit-packed,
+//! LSB first, in both formats), values are copied or rendered straight
+//! into the page, dictionaries are keyed by the value itself with a check
+//! of the previous one first (runs are the norm: a message's records share
+//! the exporter), and min/max is one loop. The pages are ordinary Parquet
+//! (data page v1, PLAIN or RLE_DICTIONARY, RLE/bit-packed levels) and go
+//! through arrow-rs's page and file writers, so the file's framing,
+//! footer and Arrow schema are arrow-rs's own. `tests/own_encoder_agrees.rs`
+//! writes the same batches both ways and requires the same data and
+//! statistics back.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use arrow::array::{Array, AsArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{
+    DataType, TimeUnit, TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+};
+use bytes::Bytes;
+use parquet::basic::{Compression, Encoding, Type as PhysicalType};
+use parquet::column::page::{CompressedPage, Page, PageWriter};
+use parquet::column::writer::ColumnCloseResult;
+use parquet::data_type::{ByteArray, FixedLenByteArray};
+use parquet::errors::{ParquetError, Result};
+use parquet::file::metadata::ColumnChunkMetaData;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::statistics::{Statistics, ValueStatistics};
+use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
+use parquet::schema::types::ColumnDescPtr;
+use spillway_core::addr::Addr;
+
+/// What a column holds, as this encoder writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// UInt8/16/32 as INT32 (unsigned order).
+    U32,
+    /// UInt64 as INT64 (unsigned order).
+    U64,
+    /// Nanosecond timestamps as INT64 (signed order).
+    I64,
+    /// 16-byte addresses as UTF-8 text (BYTE_ARRAY).
+    Text,
+    /// 16-byte addresses as FIXED_LEN_BYTE_ARRAY(16).
+    Fixed,
+}
+
+impl Kind {
+    /// The kind for input type `input` written as a column of `descr`, or
+    /// `None` when arrow-rs should write it.
+    fn of(input: &DataType, stored: &DataType, descr: &ColumnDescPtr, stats: bool) -> Option<Kind> {
+        let physical = descr.physical_type();
+        let kind = match (input, stored, physical) {
+            (DataType::UInt8 | DataType::UInt16 | DataType::UInt32, _, PhysicalType::INT32) => Kind::U32,
+            (DataType::UInt64, _, PhysicalType::INT64) => Kind::U64,
+            (DataType::Timestamp(TimeUnit::Nanosecond, _), _, PhysicalType::INT64) => Kind::I64,
+            (DataType::FixedSizeBinary(16), DataType::Utf8, PhysicalType::BYTE_ARRAY) if !stats => Kind::Text,
+            (
+                DataType::FixedSizeBinary(16),
+                DataType::FixedSizeBinary(16),
+                PhysicalType::FIXED_LEN_BYTE_ARRAY,
+            ) => Kind::Fixed,
+            _ => return None,
+        };
+        (descr.max_rep_level() == 0 && descr.max_def_level() <= 1).then_some(kind)
+    }
+
+    /// Bytes of one PLAIN value (text: at most).
+    fn width(self) -> usize {
+        match self {
+            Kind::U32 => 4,
+            Kind::U64 | Kind::I64 => 8,
+            Kind::Text => 4 + 39,
+            Kind::Fixed => 16,
+        }
+    }
+}
+
+/// A multiplicative hash for the dictionary's integer keys (SipHash, the
+/// standard one, costs more than the rest of a value's encoding).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.write_u64((v as u64) ^ ((v >> 64) as u64).rotate_left(29));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(26);
+    }
+}
+
+/// Values below this are found in a table rather than hashed (ports,
+/// protocols, masks, VLANs, most interface indexes).
+const SMALL: usize = 1 << 16;
+
+/// A column chunk's dictionary: its values in order, and where each is.
+struct Dict {
+    /// Index + 1 of each value below [`SMALL`] (0: not in the dictionary);
+    /// made on the first such value.
+    small: Vec<u32>,
+    index: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
+    values: Vec<u128>,
+    /// The previous value looked up and its index.
+    last: Option<(u128, u32)>,
+    /// Bytes the dictionary page will hold (PLAIN).
+    bytes: usize,
+}
+
+impl Dict {
+    fn new() -> Self {
+        Self { small: Vec::new(), index: HashMap::default(), values: Vec::new(), last: None, bytes: 0 }
+    }
+
+    #[inline]
+    fn key(&mut self, v: u128, kind: Kind) -> u32 {
+        if let Some((l, i)) = self.last
+            && l == v
+        {
+            return i;
+        }
+        let next = self.values.len() as u32;
+        let i = if v < SMALL as u128 {
+            if self.small.is_empty() {
+                self.small = vec![0; SMALL];
+            }
+            let slot = &mut self.small[v as usize];
+            if *slot == 0 {
+                *slot = next + 1;
+            }
+            *slot - 1
+        } else {
+            *self.index.entry(v).or_insert(next)
+        };
+        if i == next {
+            self.values.push(v);
+            self.bytes += match kind {
+                Kind::Text => 4 + Addr(v.to_be_bytes()).to_string().len(),
+                k => k.width(),
+            };
+        }
+        self.last = Some((v, i));
+        i
+    }
+}
+
+/// One column chunk being encoded.
+pub(crate) struct ColumnChunk {
+    descr: ColumnDescPtr,
+    kind: Kind,
+    optional: bool,
+    stats: bool,
+    codec: Compression,
+    page_rows_limit: usize,
+    page_bytes_limit: usize,
+    dict_bytes_limit: usize,
+    /// The chunk's dictionary, when dictionary encoding is on.
+    dict: Option<Dict>,
+    /// Whether pages still use it: a dictionary past its limit stops
+    /// growing, and the pages after it are PLAIN.
+    dict_active: bool,
+    /// Whether any page used the dictionary.
+    dict_used: bool,
+    /// Whether any page is PLAIN.
+    plain_used: bool,
+    /// The page being filled: validity bits (LSB first), rows, values.
+    valid: Vec<u8>,
+    page_rows: usize,
+    page_nulls: usize,
+    values: Vec<u8>,
+    indices: Vec<u32>,
+    /// The last address rendered and where its PLAIN bytes start.
+    last_text: Option<(u128, usize)>,
+    /// Chunk totals and statistics (order keys: see `order`).
+    rows: u64,
+    nulls: u64,
+    min: u128,
+    max: u128,
+    pages: Vec<CompressedPage>,
+    page_bytes: usize,
+}
+
+impl ColumnChunk {
+    /// An encoder for the column `descr` fed from input type `input` and
+    /// stored as `stored`, or `None` when arrow-rs should write it.
+    pub(crate) fn new(
+        descr: ColumnDescPtr,
+        input: &DataType,
+        stored: &DataType,
+        props: &WriterProperties,
+    ) -> Option<Self> {
+        let path = descr.path().clone();
+        let stats = props.statistics_enabled(&path) != EnabledStatistics::None;
+        let kind = Kind::of(input, stored, &descr, stats)?;
+        Some(Self {
+            optional: descr.max_def_level() == 1,
+            stats,
+            codec: props.compression(&path),
+            page_rows_limit: props.data_page_row_count_limit().clamp(1, 1 << 20),
+            page_bytes_limit: props.data_page_size_limit().max(1024),
+            dict_bytes_limit: props.dictionary_page_size_limit().max(1024),
+            dict: props.dictionary_enabled(&path).then(Dict::new),
+            dict_active: props.dictionary_enabled(&path),
+            dict_used: false,
+            plain_used: false,
+            valid: Vec::new(),
+            page_rows: 0,
+            page_nulls: 0,
+            values: Vec::new(),
+            indices: Vec::new(),
+            last_text: None,
+            rows: 0,
+            nulls: 0,
+            min: u128::MAX,
+            max: 0,
+            pages: Vec::new(),
+            page_bytes: 0,
+            descr,
+            kind,
+        })
+    }
+
+    /// Bytes held: finished pages and the page being filled.
+    pub(crate) fn memory_size(&self) -> usize {
+        self.page_bytes + self.values.len() + self.indices.len() * 4 + self.valid.len()
+    }
+
+    /// Appends `col` (the input column, all its rows).
+    pub(crate) fn write(&mut self, col: &dyn Array, compressor: &mut Compressor) -> Result<()> {
+        let n = col.len();
+        let mut at = 0;
+        while at < n {
+            let take = (n - at).min(self.page_rows_limit - self.page_rows);
+            self.append(col, at, take);
+            at += take;
+            if self.page_rows >= self.page_rows_limit || self.values.len() >= self.page_bytes_limit {
+                self.flush_page(compressor)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The order key of value `v`: unsigned values as they are, signed
+    /// ones with the sign bit flipped, so that one `u128` compare orders
+    /// every kind.
+    #[inline]
+    fn order(kind: Kind, v: u128) -> u128 {
+        if kind == Kind::I64 { v ^ (1 << 63) } else { v }
+    }
+
+    /// Rows `at..at + len` of `col` into the page.
+    fn append(&mut self, col: &dyn Array, at: usize, len: usize) {
+        let nulls = col.nulls().filter(|n| n.null_count() > 0).map(|n| n.slice(at, len));
+        let missing = nulls.as_ref().map_or(0, |n| n.null_count());
+        if self.optional {
+            let start = self.page_rows;
+            self.valid.resize((start + len).div_ceil(8), 0);
+            match &nulls {
+                None => set_bits(&mut self.valid, start, len),
+                Some(n) => {
+                    arrow::util::bit_mask::set_bits(
+                        &mut self.valid,
+                        n.buffer().as_slice(),
+                        start,
+                        n.offset(),
+                        len,
+                    );
+                }
+            }
+        }
+        self.page_rows += len;
+        self.page_nulls += missing;
+        self.rows += len as u64;
+        self.nulls += missing as u64;
+        if missing == len {
+            return;
+        }
+        let nulls = nulls.as_ref();
+        let kind = self.kind;
+        let stats = self.stats;
+        let (mut lo, mut hi) = (self.min, self.max);
+        let dict = if self.dict_active { self.dict.as_mut() } else { None };
+        match (dict, kind) {
+            (Some(dict), _) => {
+                let indices = &mut self.indices;
+                each_value(col, at, len, nulls, |v| {
+                    indices.push(dict.key(v, kind));
+                    if stats {
+                        let o = Self::order(kind, v);
+                        lo = lo.min(o);
+                        hi = hi.max(o);
+                    }
+                });
+            }
+            (None, Kind::Text) => {
+                let values = &mut self.values;
+                let last = &mut self.last_text;
+                each_value(col, at, len, nulls, |v| {
+                    let start = values.len();
+                    match *last {
+                        Some((l, from)) if l == v => values.extend_from_within(from..start),
+                        _ => {
+                            values.extend_from_slice(&[0; 4]);
+                            spillway_core::human::write_addr(Addr(v.to_be_bytes()), values);
+                            let text = (values.len() - start - 4) as u32;
+                            values[start..start + 4].copy_from_slice(&text.to_le_bytes());
+                        }
+                    }
+                    *last = Some((v, start));
+                });
+            }
+            (None, _) => {
+                let (l, h) = plain(col, at, len, nulls, &mut self.values);
+                if stats {
+                    lo = lo.min(l);
+                    hi = hi.max(h);
+                }
+            }
+        }
+        self.min = lo;
+        self.max = hi;
+    }
+
+    /// Encodes, compresses and keeps the page being filled.
+    fn flush_page(&mut self, compressor: &mut Compressor) -> Result<()> {
+        if self.page_rows == 0 {
+            return Ok(());
+        }
+        let buf = compressor.start();
+        if self.optional {
+            buf.extend_from_slice(&[0; 4]);
+            if self.page_nulls == 0 || self.page_nulls == self.page_rows {
+                rle_run(buf, self.page_rows, u32::from(self.page_nulls == 0), 1);
+            } else {
+                uleb128(buf, ((self.page_rows.div_ceil(8) as u64) << 1) | 1);
+                buf.extend_from_slice(&self.valid);
+            }
+            let levels = (buf.len() - 4) as u32;
+            buf[..4].copy_from_slice(&levels.to_le_bytes());
+        }
+        let encoding = if self.dict_active
+            && let Some(dict) = self.dict.as_ref()
+        {
+            let width = bit_width(dict.values.len());
+            buf.push(width as u8);
+            pack_indices(buf, &self.indices, width);
+            self.dict_used = true;
+            Encoding::RLE_DICTIONARY
+        } else {
+            buf.extend_from_slice(&self.values);
+            self.plain_used = true;
+            Encoding::PLAIN
+        };
+        let page = Page::DataPage {
+            buf: Bytes::new(),
+            num_values: self.page_rows as u32,
+            encoding,
+            def_level_encoding: Encoding::RLE,
+            rep_level_encoding: Encoding::RLE,
+            statistics: None,
+        };
+        let page = compressor.finish(page, self.codec)?;
+        self.page_bytes += page.compressed_size();
+        self.pages.push(page);
+        self.valid.clear();
+        self.values.clear();
+        self.indices.clear();
+        self.last_text = None;
+        self.page_rows = 0;
+        self.page_nulls = 0;
+        // A dictionary past its limit stops here: later pages are PLAIN.
+        if self.dict.as_ref().is_some_and(|d| d.bytes >= self.dict_bytes_limit) {
+            self.dict_active = false;
+        }
+        Ok(())
+    }
+
+    /// Finishes the chunk: its bytes (dictionary page first) and what the
+    /// row group needs to know of it, offsets relative to those bytes.
+    pub(crate) fn close(mut self, compressor: &mut Compressor) -> Result<(Bytes, ColumnCloseResult)> {
+        self.flush_page(compressor)?;
+        let mut sink = TrackedWrite::new(Vec::with_capacity(self.page_bytes + 4096));
+        let (mut compressed, mut uncompressed) = (0u64, 0u64);
+        let mut dict_offset = None;
+        let mut data_offset = None;
+        {
+            let mut pages = SerializedPageWriter::new(&mut sink);
+            if self.dict_used {
+                let dict = self.dict.as_ref().ok_or_else(|| {
+                    ParquetError::General("a dictionary-encoded column chunk lost its dictionary".into())
+                })?;
+                let buf = compressor.start();
+                for &v in &dict.values {
+                    match self.kind {
+                        Kind::U32 => buf.extend_from_slice(&(v as u32).to_le_bytes()),
+                        Kind::U64 | Kind::I64 => buf.extend_from_slice(&(v as u64).to_le_bytes()),
+                        Kind::Fixed => buf.extend_from_slice(&v.to_be_bytes()),
+                        Kind::Text => {
+                            let start = buf.len();
+                            buf.extend_from_slice(&[0; 4]);
+                            spillway_core::human::write_addr(Addr(v.to_be_bytes()), buf);
+                            let text = (buf.len() - start - 4) as u32;
+                            buf[start..start + 4].copy_from_slice(&text.to_le_bytes());
+                        }
+                    }
+                }
+                let page = Page::DictionaryPage {
+                    buf: Bytes::new(),
+                    num_values: dict.values.len() as u32,
+                    encoding: Encoding::PLAIN,
+                    is_sorted: false,
+                };
+                let page = compressor.finish(page, self.codec)?;
+                let spec = pages.write_page(page)?;
+                dict_offset = Some(spec.offset as i64);
+                compressed += spec.compressed_size as u64;
+                uncompressed += spec.uncompressed_size as u64;
+            }
+            for page in std::mem::take(&mut self.pages) {
+                let spec = pages.write_page(page)?;
+                data_offset.get_or_insert(spec.offset as i64);
+                compressed += spec.compressed_size as u64;
+                uncompressed += spec.uncompressed_size as u64;
+            }
+            pages.close()?;
+        }
+        let bytes = Bytes::from(sink.into_inner()?);
+        let mut encodings = vec![Encoding::RLE];
+        if self.plain_used || self.dict_used {
+            encodings.push(Encoding::PLAIN);
+        }
+        if self.dict_used {
+            encodings.push(Encoding::RLE_DICTIONARY);
+        }
+        let mut meta = ColumnChunkMetaData::builder(self.descr.clone())
+            .set_compression(self.codec)
+            .set_encodings(encodings)
+            .set_total_compressed_size(compressed as i64)
+            .set_total_uncompressed_size(uncompressed as i64)
+            .set_num_values(self.rows as i64)
+            .set_data_page_offset(data_offset.unwrap_or(0))
+            .set_dictionary_page_offset(dict_offset);
+        if self.stats {
+            meta = meta.set_statistics(self.statistics());
+        }
+        let close = ColumnCloseResult {
+            bytes_written: compressed,
+            rows_written: self.rows,
+            metadata: meta.build()?,
+            bloom_filter: None,
+            column_index: None,
+            offset_index: None,
+        };
+        Ok((bytes, close))
+    }
+
+    fn statistics(&self) -> Statistics {
+        let some = self.nulls < self.rows;
+        let back = |o: u128| if self.kind == Kind::I64 { o ^ (1 << 63) } else { o };
+        let (min, max) = (back(self.min), back(self.max));
+        let nulls = Some(self.nulls);
+        let signed = self.descr.sort_order().is_signed();
+        match self.kind {
+            Kind::U32 => ValueStatistics::<i32>::new(
+                some.then_some(min as u32 as i32),
+                some.then_some(max as u32 as i32),
+                None,
+                nulls,
+                false,
+            )
+            .with_backwards_compatible_min_max(signed)
+            .into(),
+            Kind::U64 | Kind::I64 => ValueStatistics::<i64>::new(
+                some.then_some(min as u64 as i64),
+                some.then_some(max as u64 as i64),
+                None,
+                nulls,
+                false,
+            )
+            .with_backwards_compatible_min_max(signed)
+            .into(),
+            Kind::Fixed | Kind::Text => {
+                let flba = |v: u128| FixedLenByteArray::from(ByteArray::from(v.to_be_bytes().to_vec()));
+                ValueStatistics::<FixedLenByteArray>::new(
+                    some.then(|| flba(min)),
+                    some.then(|| flba(max)),
+                    None,
+                    nulls,
+                    false,
+                )
+                .with_backwards_compatible_min_max(signed)
+                .into()
+            }
+        }
+    }
+}
+
+/// Calls `f` with each valid value of rows `at..at + len` of `col`
+/// (`nulls`: the validity of those rows, when some are null), as a `u128`:
+/// integers zero-extended, signed ones as their bits, addresses as the
+/// big-endian number of their 16 bytes.
+#[inline]
+fn each_value(col: &dyn Array, at: usize, len: usize, nulls: Option<&NullBuffer>, mut f: impl FnMut(u128)) {
+    macro_rules! run {
+        ($values:expr, $conv:expr) => {{
+            let values = &$values[at..at + len];
+            match nulls {
+                None => values.iter().for_each(|&v| f($conv(v))),
+                Some(n) => n.valid_indices().for_each(|i| f($conv(values[i]))),
+            }
+        }};
+    }
+    match col.data_type() {
+        DataType::UInt8 => run!(col.as_primitive::<UInt8Type>().values(), u128::from),
+        DataType::UInt16 => run!(col.as_primitive::<UInt16Type>().values(), u128::from),
+        DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), u128::from),
+        DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), u128::from),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            run!(col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
+        }
+        DataType::FixedSizeBinary(16) => {
+            let words = words(col);
+            run!(words, u128::from_be_bytes)
+        }
+        other => unreachable!("no encoding here for {other}"),
+    }
+}
+
+/// A 16-byte binary column's values as words.
+fn words(col: &dyn Array) -> &[[u8; 16]] {
+    let (words, rest) = col.as_fixed_size_binary().value_data().as_chunks::<16>();
+    debug_assert!(rest.is_empty());
+    words
+}
+
+/// PLAIN values of rows `at..at + len` of `col` onto `out`: integers as
+/// their Parquet physical type (INT32 or INT64, little-endian), addresses
+/// as their 16 bytes. Returns the smallest and largest value written, as
+/// order keys (see [`ColumnChunk::order`]; `(MAX, 0)` when none).
+fn plain(
+    col: &dyn Array,
+    at: usize,
+    len: usize,
+    nulls: Option<&NullBuffer>,
+    out: &mut Vec<u8>,
+) -> (u128, u128) {
+    macro_rules! run {
+        ($values:expr, $width:expr, $bytes:expr, $key:expr) => {{
+            let values = &$values[at..at + len];
+            let start = out.len();
+            let n = nulls.map_or(len, |n| len - n.null_count());
+            out.resize(start + n * $width, 0);
+            let dst = out[start..].chunks_exact_mut($width);
+            let (mut lo, mut hi) = (u128::MAX, 0u128);
+            let mut put = |d: &mut [u8], v| {
+                d.copy_from_slice(&$bytes(v));
+                let k = $key(v);
+                lo = lo.min(k);
+                hi = hi.max(k);
+            };
+            match nulls {
+                None => dst.zip(values).for_each(|(d, &v)| put(d, v)),
+                Some(nb) => dst.zip(nb.valid_indices()).for_each(|(d, i)| put(d, values[i])),
+            }
+            (lo, hi)
+        }};
+    }
+    match col.data_type() {
+        DataType::UInt8 => {
+            run!(col.as_primitive::<UInt8Type>().values(), 4, |v: u8| u32::from(v).to_le_bytes(), u128::from)
+        }
+        DataType::UInt16 => {
+            run!(
+                col.as_primitive::<UInt16Type>().values(),
+                4,
+                |v: u16| u32::from(v).to_le_bytes(),
+                u128::from
+            )
+        }
+        DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), 4, u32::to_le_bytes, u128::from),
+        DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), 8, u64::to_le_bytes, u128::from),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            run!(col.as_primitive::<TimestampNanosecondType>().values(), 8, i64::to_le_bytes, |v: i64| {
+                u128::from((v as u64) ^ (1 << 63))
+            })
+        }
+        DataType::FixedSizeBinary(16) => {
+            let words = words(col);
+            run!(words, 16, |v: [u8; 16]| v, u128::from_be_bytes)
+        }
+        other => unreachable!("no encoding here for {other}"),
+    }
+}
+
+/// Sets bits `start..start + len` of `bits` (already long enough).
+fn set_bits(bits: &mut [u8], start: usize, len: usize) {
+    let mut i = start;
+    let end = start + len;
+    while i < end && !i.is_multiple_of(8) {
+        bits[i / 8] |= 1 << (i % 8);
+        i += 1;
+    }
+    while i + 8 <= end {
+        bits[i / 8] = 0xff;
+        i += 8;
+    }
+    while i < end {
+        bits[i / 8] |= 1 << (i % 8);
+        i += 1;
+    }
+}
+
+fn uleb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// An RLE run of `count` times `value`, `width` bits wide.
+fn rle_run(out: &mut Vec<u8>, count: usize, value: u32, width: u32) {
+    uleb128(out, (count as u64) << 1);
+    out.extend_from_slice(&value.to_le_bytes()[..width.div_ceil(8) as usize]);
+}
+
+/// Bits for the indices of a dictionary of `n` values (at least 1).
+fn bit_width(n: usize) -> u32 {
+    (usize::BITS - n.saturating_sub(1).leading_zeros()).max(1)
+}
+
+/// Dictionary indices in the RLE/bit-packed hybrid: one RLE run when they
+/// are all the same, else one bit-packed run.
+fn pack_indices(out: &mut Vec<u8>, indices: &[u32], width: u32) {
+    let Some(&first) = indices.first() else {
+        return;
+    };
+    if indices.iter().all(|&i| i == first) {
+        rle_run(out, indices.len(), first, width);
+        return;
+    }
+    let groups = indices.len().div_ceil(8);
+    uleb128(out, ((groups as u64) << 1) | 1);
+    out.reserve(groups * width as usize);
+    let (mut acc, mut bits) = (0u64, 0u32);
+    let padding = std::iter::repeat_n(0u32, groups * 8 - indices.len());
+    for i in indices.iter().copied().chain(padding) {
+        acc |= u64::from(i) << bits;
+        bits += width;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+}
+
+/// Page compression with the codecs the sink offers, as arrow-rs frames
+/// them: a zstd frame, a raw LZ4 block (LZ4_RAW), a raw Snappy block.
+///
+/// Its two buffers live as long as the file: fresh page-sized buffers on
+/// every page came from `mmap` and cost a page fault per 4 KiB (8 % of
+/// the encoder's time).
+pub(crate) struct Compressor {
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    snappy: snap::raw::Encoder,
+    /// The page being assembled.
+    page: Vec<u8>,
+    /// The compressor's output.
+    out: Vec<u8>,
+}
+
+impl Compressor {
+    pub(crate) fn new(codec: Compression) -> Result<Self> {
+        let zstd = match codec {
+            Compression::ZSTD(level) => Some(
+                zstd::bulk::Compressor::new(level.compression_level())
+                    .map_err(|e| ParquetError::General(format!("zstd: {e}")))?,
+            ),
+            _ => None,
+        };
+        Ok(Self { zstd, snappy: snap::raw::Encoder::new(), page: Vec::new(), out: Vec::new() })
+    }
+
+    /// The buffer to assemble the next page in, empty.
+    fn start(&mut self) -> &mut Vec<u8> {
+        self.page.clear();
+        &mut self.page
+    }
+
+    /// `page` with the assembled bytes as its contents, compressed by
+    /// `codec`.
+    fn finish(&mut self, page: Page, codec: Compression) -> Result<CompressedPage> {
+        let data = &self.page;
+        let raw = data.len();
+        let out = &mut self.out;
+        let n = match codec {
+            Compression::UNCOMPRESSED => {
+                out.clear();
+                out.extend_from_slice(data);
+                raw
+            }
+            Compression::ZSTD(_) => {
+                let z = self.zstd.as_mut().ok_or_else(|| ParquetError::General("no zstd context".into()))?;
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(raw));
+                z.compress_to_buffer(data, out).map_err(|e| ParquetError::General(format!("zstd: {e}")))?
+            }
+            Compression::LZ4_RAW => {
+                out.resize(lz4_flex::block::get_maximum_output_size(raw), 0);
+                lz4_flex::block::compress_into(data, out)
+                    .map_err(|e| ParquetError::General(format!("lz4: {e}")))?
+            }
+            Compression::SNAPPY => {
+                out.resize(snap::raw::max_compress_len(raw), 0);
+                self.snappy.compress(data, out).map_err(|e| ParquetError::General(format!("snappy: {e}")))?
+            }
+            other => return Err(ParquetError::General(format!("codec {other} is not offered"))),
+        };
+        let buf = Bytes::copy_from_slice(&out[..n]);
+        let page = match page {
+            Page::DataPage {
+                num_values,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                statistics,
+                ..
+            } => Page::DataPage {
+                buf,
+                num_values,
+                encoding,
+                def_level_encoding,
+                rep_level_encoding,
+                statistics,
+            },
+            Page::DictionaryPage { num_values, encoding, is_sorted, .. } => {
+                Page::DictionaryPage { buf, num_values, encoding, is_sorted }
+            }
+            Page::DataPageV2 { .. } => return Err(ParquetError::General("no v2 pages here".into())),
+        };
+        Ok(CompressedPage::new(page, raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hybrid_encodings_are_the_formats() {
+        let mut out = Vec::new();
+        rle_run(&mut out, 300, 1, 1);
+        // 300 << 1 = 600 = 0b100_1011000 → 0xd8 0x04, then the value.
+        assert_eq!(out, [0xd8, 0x04, 0x01]);
+        let mut out = Vec::new();
+        pack_indices(&mut out, &[0, 1, 2, 3, 4, 5, 6, 7, 1], 3);
+        // Two groups of 8 (the second padded with zeros), 3 bits each.
+        assert_eq!(out[0], (2 << 1) | 1);
+        assert_eq!(&out[1..4], &[0b1000_1000, 0b1100_0110, 0b1111_1010]);
+        assert_eq!(&out[4..7], &[1, 0, 0]);
+        assert_eq!(bit_width(1), 1);
+        assert_eq!(bit_width(2), 1);
+        assert_eq!(bit_width(3), 2);
+        assert_eq!(bit_width(256), 8);
+        assert_eq!(bit_width(257), 9);
+        let mut bits = vec![0u8; 3];
+        set_bits(&mut bits, 3, 15);
+        assert_eq!(bits, [0b1111_1000, 0xff, 0b0000_0011]);
+    }
+}
