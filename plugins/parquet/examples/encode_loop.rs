@@ -69,6 +69,8 @@ fn main() {
         for (name, codec) in [
             ("none", Compression::UNCOMPRESSED),
             ("zstd 1", Compression::ZSTD(ZstdLevel::try_new(1).unwrap())),
+            ("zstd -1", Compression::ZSTD(ZstdLevel::try_new(-1).unwrap())),
+            ("zstd -3", Compression::ZSTD(ZstdLevel::try_new(-3).unwrap())),
             ("lz4", Compression::LZ4_RAW),
         ] {
             let mut props = WriterProperties::builder()

@@ -298,17 +298,9 @@ impl ColumnChunk {
         let (mut lo, mut hi) = (self.min, self.max);
         let dict = if self.dict_active { self.dict.as_mut() } else { None };
         match (dict, kind) {
-            (Some(dict), _) => {
-                let indices = &mut self.indices;
-                each_value(col, at, len, nulls, |v| {
-                    indices.push(dict.key(v, kind));
-                    if stats {
-                        let o = Self::order(kind, v);
-                        lo = lo.min(o);
-                        hi = hi.max(o);
-                    }
-                });
-            }
+            // Statistics of dictionary pages come from the dictionary (every
+            // value a page holds is in it) when the chunk closes.
+            (Some(dict), _) => dict_indices(col, at, len, nulls, dict, kind, &mut self.indices),
             (None, Kind::Text) => {
                 let values = &mut self.values;
                 let last = &mut self.last_text;
@@ -471,7 +463,16 @@ impl ColumnChunk {
         Ok((bytes, close))
     }
 
-    fn statistics(&self) -> Statistics {
+    fn statistics(&mut self) -> Statistics {
+        if self.dict_used
+            && let Some(d) = &self.dict
+        {
+            for &v in &d.values {
+                let o = Self::order(self.kind, v);
+                self.min = self.min.min(o);
+                self.max = self.max.max(o);
+            }
+        }
         let some = self.nulls < self.rows;
         let back = |o: u128| if self.kind == Kind::I64 { o ^ (1 << 63) } else { o };
         let (min, max) = (back(self.min), back(self.max));
@@ -524,6 +525,52 @@ fn each_value(col: &dyn Array, at: usize, len: usize, nulls: Option<&NullBuffer>
             match nulls {
                 None => values.iter().for_each(|&v| f($conv(v))),
                 Some(n) => n.valid_indices().for_each(|i| f($conv(values[i]))),
+            }
+        }};
+    }
+    match col.data_type() {
+        DataType::UInt8 => run!(col.as_primitive::<UInt8Type>().values(), u128::from),
+        DataType::UInt16 => run!(col.as_primitive::<UInt16Type>().values(), u128::from),
+        DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), u128::from),
+        DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), u128::from),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            run!(col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
+        }
+        DataType::FixedSizeBinary(16) => {
+            let words = words(col);
+            run!(words, u128::from_be_bytes)
+        }
+        other => unreachable!("no encoding here for {other}"),
+    }
+}
+
+/// The dictionary indices of rows `at..at + len` of `col` onto `indices`.
+/// Runs of one value (the norm: a message's records share most of these
+/// columns) are looked up once.
+fn dict_indices(
+    col: &dyn Array,
+    at: usize,
+    len: usize,
+    nulls: Option<&NullBuffer>,
+    dict: &mut Dict,
+    kind: Kind,
+    indices: &mut Vec<u32>,
+) {
+    macro_rules! run {
+        ($values:expr, $conv:expr) => {{
+            let values = &$values[at..at + len];
+            let mut prev = None;
+            let mut key = |v| match prev {
+                Some((p, k)) if p == v => k,
+                _ => {
+                    let k = dict.key($conv(v), kind);
+                    prev = Some((v, k));
+                    k
+                }
+            };
+            match nulls {
+                None => indices.extend(values.iter().map(|&v| key(v))),
+                Some(n) => n.valid_indices().for_each(|i| indices.push(key(values[i]))),
             }
         }};
     }
