@@ -308,6 +308,15 @@ impl ColumnChunk {
                     let start = values.len();
                     match *last {
                         Some((l, from)) if l == v => values.extend_from_within(from..start),
+                        _ if let Some(o) = Addr(v.to_be_bytes()).v4_octets() => {
+                            // Length and text in one store, then cut.
+                            let (text, n) = spillway_core::human::ipv4_text16(o);
+                            let mut item = [0u8; 20];
+                            item[..4].copy_from_slice(&(n as u32).to_le_bytes());
+                            item[4..].copy_from_slice(&text);
+                            values.extend_from_slice(&item);
+                            values.truncate(start + 4 + n);
+                        }
                         _ => {
                             values.extend_from_slice(&[0; 4]);
                             spillway_core::human::write_addr(Addr(v.to_be_bytes()), values);
@@ -608,49 +617,74 @@ fn plain(
     nulls: Option<&NullBuffer>,
     out: &mut Vec<u8>,
 ) -> (u128, u128) {
+    // `$bytes`: the column's values as bytes, when they are already the
+    // stored width (then, all valid, they are copied as they are);
+    // `$put`: one value's stored bytes; `$key`: its order key.
     macro_rules! run {
-        ($values:expr, $width:expr, $bytes:expr, $key:expr) => {{
+        ($values:expr, $bytes:expr, $width:expr, $put:expr, $key:expr) => {{
             let values = &$values[at..at + len];
-            let start = out.len();
-            let n = nulls.map_or(len, |n| len - n.null_count());
-            out.resize(start + n * $width, 0);
-            let dst = out[start..].chunks_exact_mut($width);
-            let (mut lo, mut hi) = (u128::MAX, 0u128);
-            let mut put = |d: &mut [u8], v| {
-                d.copy_from_slice(&$bytes(v));
-                let k = $key(v);
-                lo = lo.min(k);
-                hi = hi.max(k);
-            };
-            match nulls {
-                None => dst.zip(values).for_each(|(d, &v)| put(d, v)),
-                Some(nb) => dst.zip(nb.valid_indices()).for_each(|(d, i)| put(d, values[i])),
+            match (nulls, $bytes) {
+                (None, Some(bytes)) if cfg!(target_endian = "little") => {
+                    out.extend_from_slice(&bytes[at * $width..(at + len) * $width]);
+                }
+                (None, _) => {
+                    let start = out.len();
+                    out.resize(start + len * $width, 0);
+                    for (d, &v) in out[start..].chunks_exact_mut($width).zip(values) {
+                        d.copy_from_slice(&$put(v));
+                    }
+                }
+                (Some(n), _) => {
+                    out.reserve((len - n.null_count()) * $width);
+                    n.valid_indices().for_each(|i| out.extend_from_slice(&$put(values[i])));
+                }
             }
-            (lo, hi)
+            let (lo, hi) = match nulls {
+                None => (values.iter().copied().min(), values.iter().copied().max()),
+                Some(n) => {
+                    let mut valid = n.valid_indices().map(|i| values[i]);
+                    let first = valid.next();
+                    valid.fold((first, first), |(lo, hi), v| (lo.min(Some(v)), hi.max(Some(v))))
+                }
+            };
+            match (lo, hi) {
+                (Some(lo), Some(hi)) => ($key(lo), $key(hi)),
+                _ => (u128::MAX, 0),
+            }
         }};
     }
+    let widen8 = |v: u8| u32::from(v).to_le_bytes();
+    let widen16 = |v: u16| u32::from(v).to_le_bytes();
     match col.data_type() {
         DataType::UInt8 => {
-            run!(col.as_primitive::<UInt8Type>().values(), 4, |v: u8| u32::from(v).to_le_bytes(), u128::from)
+            run!(col.as_primitive::<UInt8Type>().values(), None::<&[u8]>, 4, widen8, u128::from)
         }
         DataType::UInt16 => {
-            run!(
-                col.as_primitive::<UInt16Type>().values(),
-                4,
-                |v: u16| u32::from(v).to_le_bytes(),
-                u128::from
-            )
+            run!(col.as_primitive::<UInt16Type>().values(), None::<&[u8]>, 4, widen16, u128::from)
         }
-        DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), 4, u32::to_le_bytes, u128::from),
-        DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), 8, u64::to_le_bytes, u128::from),
+        DataType::UInt32 => {
+            let v = col.as_primitive::<UInt32Type>().values();
+            run!(v, Some(v.inner().as_slice()), 4, u32::to_le_bytes, u128::from)
+        }
+        DataType::UInt64 => {
+            let v = col.as_primitive::<UInt64Type>().values();
+            run!(v, Some(v.inner().as_slice()), 8, u64::to_le_bytes, u128::from)
+        }
         DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            run!(col.as_primitive::<TimestampNanosecondType>().values(), 8, i64::to_le_bytes, |v: i64| {
-                u128::from((v as u64) ^ (1 << 63))
-            })
+            let v = col.as_primitive::<TimestampNanosecondType>().values();
+            run!(v, Some(v.inner().as_slice()), 8, i64::to_le_bytes, |v: i64| u128::from(
+                (v as u64) ^ (1 << 63)
+            ))
         }
         DataType::FixedSizeBinary(16) => {
             let words = words(col);
-            run!(words, 16, |v: [u8; 16]| v, u128::from_be_bytes)
+            run!(
+                words,
+                Some(col.as_fixed_size_binary().value_data()),
+                16,
+                |v: [u8; 16]| v,
+                u128::from_be_bytes
+            )
         }
         other => unreachable!("no encoding here for {other}"),
     }

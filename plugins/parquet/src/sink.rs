@@ -103,7 +103,8 @@ pub enum Codec {
     /// zstd at `zstd_level`.
     #[default]
     Zstd,
-    /// LZ4_RAW (read by DuckDB, pyarrow and Spark 3.4+).
+    /// LZ4_RAW (read by DuckDB and pyarrow, and by Spark from 3.5, whose
+    /// parquet-mr 1.13 added it; older Spark cannot read these files).
     Lz4,
     /// Snappy.
     Snappy,
