@@ -48,23 +48,7 @@ fn main() {
             })
             .collect::<Vec<_>>(),
     ));
-    let dictionary = [
-        "exporter",
-        "observation_domain",
-        "flow_version",
-        "protocol",
-        "tos",
-        "in_if",
-        "out_if",
-        "src_as",
-        "dst_as",
-        "src_mask",
-        "dst_mask",
-        "vlan",
-        "direction",
-        "sampling_rate",
-        "sampling_source",
-    ];
+    let dictionary = spillway_parquet::DEFAULT_DICTIONARY;
     for round in 1..=rounds {
         for (name, codec) in [
             ("none", Compression::UNCOMPRESSED),
@@ -78,7 +62,7 @@ fn main() {
                 .set_dictionary_enabled(false)
                 .set_statistics_enabled(EnabledStatistics::Chunk);
             for c in dictionary {
-                props = props.set_column_dictionary_enabled(ColumnPath::from(c), true);
+                props = props.set_column_dictionary_enabled(ColumnPath::from(*c), true);
             }
             for f in stored.fields().iter().filter(|f| f.data_type() == &DataType::Utf8) {
                 props = props.set_column_statistics_enabled(

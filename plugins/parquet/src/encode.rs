@@ -487,39 +487,51 @@ impl ColumnChunk {
         let (min, max) = (back(self.min), back(self.max));
         let nulls = Some(self.nulls);
         let signed = self.descr.sort_order().is_signed();
+        let flba = |v: u128| FixedLenByteArray::from(ByteArray::from(v.to_be_bytes().to_vec()));
         match self.kind {
-            Kind::U32 => ValueStatistics::<i32>::new(
-                some.then_some(min as u32 as i32),
-                some.then_some(max as u32 as i32),
-                None,
-                nulls,
-                false,
-            )
-            .with_backwards_compatible_min_max(signed)
-            .into(),
-            Kind::U64 | Kind::I64 => ValueStatistics::<i64>::new(
-                some.then_some(min as u64 as i64),
-                some.then_some(max as u64 as i64),
-                None,
-                nulls,
-                false,
-            )
-            .with_backwards_compatible_min_max(signed)
-            .into(),
-            Kind::Fixed | Kind::Text => {
-                let flba = |v: u128| FixedLenByteArray::from(ByteArray::from(v.to_be_bytes().to_vec()));
-                ValueStatistics::<FixedLenByteArray>::new(
-                    some.then(|| flba(min)),
-                    some.then(|| flba(max)),
-                    None,
-                    nulls,
-                    false,
-                )
-                .with_backwards_compatible_min_max(signed)
-                .into()
+            Kind::U32 => {
+                value_statistics(some.then_some((min as u32 as i32, max as u32 as i32)), nulls, signed)
             }
+            Kind::U64 | Kind::I64 => {
+                value_statistics(some.then_some((min as u64 as i64, max as u64 as i64)), nulls, signed)
+            }
+            Kind::Fixed | Kind::Text => value_statistics(some.then(|| (flba(min), flba(max))), nulls, signed),
         }
     }
+}
+
+/// Chunk statistics of a physical type: min and max (none when every value
+/// is null), the null count, and whether readers that predate logical
+/// types may use them (`signed`: only when the sort order is signed).
+fn value_statistics<T>(min_max: Option<(T, T)>, nulls: Option<u64>, signed: bool) -> Statistics
+where
+    Statistics: From<ValueStatistics<T>>,
+{
+    let (min, max) = min_max.unzip();
+    ValueStatistics::new(min, max, None, nulls, false).with_backwards_compatible_min_max(signed).into()
+}
+
+/// Runs macro `$run!(values, to_u128)` on `$col`'s values: a slice of its
+/// native type and the conversion to the `u128` the encoder works with
+/// (integers zero-extended, signed ones as their bits, addresses as the
+/// big-endian number of their 16 bytes).
+macro_rules! by_type {
+    ($col:expr, $run:ident) => {
+        match $col.data_type() {
+            DataType::UInt8 => $run!($col.as_primitive::<UInt8Type>().values(), u128::from),
+            DataType::UInt16 => $run!($col.as_primitive::<UInt16Type>().values(), u128::from),
+            DataType::UInt32 => $run!($col.as_primitive::<UInt32Type>().values(), u128::from),
+            DataType::UInt64 => $run!($col.as_primitive::<UInt64Type>().values(), u128::from),
+            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+                $run!($col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
+            }
+            DataType::FixedSizeBinary(16) => {
+                let words = words($col);
+                $run!(words, u128::from_be_bytes)
+            }
+            other => unreachable!("no encoding here for {other}"),
+        }
+    };
 }
 
 /// Calls `f` with each valid value of rows `at..at + len` of `col`
@@ -537,20 +549,7 @@ fn each_value(col: &dyn Array, at: usize, len: usize, nulls: Option<&NullBuffer>
             }
         }};
     }
-    match col.data_type() {
-        DataType::UInt8 => run!(col.as_primitive::<UInt8Type>().values(), u128::from),
-        DataType::UInt16 => run!(col.as_primitive::<UInt16Type>().values(), u128::from),
-        DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), u128::from),
-        DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), u128::from),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            run!(col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
-        }
-        DataType::FixedSizeBinary(16) => {
-            let words = words(col);
-            run!(words, u128::from_be_bytes)
-        }
-        other => unreachable!("no encoding here for {other}"),
-    }
+    by_type!(col, run)
 }
 
 /// The dictionary indices of rows `at..at + len` of `col` onto `indices`.
@@ -583,20 +582,7 @@ fn dict_indices(
             }
         }};
     }
-    match col.data_type() {
-        DataType::UInt8 => run!(col.as_primitive::<UInt8Type>().values(), u128::from),
-        DataType::UInt16 => run!(col.as_primitive::<UInt16Type>().values(), u128::from),
-        DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), u128::from),
-        DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), u128::from),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            run!(col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
-        }
-        DataType::FixedSizeBinary(16) => {
-            let words = words(col);
-            run!(words, u128::from_be_bytes)
-        }
-        other => unreachable!("no encoding here for {other}"),
-    }
+    by_type!(col, run)
 }
 
 /// A 16-byte binary column's values as words.

@@ -136,27 +136,28 @@ fn default_max_open_files() -> usize {
     256
 }
 fn default_dictionary() -> Vec<String> {
-    [
-        "exporter",
-        "observation_domain",
-        "flow_version",
-        "protocol",
-        "tos",
-        "in_if",
-        "out_if",
-        "src_as",
-        "dst_as",
-        "src_mask",
-        "dst_mask",
-        "vlan",
-        "direction",
-        "sampling_rate",
-        "sampling_source",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    DEFAULT_DICTIONARY.iter().map(|s| s.to_string()).collect()
 }
+
+/// The columns dictionary-encoded by default: the flow schema's
+/// low-cardinality ones.
+pub const DEFAULT_DICTIONARY: &[&str] = &[
+    "exporter",
+    "observation_domain",
+    "flow_version",
+    "protocol",
+    "tos",
+    "in_if",
+    "out_if",
+    "src_as",
+    "dst_as",
+    "src_mask",
+    "dst_mask",
+    "vlan",
+    "direction",
+    "sampling_rate",
+    "sampling_source",
+];
 
 fn default_max_rows() -> u64 {
     10_000_000
