@@ -14,9 +14,9 @@
 //! the exporter), and min/max is one loop. The pages are ordinary Parquet
 //! (data page v1, PLAIN or RLE_DICTIONARY, RLE/bit-packed levels) and go
 //! through arrow-rs's page and file writers, so the file's framing,
-//! footer and Arrow schema are arrow-rs's own. `tests/own_encoder_agrees.rs`
-//! writes the same batches both ways and requires the same data and
-//! statistics back.
+//! footer and Arrow schema are arrow-rs's own. The unit test
+//! `file::tests::own_encoder_agrees_with_arrow_rs` writes the same batches
+//! both ways and requires the same data and statistics back.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -118,24 +118,27 @@ struct Dict {
     small: Vec<u32>,
     index: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
     values: Vec<u128>,
-    /// The previous value looked up and its index.
-    last: Option<(u128, u32)>,
     /// Bytes the dictionary page will hold (PLAIN).
     bytes: usize,
+    /// Where a new address's text is measured.
+    scratch: Vec<u8>,
 }
 
 impl Dict {
     fn new() -> Self {
-        Self { small: Vec::new(), index: HashMap::default(), values: Vec::new(), last: None, bytes: 0 }
+        Self {
+            small: Vec::new(),
+            index: HashMap::default(),
+            values: Vec::new(),
+            bytes: 0,
+            scratch: Vec::new(),
+        }
     }
 
+    /// The index of `v`, added when new. (Runs of one value are looked up
+    /// once by the caller, [`dict_indices`].)
     #[inline]
     fn key(&mut self, v: u128, kind: Kind) -> u32 {
-        if let Some((l, i)) = self.last
-            && l == v
-        {
-            return i;
-        }
         let next = self.values.len() as u32;
         let i = if v < SMALL as u128 {
             if self.small.is_empty() {
@@ -152,11 +155,14 @@ impl Dict {
         if i == next {
             self.values.push(v);
             self.bytes += match kind {
-                Kind::Text => 4 + Addr(v.to_be_bytes()).to_string().len(),
+                Kind::Text => {
+                    self.scratch.clear();
+                    put_text(&mut self.scratch, v);
+                    self.scratch.len()
+                }
                 k => k.width(),
             };
         }
-        self.last = Some((v, i));
         i
     }
 }
@@ -304,25 +310,11 @@ impl ColumnChunk {
             (None, Kind::Text) => {
                 let values = &mut self.values;
                 let last = &mut self.last_text;
-                each_value(col, at, len, nulls, |v| {
+                each_word(col, at, len, nulls, |v| {
                     let start = values.len();
                     match *last {
                         Some((l, from)) if l == v => values.extend_from_within(from..start),
-                        _ if let Some(o) = Addr(v.to_be_bytes()).v4_octets() => {
-                            // Length and text in one store, then cut.
-                            let (text, n) = spillway_core::human::ipv4_text16(o);
-                            let mut item = [0u8; 20];
-                            item[..4].copy_from_slice(&(n as u32).to_le_bytes());
-                            item[4..].copy_from_slice(&text);
-                            values.extend_from_slice(&item);
-                            values.truncate(start + 4 + n);
-                        }
-                        _ => {
-                            values.extend_from_slice(&[0; 4]);
-                            spillway_core::human::write_addr(Addr(v.to_be_bytes()), values);
-                            let text = (values.len() - start - 4) as u32;
-                            values[start..start + 4].copy_from_slice(&text.to_le_bytes());
-                        }
+                        _ => put_text(values, v),
                     }
                     *last = Some((v, start));
                 });
@@ -413,13 +405,7 @@ impl ColumnChunk {
                         Kind::U32 => buf.extend_from_slice(&(v as u32).to_le_bytes()),
                         Kind::U64 | Kind::I64 => buf.extend_from_slice(&(v as u64).to_le_bytes()),
                         Kind::Fixed => buf.extend_from_slice(&v.to_be_bytes()),
-                        Kind::Text => {
-                            let start = buf.len();
-                            buf.extend_from_slice(&[0; 4]);
-                            spillway_core::human::write_addr(Addr(v.to_be_bytes()), buf);
-                            let text = (buf.len() - start - 4) as u32;
-                            buf[start..start + 4].copy_from_slice(&text.to_le_bytes());
-                        }
+                        Kind::Text => put_text(buf, v),
                     }
                 }
                 let page = Page::DictionaryPage {
@@ -483,8 +469,8 @@ impl ColumnChunk {
             }
         }
         let some = self.nulls < self.rows;
-        let back = |o: u128| if self.kind == Kind::I64 { o ^ (1 << 63) } else { o };
-        let (min, max) = (back(self.min), back(self.max));
+        // The order key flips back to the value.
+        let (min, max) = (Self::order(self.kind, self.min), Self::order(self.kind, self.max));
         let nulls = Some(self.nulls);
         let signed = self.descr.sort_order().is_signed();
         let flba = |v: u128| FixedLenByteArray::from(ByteArray::from(v.to_be_bytes().to_vec()));
@@ -511,45 +497,37 @@ where
     ValueStatistics::new(min, max, None, nulls, false).with_backwards_compatible_min_max(signed).into()
 }
 
-/// Runs macro `$run!(values, to_u128)` on `$col`'s values: a slice of its
-/// native type and the conversion to the `u128` the encoder works with
-/// (integers zero-extended, signed ones as their bits, addresses as the
-/// big-endian number of their 16 bytes).
-macro_rules! by_type {
-    ($col:expr, $run:ident) => {
-        match $col.data_type() {
-            DataType::UInt8 => $run!($col.as_primitive::<UInt8Type>().values(), u128::from),
-            DataType::UInt16 => $run!($col.as_primitive::<UInt16Type>().values(), u128::from),
-            DataType::UInt32 => $run!($col.as_primitive::<UInt32Type>().values(), u128::from),
-            DataType::UInt64 => $run!($col.as_primitive::<UInt64Type>().values(), u128::from),
-            DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-                $run!($col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
-            }
-            DataType::FixedSizeBinary(16) => {
-                let words = words($col);
-                $run!(words, u128::from_be_bytes)
-            }
-            other => unreachable!("no encoding here for {other}"),
-        }
-    };
+/// Calls `f` with each valid address of rows `at..at + len` of the
+/// 16-byte column `col` (`nulls`: the validity of those rows, when some
+/// are null), as the big-endian number of its bytes.
+#[inline]
+fn each_word(col: &dyn Array, at: usize, len: usize, nulls: Option<&NullBuffer>, mut f: impl FnMut(u128)) {
+    let words = &words(col)[at..at + len];
+    match nulls {
+        None => words.iter().for_each(|&w| f(u128::from_be_bytes(w))),
+        Some(n) => n.valid_indices().for_each(|i| f(u128::from_be_bytes(words[i]))),
+    }
 }
 
-/// Calls `f` with each valid value of rows `at..at + len` of `col`
-/// (`nulls`: the validity of those rows, when some are null), as a `u128`:
-/// integers zero-extended, signed ones as their bits, addresses as the
-/// big-endian number of their 16 bytes.
-#[inline]
-fn each_value(col: &dyn Array, at: usize, len: usize, nulls: Option<&NullBuffer>, mut f: impl FnMut(u128)) {
-    macro_rules! run {
-        ($values:expr, $conv:expr) => {{
-            let values = &$values[at..at + len];
-            match nulls {
-                None => values.iter().for_each(|&v| f($conv(v))),
-                Some(n) => n.valid_indices().for_each(|i| f($conv(values[i]))),
-            }
-        }};
+/// Address `v` as a PLAIN BYTE_ARRAY value: its text's length (4 bytes,
+/// little-endian), then the text. An IPv4 address's length and text go in
+/// one store, then the tail is cut.
+fn put_text(out: &mut Vec<u8>, v: u128) {
+    let start = out.len();
+    let addr = Addr(v.to_be_bytes());
+    if let Some(o) = addr.v4_octets() {
+        let (text, n) = spillway_core::human::ipv4_text16(o);
+        let mut item = [0u8; 20];
+        item[..4].copy_from_slice(&(n as u32).to_le_bytes());
+        item[4..].copy_from_slice(&text);
+        out.extend_from_slice(&item);
+        out.truncate(start + 4 + n);
+    } else {
+        out.extend_from_slice(&[0; 4]);
+        spillway_core::human::write_addr(addr, out);
+        let text = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&text.to_le_bytes());
     }
-    by_type!(col, run)
 }
 
 /// The dictionary indices of rows `at..at + len` of `col` onto `indices`.
@@ -582,7 +560,17 @@ fn dict_indices(
             }
         }};
     }
-    by_type!(col, run)
+    match col.data_type() {
+        DataType::UInt8 => run!(col.as_primitive::<UInt8Type>().values(), u128::from),
+        DataType::UInt16 => run!(col.as_primitive::<UInt16Type>().values(), u128::from),
+        DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), u128::from),
+        DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), u128::from),
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
+            run!(col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
+        }
+        DataType::FixedSizeBinary(16) => run!(words(col), u128::from_be_bytes),
+        other => unreachable!("no encoding here for {other}"),
+    }
 }
 
 /// A 16-byte binary column's values as words.
@@ -658,8 +646,9 @@ fn plain(
         }
         DataType::Timestamp(TimeUnit::Nanosecond, _) => {
             let v = col.as_primitive::<TimestampNanosecondType>().values();
-            run!(v, Some(v.inner().as_slice()), 8, i64::to_le_bytes, |v: i64| u128::from(
-                (v as u64) ^ (1 << 63)
+            run!(v, Some(v.inner().as_slice()), 8, i64::to_le_bytes, |v: i64| ColumnChunk::order(
+                Kind::I64,
+                u128::from(v as u64)
             ))
         }
         DataType::FixedSizeBinary(16) => {
