@@ -66,6 +66,7 @@ print(json.dumps({
   'first_src': first['src_addr'],
   'v6_rows': pc.sum(pc.cast(pc.match_substring(t['src_addr'], ':'), 'int64')).as_py(),
   'stats': {c.path_in_schema: c.is_stats_set for c in (md[0].row_group(0).column(i) for i in range(md[0].num_columns))},
+  'encodings': {c.path_in_schema: sorted(c.encodings) for c in (md[0].row_group(0).column(i) for i in range(md[0].num_columns))},
 }))
 "#;
     let got: serde_json::Value =
@@ -88,6 +89,18 @@ print(json.dumps({
         [("time_received", true), ("bytes", true), ("src_addr", false), ("exporter", false)]
     {
         assert_eq!(got["stats"][column], stats, "{column}: {got}");
+    }
+    // Integers and times DELTA_BINARY_PACKED by default (the dictionary
+    // ones keep their dictionary); addresses PLAIN text.
+    for (column, encoding) in [
+        ("time_received", "DELTA_BINARY_PACKED"),
+        ("bytes", "DELTA_BINARY_PACKED"),
+        ("src_port", "DELTA_BINARY_PACKED"),
+        ("exporter", "RLE_DICTIONARY"),
+        ("src_addr", "PLAIN"),
+    ] {
+        let has = got["encodings"][column].as_array().unwrap().iter().any(|e| e == encoding);
+        assert!(has, "{column} {encoding}: {got}");
     }
     let v6 = b
         .column_by_name("src_addr")
@@ -153,16 +166,19 @@ print(duckdb.execute(s, [sys.argv[1] + '/**/*.parquet']).fetchall())
 /// Every codec is written as configured and read back by pyarrow and
 /// DuckDB with the same rows; with several writers each writes files of
 /// its own (the batches go to them in turn) and together they hold every
-/// record once.
+/// record once. Integers are delta-encoded unless `integers: plain`.
 #[test]
 fn codecs_and_parallel_writers_read_back_exactly() {
     if !common::python_readers() {
         return;
     }
     let mut bytes = None;
-    for (codec, writers, want) in
-        [("zstd", 1, "ZSTD"), ("lz4", 2, "LZ4_RAW"), ("snappy", 3, "SNAPPY"), ("none", 2, "UNCOMPRESSED")]
-    {
+    for (codec, writers, want, integers) in [
+        ("zstd", 1, "ZSTD", "delta"),
+        ("lz4", 2, "LZ4_RAW", "plain"),
+        ("snappy", 3, "SNAPPY", "delta"),
+        ("none", 2, "UNCOMPRESSED", "plain"),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let p = common::write_pipeline(
             dir.path(),
@@ -171,7 +187,7 @@ fn codecs_and_parallel_writers_read_back_exactly() {
 sources:
   flows: {{ type: demo, count: 60000, seed: 9, batch_size: 1000, start_time: "2026-03-01T10:00:00Z" }}
 sinks:
-  archive: {{ type: parquet, inputs: [flows], path: ./out, compression: {codec}, writers: {writers} }}
+  archive: {{ type: parquet, inputs: [flows], path: ./out, compression: {codec}, writers: {writers}, integers: {integers} }}
 "#
             ),
         );
@@ -185,7 +201,8 @@ files = sorted(glob.glob(sys.argv[1] + '/*.parquet'))
 codecs = sorted({r[0] for r in duckdb.execute("select distinct compression from parquet_metadata(?)", [files]).fetchall()})
 assert all(pq.ParquetFile(f).metadata.num_rows > 0 for f in files)
 rows, seqs, total = duckdb.execute("select count(*), count(distinct (exporter, sequence)), sum(bytes) from read_parquet(?)", [files]).fetchone()
-print(json.dumps({"files": len(files), "codecs": codecs, "rows": rows, "distinct": seqs, "bytes": int(total)}))
+encodings = sorted({r[0] for r in duckdb.execute("select distinct encodings from parquet_metadata(?) where path_in_schema = 'bytes'", [files]).fetchall()})
+print(json.dumps({"files": len(files), "codecs": codecs, "rows": rows, "distinct": seqs, "bytes": int(total), "encodings": encodings}))
 "#;
         let got: serde_json::Value =
             serde_json::from_str(&common::run_python(script, &[dir.path().join("out").to_str().unwrap()]))
@@ -194,6 +211,11 @@ print(json.dumps({"files": len(files), "codecs": codecs, "rows": rows, "distinct
         assert_eq!(got["rows"], 60000, "{codec}: {got}");
         assert_eq!(got["distinct"], 60000, "every record once: {got}");
         assert_eq!(got["files"], writers, "one file per writer: {got}");
+        // DuckDB lists a chunk's encodings as one string ("RLE, PLAIN").
+        let encodings = got["encodings"].to_string();
+        let delta = encodings.contains("DELTA_BINARY_PACKED");
+        assert_eq!(delta, integers == "delta", "{codec} {integers}: {got}");
+        assert_eq!(encodings.contains("PLAIN"), integers == "plain", "{codec} {integers}: {got}");
         // The same records under every codec.
         assert_eq!(*bytes.get_or_insert(got["bytes"].clone()), got["bytes"], "{codec}: {got}");
     }

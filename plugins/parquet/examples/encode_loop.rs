@@ -5,6 +5,8 @@
 //!
 //! ```sh
 //! cargo run --release -p spillway-parquet --example encode_loop [ROUNDS]
+//! # ENCODE_LOOP_OURS_ONLY=1: ours only; ENCODE_LOOP_BINARY=1: 16-byte
+//! # addresses; ENCODE_LOOP_PLAIN=1: PLAIN integers (default: delta)
 //! ```
 
 use std::sync::Arc;
@@ -41,7 +43,7 @@ fn main() {
             .fields()
             .iter()
             .map(|f| match f.data_type() {
-                DataType::FixedSizeBinary(16) => {
+                DataType::FixedSizeBinary(16) if std::env::var_os("ENCODE_LOOP_BINARY").is_none() => {
                     Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
                 }
                 _ => f.clone(),
@@ -56,6 +58,7 @@ fn main() {
             ("zstd -1", Compression::ZSTD(ZstdLevel::try_new(-1).unwrap())),
             ("zstd -3", Compression::ZSTD(ZstdLevel::try_new(-3).unwrap())),
             ("lz4", Compression::LZ4_RAW),
+            ("snappy", Compression::SNAPPY),
         ] {
             let mut props = WriterProperties::builder()
                 .set_compression(codec)
@@ -63,6 +66,18 @@ fn main() {
                 .set_statistics_enabled(EnabledStatistics::Chunk);
             for c in dictionary {
                 props = props.set_column_dictionary_enabled(ColumnPath::from(*c), true);
+            }
+            // The sink's default, DELTA_BINARY_PACKED integers, unless
+            // ENCODE_LOOP_PLAIN is set.
+            if std::env::var_os("ENCODE_LOOP_PLAIN").is_none() {
+                for f in stored.fields().iter().filter(|f| {
+                    f.data_type().is_integer() || matches!(f.data_type(), DataType::Timestamp(..))
+                }) {
+                    props = props.set_column_encoding(
+                        ColumnPath::from(f.name().as_str()),
+                        parquet::basic::Encoding::DELTA_BINARY_PACKED,
+                    );
+                }
             }
             for f in stored.fields().iter().filter(|f| f.data_type() == &DataType::Utf8) {
                 props = props.set_column_statistics_enabled(
@@ -79,7 +94,10 @@ fn main() {
             let ours_len = ours.close().unwrap().len();
             let ours_ns = (cpu() - t) * 1e9 / rows;
             if std::env::var_os("ENCODE_LOOP_OURS_ONLY").is_some() {
-                println!("round {round} {name:<7} ours {ours_ns:7.1} ns/record");
+                println!(
+                    "round {round} {name:<7} ours {ours_ns:7.1} ns/record {:6.1} B/record",
+                    ours_len as f64 / rows
+                );
                 continue;
             }
             let t = cpu();
@@ -89,7 +107,9 @@ fn main() {
                     .columns()
                     .iter()
                     .map(|c| {
-                        if c.data_type() == &DataType::FixedSizeBinary(16) {
+                        if c.data_type() == &DataType::FixedSizeBinary(16)
+                            && std::env::var_os("ENCODE_LOOP_BINARY").is_none()
+                        {
                             addresses_to_strings(c.as_ref())
                         } else {
                             c.clone()

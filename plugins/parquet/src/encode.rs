@@ -186,6 +186,10 @@ pub(crate) struct ColumnChunk {
     dict_used: bool,
     /// Whether any page is PLAIN.
     plain_used: bool,
+    /// Whether integer pages that are not dictionary-encoded are
+    /// DELTA_BINARY_PACKED (else PLAIN), and whether any page was.
+    delta: bool,
+    delta_used: bool,
     /// The page being filled: validity bits (LSB first), rows, values.
     valid: Vec<u8>,
     page_rows: usize,
@@ -215,6 +219,13 @@ impl ColumnChunk {
         let path = descr.path().clone();
         let stats = props.statistics_enabled(&path) != EnabledStatistics::None;
         let kind = Kind::of(input, stored, &descr, stats)?;
+        let integer = matches!(kind, Kind::U32 | Kind::U64 | Kind::I64);
+        let delta = match props.encoding(&path) {
+            None | Some(Encoding::PLAIN) => false,
+            Some(Encoding::DELTA_BINARY_PACKED) if integer => true,
+            // Any other encoding is arrow-rs's to write.
+            Some(_) => return None,
+        };
         Some(Self {
             optional: descr.max_def_level() == 1,
             stats,
@@ -226,6 +237,8 @@ impl ColumnChunk {
             dict_active: props.dictionary_enabled(&path),
             dict_used: false,
             plain_used: false,
+            delta,
+            delta_used: false,
             valid: Vec::new(),
             page_rows: 0,
             page_nulls: 0,
@@ -356,6 +369,10 @@ impl ColumnChunk {
             pack_indices(buf, &self.indices, width);
             self.dict_used = true;
             Encoding::RLE_DICTIONARY
+        } else if self.delta {
+            delta_binary_packed(buf, &self.values, self.kind.width());
+            self.delta_used = true;
+            Encoding::DELTA_BINARY_PACKED
         } else {
             buf.extend_from_slice(&self.values);
             self.plain_used = true;
@@ -435,6 +452,9 @@ impl ColumnChunk {
         }
         if self.dict_used {
             encodings.push(Encoding::RLE_DICTIONARY);
+        }
+        if self.delta_used {
+            encodings.push(Encoding::DELTA_BINARY_PACKED);
         }
         let mut meta = ColumnChunkMetaData::builder(self.descr.clone())
             .set_compression(self.codec)
@@ -730,6 +750,95 @@ fn pack_indices(out: &mut Vec<u8>, indices: &[u32], width: u32) {
             bits -= 8;
         }
     }
+}
+
+/// Values per DELTA_BINARY_PACKED block, and miniblocks per block (the
+/// sizes arrow-rs and parquet-mr write).
+const DELTA_BLOCK: usize = 128;
+const DELTA_MINIBLOCKS: usize = 4;
+const DELTA_MINIBLOCK: usize = DELTA_BLOCK / DELTA_MINIBLOCKS;
+
+/// `values` (PLAIN: little-endian, `width` 4 or 8 bytes each) in
+/// DELTA_BINARY_PACKED: a header (block size, miniblocks per block, value
+/// count, first value), then blocks of 128 deltas, each its smallest delta
+/// and four miniblocks of 32 deltas above it, bit-packed as narrow as the
+/// miniblock's largest needs. Deltas wrap in the physical type (INT32 or
+/// INT64), as readers add them, so any values round-trip; counters and
+/// timestamps, whose neighbours are close, pack to a few bits each.
+fn delta_binary_packed(out: &mut Vec<u8>, values: &[u8], width: usize) {
+    let n = values.len() / width;
+    let value = |i: usize| -> i64 {
+        let b = &values[i * width..(i + 1) * width];
+        if width == 4 {
+            i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        } else {
+            i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        }
+    };
+    // The delta in the physical type, widened.
+    let delta = |prev: i64, v: i64| -> i64 {
+        if width == 4 { i64::from((v as i32).wrapping_sub(prev as i32)) } else { v.wrapping_sub(prev) }
+    };
+    let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
+    uleb128(out, DELTA_BLOCK as u64);
+    uleb128(out, DELTA_MINIBLOCKS as u64);
+    uleb128(out, n as u64);
+    let Some(mut prev) = (n > 0).then(|| value(0)) else {
+        uleb128(out, 0);
+        return;
+    };
+    uleb128(out, zigzag(prev));
+    let mut deltas = [0i64; DELTA_BLOCK];
+    let mut next = 1;
+    while next < n {
+        let m = (n - next).min(DELTA_BLOCK);
+        for (i, d) in deltas[..m].iter_mut().enumerate() {
+            let v = value(next + i);
+            *d = delta(prev, v);
+            prev = v;
+        }
+        next += m;
+        let min = deltas[..m].iter().copied().min().unwrap_or(0);
+        uleb128(out, zigzag(min));
+        // Above the smallest delta, as unsigned: within the type's width,
+        // since both are deltas of that type (INT64 wraps, as readers do).
+        let mut widths = [0u8; DELTA_MINIBLOCKS];
+        for (j, w) in widths.iter_mut().enumerate() {
+            let mini = &deltas[(j * DELTA_MINIBLOCK).min(m)..((j + 1) * DELTA_MINIBLOCK).min(m)];
+            let all = mini.iter().fold(0u64, |a, &d| a | d.wrapping_sub(min) as u64);
+            *w = (u64::BITS - all.leading_zeros()) as u8;
+        }
+        out.extend_from_slice(&widths);
+        for (j, &w) in widths.iter().enumerate().take(m.div_ceil(DELTA_MINIBLOCK)) {
+            let mini = &deltas[j * DELTA_MINIBLOCK..((j + 1) * DELTA_MINIBLOCK).min(m)];
+            // The last miniblock is padded to 32 values (with zeros).
+            let padding = std::iter::repeat_n(min, DELTA_MINIBLOCK - mini.len());
+            pack_bits(
+                out,
+                mini.iter().copied().chain(padding).map(|d| d.wrapping_sub(min) as u64),
+                u32::from(w),
+            );
+        }
+    }
+}
+
+/// `values` bit-packed, `width` bits each, LSB first (a whole number of
+/// bytes: the caller passes a multiple of 8 values).
+fn pack_bits(out: &mut Vec<u8>, values: impl Iterator<Item = u64>, width: u32) {
+    if width == 0 {
+        return;
+    }
+    let (mut acc, mut bits) = (0u128, 0u32);
+    for v in values {
+        acc |= u128::from(v) << bits;
+        bits += width;
+        while bits >= 64 {
+            out.extend_from_slice(&(acc as u64).to_le_bytes());
+            acc >>= 64;
+            bits -= 64;
+        }
+    }
+    out.extend_from_slice(&(acc as u64).to_le_bytes()[..bits.div_ceil(8) as usize]);
 }
 
 /// Page compression with the codecs the sink offers, as arrow-rs frames

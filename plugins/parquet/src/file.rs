@@ -260,11 +260,21 @@ mod tests {
     use spillway_core::rand::SplitMix64;
 
     /// A column of `n` random values of `dt`: `nulls` in 8 rows null (none
-    /// for a non-nullable field), drawn from `distinct` values (0: any).
+    /// for a non-nullable field), drawn from `distinct` values (0: any;
+    /// `u64::MAX`: climbing from a random start by steps below 1,000, as
+    /// counters and times do, wrapping at the type's width).
     fn column(dt: &DataType, n: usize, r: &mut SplitMix64, nulls: u64, distinct: u64) -> ArrayRef {
-        let draw = |r: &mut SplitMix64| {
+        let mut climb = r.next_u64();
+        let mut draw = |r: &mut SplitMix64| {
             let v = r.next_u64();
-            if distinct == 0 { v } else { (v % distinct).wrapping_mul(0x9E37_79B9_7F4A_7C15) }
+            match distinct {
+                0 => v,
+                u64::MAX => {
+                    climb = climb.wrapping_add(v % 1000);
+                    climb
+                }
+                _ => (v % distinct).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            }
         };
         let null = |r: &mut SplitMix64| nulls > 0 && r.next_u64() % 8 < nulls;
         match dt {
@@ -317,9 +327,9 @@ mod tests {
         }
     }
 
-    /// A file's batches, each column chunk's statistics, and rows per
-    /// row group.
-    type ReadBack = (Vec<RecordBatch>, Vec<(String, Option<String>)>, Vec<usize>);
+    /// A file's batches, each column chunk's statistics and whether it
+    /// has DELTA_BINARY_PACKED pages, and rows per row group.
+    type ReadBack = (Vec<RecordBatch>, Vec<(String, Option<String>, bool)>, Vec<usize>);
 
     fn read(bytes: Bytes) -> ReadBack {
         let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
@@ -335,7 +345,8 @@ mod tests {
         for rg in md.row_groups() {
             groups.push(rg.num_rows() as usize);
             for c in rg.columns() {
-                stats.push((c.column_path().string(), c.statistics().map(|s| format!("{s:?}"))));
+                let delta = c.encodings().any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED);
+                stats.push((c.column_path().string(), c.statistics().map(|s| format!("{s:?}")), delta));
             }
         }
         (batches, stats, groups)
@@ -344,8 +355,10 @@ mod tests {
     /// The same batches written by arrow-rs's writer and by ours read back
     /// the same, with the same statistics and row groups, for every codec
     /// and address form, with nulls, runs, high and low cardinality
-    /// (dictionaries that outgrow their limit), pages cut often and
-    /// batches sliced.
+    /// (dictionaries that outgrow their limit), pages cut often, batches
+    /// sliced, and integers PLAIN or DELTA_BINARY_PACKED (every other
+    /// round; the chunks that have delta pages must be the same ones).
+    /// Values wrap, run, and climb by small steps.
     #[test]
     fn own_encoder_agrees_with_arrow_rs() {
         let input = spillway_core::schema::flow_schema();
@@ -358,6 +371,7 @@ mod tests {
                 _ => Compression::UNCOMPRESSED,
             };
             let text = round % 3 != 2;
+            let delta = round % 2 == 1;
             let stored = Arc::new(Schema::new_with_metadata(
                 input
                     .fields()
@@ -384,6 +398,13 @@ mod tests {
                 if (i as u64 + round).is_multiple_of(3) {
                     props = props.set_column_dictionary_enabled(path.clone(), true);
                 }
+                if delta
+                    && f.data_type() != &DataType::FixedSizeBinary(16)
+                    && f.data_type() != &DataType::Utf8
+                {
+                    props = props
+                        .set_column_encoding(path.clone(), parquet::basic::Encoding::DELTA_BINARY_PACKED);
+                }
                 if text && f.data_type() == &DataType::FixedSizeBinary(16) {
                     props = props.set_column_statistics_enabled(path, EnabledStatistics::None);
                 }
@@ -400,7 +421,7 @@ mod tests {
                     .map(|(i, f)| {
                         let nulls =
                             if f.is_nullable() { [0, 1, 4, 8][(i + b + round as usize) % 4] } else { 0 };
-                        let distinct = [0, 1, 3, 200, 5000][(i * 7 + b + round as usize) % 5];
+                        let distinct = [0, 1, 3, 200, 5000, u64::MAX][(i * 7 + b + round as usize) % 6];
                         column(f.data_type(), n + 3, &mut r, nulls, distinct).slice(3, n)
                     })
                     .collect();
@@ -425,8 +446,9 @@ mod tests {
             assert_eq!(ours.2, theirs.2, "round {round}: row groups");
             assert_eq!(ours.1.len(), theirs.1.len(), "round {round}: column chunks");
             for (a, b) in ours.1.iter().zip(&theirs.1) {
-                assert_eq!(a, b, "round {round}: statistics");
+                assert_eq!(a, b, "round {round}: statistics and delta pages");
             }
+            assert_eq!(ours.1.iter().any(|c| c.2), delta, "round {round}: delta pages");
             let (a, b) = (
                 arrow::compute::concat_batches(&stored, &ours.0).unwrap(),
                 arrow::compute::concat_batches(&stored, &theirs.0).unwrap(),
