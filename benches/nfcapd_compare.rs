@@ -307,6 +307,7 @@ fn main() {
         ("parquet, zstd 3", "{ type: parquet, inputs: [flows], path: ./data, zstd_level: 3 }"),
         ("parquet, 1 writer", "{ type: parquet, inputs: [flows], path: ./data, writers: 1 }"),
         ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }"),
+        ("parquet, plain integers", "{ type: parquet, inputs: [flows], path: ./data, integers: plain }"),
     ]
     .into_iter()
     .map(|(n, s)| (n.to_string(), s.to_string()))

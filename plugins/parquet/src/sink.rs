@@ -173,9 +173,12 @@ fn default_dictionary() -> Vec<String> {
 }
 
 /// The columns dictionary-encoded by default: the flow schema's
-/// low-cardinality ones.
+/// low-cardinality ones. A router has a handful of next hops and sees a
+/// few dozen combinations of TCP flags.
 pub const DEFAULT_DICTIONARY: &[&str] = &[
     "exporter",
+    "next_hop",
+    "tcp_flags",
     "observation_domain",
     "flow_version",
     "protocol",
