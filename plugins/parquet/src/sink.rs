@@ -59,8 +59,8 @@ pub struct ParquetConfig {
     /// How integer and timestamp columns outside `dictionary` are encoded:
     /// `delta` (DELTA_BINARY_PACKED, the default: neighbouring counters and
     /// times differ by little, so they pack to a few bits each, smaller and
-    /// cheaper than zstd over PLAIN) or `plain`. Every reader that matters
-    /// reads both; `plain` is for readers older than Spark 3.0.
+    /// cheaper than zstd over PLAIN) or `plain`. DuckDB, pyarrow and Spark
+    /// from 3.0 read both; `plain` is for older readers.
     #[serde(default)]
     pub integers: IntegerEncoding,
     /// Most files one writer has open at once (one per active partition);
