@@ -308,6 +308,7 @@ fn main() {
         ("parquet, 1 writer", "{ type: parquet, inputs: [flows], path: ./data, writers: 1 }"),
         ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }"),
         ("parquet, plain integers", "{ type: parquet, inputs: [flows], path: ./data, integers: plain }"),
+        ("parquet, binary addresses", "{ type: parquet, inputs: [flows], path: ./data, addresses: binary }"),
     ]
     .into_iter()
     .map(|(n, s)| (n.to_string(), s.to_string()))
