@@ -739,17 +739,8 @@ fn pack_indices(out: &mut Vec<u8>, indices: &[u32], width: u32) {
     let groups = indices.len().div_ceil(8);
     uleb128(out, ((groups as u64) << 1) | 1);
     out.reserve(groups * width as usize);
-    let (mut acc, mut bits) = (0u64, 0u32);
-    let padding = std::iter::repeat_n(0u32, groups * 8 - indices.len());
-    for i in indices.iter().copied().chain(padding) {
-        acc |= u64::from(i) << bits;
-        bits += width;
-        while bits >= 8 {
-            out.push(acc as u8);
-            acc >>= 8;
-            bits -= 8;
-        }
-    }
+    let padding = std::iter::repeat_n(0, groups * 8 - indices.len());
+    pack_bits(out, indices.iter().map(|&i| u64::from(i)).chain(padding), width);
 }
 
 /// Values per DELTA_BINARY_PACKED block, and miniblocks per block (the
@@ -800,24 +791,21 @@ fn delta_binary_packed(out: &mut Vec<u8>, values: &[u8], width: usize) {
         next += m;
         let min = deltas[..m].iter().copied().min().unwrap_or(0);
         uleb128(out, zigzag(min));
-        // Above the smallest delta, as unsigned: within the type's width,
-        // since both are deltas of that type (INT64 wraps, as readers do).
+        // Each delta above the smallest, as unsigned: within the type's
+        // width, since both are deltas of that type (INT64 wraps, as readers
+        // do). The last miniblock is padded to 32 values with zeros.
+        let mut above = [0u64; DELTA_BLOCK];
+        for (a, &d) in above.iter_mut().zip(&deltas[..m]) {
+            *a = d.wrapping_sub(min) as u64;
+        }
+        let minis = || above.chunks(DELTA_MINIBLOCK).take(m.div_ceil(DELTA_MINIBLOCK));
         let mut widths = [0u8; DELTA_MINIBLOCKS];
-        for (j, w) in widths.iter_mut().enumerate() {
-            let mini = &deltas[(j * DELTA_MINIBLOCK).min(m)..((j + 1) * DELTA_MINIBLOCK).min(m)];
-            let all = mini.iter().fold(0u64, |a, &d| a | d.wrapping_sub(min) as u64);
-            *w = (u64::BITS - all.leading_zeros()) as u8;
+        for (w, mini) in widths.iter_mut().zip(minis()) {
+            *w = (u64::BITS - mini.iter().fold(0, |a, &v| a | v).leading_zeros()) as u8;
         }
         out.extend_from_slice(&widths);
-        for (j, &w) in widths.iter().enumerate().take(m.div_ceil(DELTA_MINIBLOCK)) {
-            let mini = &deltas[j * DELTA_MINIBLOCK..((j + 1) * DELTA_MINIBLOCK).min(m)];
-            // The last miniblock is padded to 32 values (with zeros).
-            let padding = std::iter::repeat_n(min, DELTA_MINIBLOCK - mini.len());
-            pack_bits(
-                out,
-                mini.iter().copied().chain(padding).map(|d| d.wrapping_sub(min) as u64),
-                u32::from(w),
-            );
+        for (&w, mini) in widths.iter().zip(minis()) {
+            pack_bits(out, mini.iter().copied(), u32::from(w));
         }
     }
 }
