@@ -6,7 +6,12 @@
 //! ```sh
 //! cargo run --release -p spillway-parquet --example encode_loop [ROUNDS]
 //! # ENCODE_LOOP_OURS_ONLY=1: ours only; ENCODE_LOOP_BINARY=1: 16-byte
-//! # addresses; ENCODE_LOOP_PLAIN=1: PLAIN integers (default: delta)
+//! # addresses; ENCODE_LOOP_PLAIN=1: PLAIN integers (default: delta);
+//! # ENCODE_LOOP_DICTIONARY=low: dictionaries on the low-cardinality
+//! # columns only (the sink's default before they were weighed per chunk;
+//! # default: every column, as the sink); ENCODE_LOOP_INPUT=FILE: the
+//! # first 1,048,576 rows of a file the sink wrote (say, of the netflow
+//! # generator's records) instead of demo flows
 //! ```
 
 use std::sync::Arc;
@@ -27,6 +32,72 @@ fn cpu() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The sink's dictionary columns before each chunk weighed its dictionary
+/// (ENCODE_LOOP_DICTIONARY=low).
+const LOW_CARDINALITY: &[&str] = &[
+    "exporter",
+    "next_hop",
+    "tcp_flags",
+    "observation_domain",
+    "flow_version",
+    "protocol",
+    "tos",
+    "in_if",
+    "out_if",
+    "src_as",
+    "dst_as",
+    "src_mask",
+    "dst_mask",
+    "vlan",
+    "direction",
+    "sampling_rate",
+    "sampling_source",
+];
+
+/// 64 batches of 16,384 rows of a file the sink wrote, addresses back
+/// to 16 bytes.
+fn from_file(path: &std::path::Path) -> Vec<RecordBatch> {
+    use arrow::array::{Array, AsArray, FixedSizeBinaryArray};
+    let schema = spillway_core::schema::flow_schema();
+    let file = std::fs::File::open(path).expect("ENCODE_LOOP_INPUT opens");
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("a Parquet file")
+        .with_batch_size(16384)
+        .with_limit(64 * 16384)
+        .build()
+        .expect("a Parquet file");
+    reader
+        .map(|b| {
+            let b = b.expect("the file reads");
+            let columns: Vec<ArrayRef> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let c = b.column_by_name(f.name()).expect("a file of the flow schema");
+                    match (f.data_type(), c.data_type()) {
+                        (DataType::FixedSizeBinary(16), DataType::Utf8) => {
+                            let words = c.as_string::<i32>().iter().map(|s| {
+                                s.map(|s| {
+                                    let ip: std::net::IpAddr = s.parse().expect("address text");
+                                    match ip {
+                                        std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+                                        std::net::IpAddr::V6(a) => a.octets(),
+                                    }
+                                })
+                            });
+                            Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(words, 16).unwrap())
+                                as ArrayRef
+                        }
+                        _ => arrow::compute::cast(c, f.data_type()).expect("the flow schema's type"),
+                    }
+                })
+                .collect();
+            RecordBatch::try_new(schema.clone(), columns).expect("the flow schema")
+        })
+        .filter(|b| b.num_rows() == 16384)
+        .collect()
+}
+
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3);
     let mut g = spillway_debug::demo::FlowGenerator::new(
@@ -35,7 +106,10 @@ fn main() {
         1_767_225_600_000_000_000,
         Duration::from_micros(1),
     );
-    let batches: Vec<RecordBatch> = (0..64).map(|_| g.batch(16384)).collect();
+    let batches: Vec<RecordBatch> = match std::env::var_os("ENCODE_LOOP_INPUT") {
+        Some(path) => from_file(std::path::Path::new(&path)),
+        None => (0..64).map(|_| g.batch(16384)).collect(),
+    };
     let rows = (batches.len() * 16384) as f64;
     let input = batches[0].schema();
     let stored = Arc::new(Schema::new(
@@ -50,7 +124,11 @@ fn main() {
             })
             .collect::<Vec<_>>(),
     ));
-    let dictionary = spillway_parquet::DEFAULT_DICTIONARY;
+    let all: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
+    let dictionary = match std::env::var("ENCODE_LOOP_DICTIONARY").as_deref() {
+        Ok("low") => LOW_CARDINALITY,
+        _ => &all[..],
+    };
     for round in 1..=rounds {
         for (name, codec) in [
             ("none", Compression::UNCOMPRESSED),

@@ -165,6 +165,11 @@ impl Dict {
         }
         i
     }
+
+    /// Bytes of `n` indices into this dictionary, with its page.
+    fn encoded_size(&self, n: usize) -> usize {
+        self.bytes + (n * bit_width(self.values.len()) as usize).div_ceil(8)
+    }
 }
 
 /// One column chunk being encoded.
@@ -184,6 +189,9 @@ pub(crate) struct ColumnChunk {
     dict_active: bool,
     /// Whether any page used the dictionary.
     dict_used: bool,
+    /// Whether the dictionary has been weighed against PLAIN (on the first
+    /// page with values).
+    dict_weighed: bool,
     /// Whether any page is PLAIN.
     plain_used: bool,
     /// Whether integer pages that are not dictionary-encoded are
@@ -236,6 +244,7 @@ impl ColumnChunk {
             dict: props.dictionary_enabled(&path).then(Dict::new),
             dict_active: props.dictionary_enabled(&path),
             dict_used: false,
+            dict_weighed: false,
             plain_used: false,
             delta,
             delta_used: false,
@@ -349,6 +358,10 @@ impl ColumnChunk {
         if self.page_rows == 0 {
             return Ok(());
         }
+        if self.dict_active && !self.dict_weighed && !self.indices.is_empty() {
+            self.dict_weighed = true;
+            self.fall_back_unless_dictionary_pays();
+        }
         let buf = compressor.start();
         if self.optional {
             buf.extend_from_slice(&[0; 4]);
@@ -361,7 +374,12 @@ impl ColumnChunk {
             let levels = (buf.len() - 4) as u32;
             buf[..4].copy_from_slice(&levels.to_le_bytes());
         }
-        let encoding = if self.dict_active
+        let encoding = if self.dict_active && !self.dict_weighed {
+            // Only nulls so far, nothing to weigh the dictionary on: the
+            // page has no values, and needs no dictionary to hold them.
+            self.plain_used = true;
+            Encoding::PLAIN
+        } else if self.dict_active
             && let Some(dict) = self.dict.as_ref()
         {
             let width = bit_width(dict.values.len());
@@ -402,6 +420,46 @@ impl ColumnChunk {
         Ok(())
     }
 
+    /// Leaves dictionary encoding for the rest of the chunk when, on its
+    /// first page with values, the indices and the dictionary page come to
+    /// no fewer bytes than the page's values encoded without it (PLAIN, or
+    /// delta): parquet-mr's test, which weighs against PLAIN only. Those
+    /// values then go into the page, and no dictionary page is written.
+    /// Hashing every value of a column that a dictionary cannot shrink
+    /// (random addresses, counters) costs more than the rest of its
+    /// encoding; this bounds it to one page per chunk.
+    fn fall_back_unless_dictionary_pays(&mut self) {
+        let Some(dict) = self.dict.as_ref() else {
+            return;
+        };
+        debug_assert!(self.values.is_empty());
+        for &i in &self.indices {
+            put_plain(&mut self.values, self.kind, dict.values[i as usize]);
+        }
+        let without = if self.delta {
+            let mut packed = Vec::new();
+            delta_binary_packed(&mut packed, &self.values, self.kind.width());
+            packed.len()
+        } else {
+            self.values.len()
+        };
+        if dict.encoded_size(self.indices.len()) < without {
+            self.values.clear();
+            return;
+        }
+        // Every value of the page is in the dictionary, and only they are.
+        if self.stats {
+            for &v in &dict.values {
+                let o = Self::order(self.kind, v);
+                self.min = self.min.min(o);
+                self.max = self.max.max(o);
+            }
+        }
+        self.dict = None;
+        self.dict_active = false;
+        self.indices.clear();
+    }
+
     /// Finishes the chunk: its bytes (dictionary page first) and what the
     /// row group needs to know of it, offsets relative to those bytes.
     pub(crate) fn close(mut self, compressor: &mut Compressor) -> Result<(Bytes, ColumnCloseResult)> {
@@ -418,12 +476,7 @@ impl ColumnChunk {
                 })?;
                 let buf = compressor.start();
                 for &v in &dict.values {
-                    match self.kind {
-                        Kind::U32 => buf.extend_from_slice(&(v as u32).to_le_bytes()),
-                        Kind::U64 | Kind::I64 => buf.extend_from_slice(&(v as u64).to_le_bytes()),
-                        Kind::Fixed => buf.extend_from_slice(&v.to_be_bytes()),
-                        Kind::Text => put_text(buf, v),
-                    }
+                    put_plain(buf, self.kind, v);
                 }
                 let page = Page::DictionaryPage {
                     buf: Bytes::new(),
@@ -526,6 +579,16 @@ fn each_word(col: &dyn Array, at: usize, len: usize, nulls: Option<&NullBuffer>,
     match nulls {
         None => words.iter().for_each(|&w| f(u128::from_be_bytes(w))),
         Some(n) => n.valid_indices().for_each(|i| f(u128::from_be_bytes(words[i]))),
+    }
+}
+
+/// Value `v` of a column of `kind`, PLAIN.
+fn put_plain(out: &mut Vec<u8>, kind: Kind, v: u128) {
+    match kind {
+        Kind::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
+        Kind::U64 | Kind::I64 => out.extend_from_slice(&(v as u64).to_le_bytes()),
+        Kind::Fixed => out.extend_from_slice(&v.to_be_bytes()),
+        Kind::Text => put_text(out, v),
     }
 }
 

@@ -327,9 +327,13 @@ mod tests {
         }
     }
 
-    /// A file's batches, each column chunk's statistics and whether it
-    /// has DELTA_BINARY_PACKED pages, and rows per row group.
-    type ReadBack = (Vec<RecordBatch>, Vec<(String, Option<String>, bool)>, Vec<usize>);
+    /// A column chunk's path, statistics, whether it has
+    /// DELTA_BINARY_PACKED pages, whether it has a dictionary page, and
+    /// whether its values are all null.
+    type Chunk = (String, Option<String>, bool, bool, bool);
+
+    /// A file's batches, its column chunks, and rows per row group.
+    type ReadBack = (Vec<RecordBatch>, Vec<Chunk>, Vec<usize>);
 
     fn read(bytes: Bytes) -> ReadBack {
         let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(bytes.clone())
@@ -338,18 +342,76 @@ mod tests {
             .unwrap()
             .map(Result::unwrap)
             .collect();
+        let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
         let reader = SerializedFileReader::new(bytes).unwrap();
         let md = reader.metadata();
         let mut stats = Vec::new();
         let mut groups = Vec::new();
+        let mut first_row = 0;
         for rg in md.row_groups() {
-            groups.push(rg.num_rows() as usize);
-            for c in rg.columns() {
+            let rows = rg.num_rows() as usize;
+            groups.push(rows);
+            for (i, c) in rg.columns().iter().enumerate() {
                 let delta = c.encodings().any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED);
-                stats.push((c.column_path().string(), c.statistics().map(|s| format!("{s:?}")), delta));
+                let dict = c.dictionary_page_offset().is_some();
+                let all_null = all.column(i).slice(first_row, rows).null_count() == rows;
+                let s = c.statistics().map(|s| format!("{s:?}"));
+                stats.push((c.column_path().string(), s, delta, dict, all_null));
             }
+            first_row += rows;
         }
         (batches, stats, groups)
+    }
+
+    /// A dictionary is weighed against what the page would be without it:
+    /// a counter that climbs by 0 or 1 is a dictionary of half its rows
+    /// (fewer bytes than PLAIN, so parquet-mr would keep it) but a bit per
+    /// value as delta, so with delta integers it falls back; with PLAIN
+    /// ones it stays. Five ports keep their dictionary either way.
+    #[test]
+    fn dictionary_is_weighed_against_the_encoding_it_replaces() {
+        let input = spillway_core::schema::flow_schema();
+        let mut r = SplitMix64::new(11);
+        let n = 20_000;
+        let columns: Vec<ArrayRef> = input
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "sequence" => {
+                    Arc::new((0..n as u32).map(|i| Some(1_000_000 + i / 2)).collect::<UInt32Array>())
+                }
+                "dst_port" => column(f.data_type(), n, &mut r, 0, 5),
+                _ => column(f.data_type(), n, &mut r, 0, 0),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(input.clone(), columns).unwrap();
+        for delta in [true, false] {
+            let mut props = WriterProperties::builder()
+                .set_dictionary_enabled(false)
+                .set_column_dictionary_enabled(ColumnPath::from("sequence"), true)
+                .set_column_dictionary_enabled(ColumnPath::from("dst_port"), true);
+            if delta {
+                for c in ["sequence", "dst_port"] {
+                    props = props.set_column_encoding(
+                        ColumnPath::from(c),
+                        parquet::basic::Encoding::DELTA_BINARY_PACKED,
+                    );
+                }
+            }
+            let props = props.build();
+            let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
+            w.write(&batch).unwrap();
+            let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+            let chunk = |name: &str| chunks.iter().find(|c| c.0 == name).unwrap().clone();
+            assert_eq!(
+                (chunk("sequence").2, chunk("sequence").3),
+                (delta, !delta),
+                "sequence, delta {delta}"
+            );
+            assert_eq!((chunk("dst_port").2, chunk("dst_port").3), (false, true), "dst_port, delta {delta}");
+            let back = arrow::compute::concat_batches(&input, &back).unwrap();
+            assert_eq!(back, batch);
+        }
     }
 
     /// The same batches written by arrow-rs's writer and by ours read back
@@ -358,11 +420,16 @@ mod tests {
     /// (dictionaries that outgrow their limit), pages cut often, batches
     /// sliced, and integers PLAIN or DELTA_BINARY_PACKED (every other
     /// round; the chunks that have delta pages must be the same ones).
-    /// Values wrap, run, and climb by small steps.
+    /// Values wrap, run, and climb by small steps. Where the dictionary
+    /// does not pay on a chunk's first page ours leaves it (parquet-mr's
+    /// rule) and arrow-rs keeps it: those chunks must have no dictionary
+    /// page, and delta pages exactly when integers are delta; both outcomes
+    /// must occur.
     #[test]
     fn own_encoder_agrees_with_arrow_rs() {
         let input = spillway_core::schema::flow_schema();
         let mut r = SplitMix64::new(7);
+        let (mut fell_back, mut kept) = (0, 0);
         for round in 0..24u64 {
             let codec = match round % 4 {
                 0 => Compression::ZSTD(ZstdLevel::try_new(1).unwrap()),
@@ -446,7 +513,26 @@ mod tests {
             assert_eq!(ours.2, theirs.2, "round {round}: row groups");
             assert_eq!(ours.1.len(), theirs.1.len(), "round {round}: column chunks");
             for (a, b) in ours.1.iter().zip(&theirs.1) {
-                assert_eq!(a, b, "round {round}: statistics and delta pages");
+                assert_eq!((&a.0, &a.1), (&b.0, &b.1), "round {round}: statistics");
+                let ty = input.field_with_name(&a.0).unwrap().data_type();
+                if a.3 == b.3 {
+                    assert_eq!(a.2, b.2, "round {round}: delta pages of {}", a.0);
+                    // (Text columns are arrow-rs's on both sides.)
+                    kept += usize::from(a.3 && ty != &DataType::Utf8);
+                } else if a.4 {
+                    // Only nulls: ours needs no dictionary page for them.
+                    assert!(!a.3, "round {round}: {} has a dictionary of nothing", a.0);
+                } else {
+                    assert!(b.3 && !a.3, "round {round}: {} has a dictionary arrow-rs lacks", a.0);
+                    let integer = !matches!(ty, DataType::FixedSizeBinary(16) | DataType::Utf8);
+                    assert_eq!(
+                        a.2,
+                        delta && integer,
+                        "round {round}: delta pages of {} after falling back",
+                        a.0
+                    );
+                    fell_back += 1;
+                }
             }
             assert_eq!(ours.1.iter().any(|c| c.2), delta, "round {round}: delta pages");
             let (a, b) = (
@@ -458,5 +544,6 @@ mod tests {
                 assert_eq!(a.column(i).as_ref(), b.column(i).as_ref(), "round {round}: column {}", f.name());
             }
         }
+        assert!(fell_back > 0 && kept > 0, "dictionaries left {fell_back} times, kept {kept} times");
     }
 }

@@ -28,4 +28,4 @@ mod recover;
 mod sink;
 
 pub use recover::{INCOMPLETE_DIR, TMP_SUFFIX, recover};
-pub use sink::{AddressForm, DEFAULT_DICTIONARY, IntegerEncoding, ParquetConfig, Rotate};
+pub use sink::{AddressForm, IntegerEncoding, ParquetConfig, Rotate};

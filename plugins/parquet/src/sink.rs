@@ -56,7 +56,8 @@ pub struct ParquetConfig {
     /// v4-mapped; smaller and faster to filter by prefix).
     #[serde(default)]
     pub addresses: AddressForm,
-    /// How integer and timestamp columns outside `dictionary` are encoded:
+    /// How integer and timestamp columns are encoded where they have no
+    /// dictionary:
     /// `delta` (DELTA_BINARY_PACKED, the default: neighbouring counters and
     /// times differ by little, so they pack to a few bits each, smaller and
     /// cheaper than zstd over PLAIN) or `plain`. DuckDB, pyarrow and Spark
@@ -67,11 +68,13 @@ pub struct ParquetConfig {
     /// its oldest is closed when a new partition needs a file beyond this.
     #[serde(default = "default_max_open_files")]
     pub max_open_files: usize,
-    /// Columns written with dictionary encoding (worth it for few distinct
-    /// values). The default names the flow schema's low-cardinality columns;
-    /// names the input lacks are ignored.
-    #[serde(default = "default_dictionary")]
-    pub dictionary: Vec<String>,
+    /// Columns that may be dictionary-encoded; by default (unset) every
+    /// column. A column chunk keeps its dictionary only where its first
+    /// page with values is smaller that way than PLAIN or delta-packed
+    /// (so random addresses and counters leave it after one page); names
+    /// the input lacks are ignored, and `[]` turns dictionaries off.
+    #[serde(default)]
+    pub dictionary: Option<Vec<String>>,
     /// Files written at once, each by its own thread: batches go to them
     /// in turn (skipping a busy one when another has room), so each
     /// partition has this many files open. Encoding and
@@ -168,32 +171,6 @@ fn default_writers() -> usize {
 fn default_max_open_files() -> usize {
     256
 }
-fn default_dictionary() -> Vec<String> {
-    DEFAULT_DICTIONARY.iter().map(|s| s.to_string()).collect()
-}
-
-/// The columns dictionary-encoded by default: the flow schema's
-/// low-cardinality ones. A router has a handful of next hops and sees a
-/// few dozen combinations of TCP flags.
-pub const DEFAULT_DICTIONARY: &[&str] = &[
-    "exporter",
-    "next_hop",
-    "tcp_flags",
-    "observation_domain",
-    "flow_version",
-    "protocol",
-    "tos",
-    "in_if",
-    "out_if",
-    "src_as",
-    "dst_as",
-    "src_mask",
-    "dst_mask",
-    "vlan",
-    "direction",
-    "sampling_rate",
-    "sampling_source",
-];
 
 fn default_max_rows() -> u64 {
     10_000_000
@@ -281,15 +258,15 @@ impl SinkConfig for ParquetConfig {
             .set_compression(compression)
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_created_by(format!("spillway {}", env!("CARGO_PKG_VERSION")))
-            // Dictionary encoding pays off only on low-cardinality columns and
-            // costs ~40% of the write time when tried on all of them.
-            .set_dictionary_enabled(false)
+            // Every column by default: each chunk weighs its dictionary on
+            // its first page (encode.rs) and leaves it where it does not pay.
+            .set_dictionary_enabled(self.dictionary.is_none())
             .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Chunk);
-        let props = self.dictionary.iter().fold(props, |p, c| {
+        let props = self.dictionary.iter().flatten().fold(props, |p, c| {
             p.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(c.as_str()), true)
         });
-        // Integer columns (dictionary ones too: this is their fallback
-        // when the dictionary outgrows its page).
+        // Integer columns, where a chunk leaves its dictionary or has none
+        // (and after a dictionary outgrows its page).
         let props = match self.integers {
             IntegerEncoding::Plain => props,
             IntegerEncoding::Delta => {
