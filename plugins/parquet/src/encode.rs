@@ -820,38 +820,45 @@ const DELTA_MINIBLOCK: usize = DELTA_BLOCK / DELTA_MINIBLOCKS;
 /// INT64), as readers add them, so any values round-trip; counters and
 /// timestamps, whose neighbours are close, pack to a few bits each.
 fn delta_binary_packed(out: &mut Vec<u8>, values: &[u8], width: usize) {
-    let n = values.len() / width;
-    let value = |i: usize| -> i64 {
-        let b = &values[i * width..(i + 1) * width];
-        if width == 4 {
+    if width == 4 {
+        delta_packed::<4>(out, values);
+    } else {
+        delta_packed::<8>(out, values);
+    }
+}
+
+/// [`delta_binary_packed`] of `W`-byte values.
+fn delta_packed<const W: usize>(out: &mut Vec<u8>, values: &[u8]) {
+    let n = values.len() / W;
+    let mut values = values.chunks_exact(W).map(|b| -> i64 {
+        if W == 4 {
             i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         } else {
             i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
         }
-    };
-    // The delta in the physical type, widened.
-    let delta = |prev: i64, v: i64| -> i64 {
-        if width == 4 { i64::from((v as i32).wrapping_sub(prev as i32)) } else { v.wrapping_sub(prev) }
-    };
+    });
     let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
     uleb128(out, DELTA_BLOCK as u64);
     uleb128(out, DELTA_MINIBLOCKS as u64);
     uleb128(out, n as u64);
-    let Some(mut prev) = (n > 0).then(|| value(0)) else {
+    let Some(mut prev) = values.next() else {
         uleb128(out, 0);
         return;
     };
     uleb128(out, zigzag(prev));
     let mut deltas = [0i64; DELTA_BLOCK];
-    let mut next = 1;
-    while next < n {
-        let m = (n - next).min(DELTA_BLOCK);
-        for (i, d) in deltas[..m].iter_mut().enumerate() {
-            let v = value(next + i);
-            *d = delta(prev, v);
+    loop {
+        let mut m = 0;
+        for v in values.by_ref().take(DELTA_BLOCK) {
+            // The delta in the physical type, widened.
+            deltas[m] =
+                if W == 4 { i64::from((v as i32).wrapping_sub(prev as i32)) } else { v.wrapping_sub(prev) };
             prev = v;
+            m += 1;
         }
-        next += m;
+        if m == 0 {
+            return;
+        }
         let min = deltas[..m].iter().copied().min().unwrap_or(0);
         uleb128(out, zigzag(min));
         // Each delta above the smallest, as unsigned: within the type's
@@ -861,16 +868,44 @@ fn delta_binary_packed(out: &mut Vec<u8>, values: &[u8], width: usize) {
         for (a, &d) in above.iter_mut().zip(&deltas[..m]) {
             *a = d.wrapping_sub(min) as u64;
         }
-        let minis = || above.chunks(DELTA_MINIBLOCK).take(m.div_ceil(DELTA_MINIBLOCK));
+        let minis = m.div_ceil(DELTA_MINIBLOCK);
         let mut widths = [0u8; DELTA_MINIBLOCKS];
-        for (w, mini) in widths.iter_mut().zip(minis()) {
+        for (w, mini) in widths.iter_mut().zip(above.chunks_exact(DELTA_MINIBLOCK)).take(minis) {
             *w = (u64::BITS - mini.iter().fold(0, |a, &v| a | v).leading_zeros()) as u8;
         }
         out.extend_from_slice(&widths);
-        for (&w, mini) in widths.iter().zip(minis()) {
-            pack_bits(out, mini.iter().copied(), u32::from(w));
+        for (&w, mini) in widths.iter().zip(above.chunks_exact(DELTA_MINIBLOCK)).take(minis) {
+            pack32(out, mini.try_into().expect("32 values"), u32::from(w));
         }
     }
+}
+
+/// 32 values bit-packed, `width` bits each, LSB first: `4 * width` bytes,
+/// written a 64-bit word at a time.
+fn pack32(out: &mut Vec<u8>, values: &[u64; 32], width: u32) {
+    if width == 0 {
+        return;
+    }
+    let start = out.len();
+    out.resize(start + 4 * width as usize, 0);
+    let mut dst = out[start..].chunks_exact_mut(8);
+    let (mut acc, mut bits) = (0u64, 0u32);
+    for &v in values {
+        acc |= v << bits;
+        bits += width;
+        if bits >= 64 {
+            if let Some(d) = dst.next() {
+                d.copy_from_slice(&acc.to_le_bytes());
+            }
+            bits -= 64;
+            // The bits of `v` that did not fit (none when it ended the word).
+            acc = if bits == 0 { 0 } else { v >> (width - bits) };
+        }
+    }
+    // An odd width leaves half a word.
+    let rest = dst.into_remainder();
+    let len = rest.len();
+    rest.copy_from_slice(&acc.to_le_bytes()[..len]);
 }
 
 /// `values` bit-packed, `width` bits each, LSB first (a whole number of
