@@ -166,9 +166,15 @@ impl Dict {
         i
     }
 
-    /// Bytes of `n` indices into this dictionary, with its page.
-    fn encoded_size(&self, n: usize) -> usize {
-        self.bytes + (n * bit_width(self.values.len()) as usize).div_ceil(8)
+    /// Bytes of `indices` into this dictionary as [`pack_indices`] writes
+    /// them (one run when they are all the same), with its page.
+    fn encoded_size(&self, indices: &[u32]) -> usize {
+        let width = bit_width(self.values.len()) as usize;
+        let packed = match indices.first() {
+            Some(&first) if indices.iter().all(|&i| i == first) => 10 + width.div_ceil(8),
+            _ => (indices.len() * width).div_ceil(8),
+        };
+        self.bytes + packed
     }
 }
 
@@ -443,7 +449,7 @@ impl ColumnChunk {
         } else {
             self.values.len()
         };
-        if dict.encoded_size(self.indices.len()) < without {
+        if dict.encoded_size(&self.indices) < without {
             self.values.clear();
             return;
         }

@@ -412,7 +412,8 @@ mod tests {
     /// a counter that climbs by 0 or 1 is a dictionary of half its rows
     /// (fewer bytes than PLAIN, so parquet-mr would keep it) but a bit per
     /// value as delta, so with delta integers it falls back; with PLAIN
-    /// ones it stays. Five ports keep their dictionary either way.
+    /// ones it stays. Five ports keep their dictionary either way, and so
+    /// does a constant (one run of indices, smaller than delta's blocks).
     #[test]
     fn dictionary_is_weighed_against_the_encoding_it_replaces() {
         let input = spillway_core::schema::flow_schema();
@@ -426,6 +427,7 @@ mod tests {
                     Arc::new((0..n as u32).map(|i| Some(1_000_000 + i / 2)).collect::<UInt32Array>())
                 }
                 "dst_port" => column(f.data_type(), n, &mut r, 0, 5),
+                "tos" => column(f.data_type(), n, &mut r, 0, 1),
                 _ => column(f.data_type(), n, &mut r, 0, 0),
             })
             .collect();
@@ -434,9 +436,10 @@ mod tests {
             let mut props = WriterProperties::builder()
                 .set_dictionary_enabled(false)
                 .set_column_dictionary_enabled(ColumnPath::from("sequence"), true)
-                .set_column_dictionary_enabled(ColumnPath::from("dst_port"), true);
+                .set_column_dictionary_enabled(ColumnPath::from("dst_port"), true)
+                .set_column_dictionary_enabled(ColumnPath::from("tos"), true);
             if delta {
-                for c in ["sequence", "dst_port"] {
+                for c in ["sequence", "dst_port", "tos"] {
                     props = props.set_column_encoding(
                         ColumnPath::from(c),
                         parquet::basic::Encoding::DELTA_BINARY_PACKED,
@@ -454,6 +457,7 @@ mod tests {
                 "sequence, delta {delta}"
             );
             assert_eq!((chunk("dst_port").2, chunk("dst_port").3), (false, true), "dst_port, delta {delta}");
+            assert_eq!((chunk("tos").2, chunk("tos").3), (false, true), "tos, delta {delta}");
             let back = arrow::compute::concat_batches(&input, &back).unwrap();
             assert_eq!(back, batch);
         }
