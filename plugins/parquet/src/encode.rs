@@ -184,6 +184,8 @@ pub(crate) struct ColumnChunk {
     kind: Kind,
     optional: bool,
     stats: bool,
+    /// The chunk's codec: the configured one, or none where it does not
+    /// pay (see `codec_pays`).
     codec: Compression,
     page_rows_limit: usize,
     page_bytes_limit: usize,
@@ -402,7 +404,7 @@ impl ColumnChunk {
             self.plain_used = true;
             Encoding::PLAIN
         };
-        let page = Page::DataPage {
+        let header = || Page::DataPage {
             buf: Bytes::new(),
             num_values: self.page_rows as u32,
             encoding,
@@ -410,7 +412,15 @@ impl ColumnChunk {
             rep_level_encoding: Encoding::RLE,
             statistics: None,
         };
-        let page = compressor.finish(page, self.codec)?;
+        let mut page = compressor.finish(header(), self.codec)?;
+        if self.pages.is_empty() && self.codec != Compression::UNCOMPRESSED && !self.dict_active {
+            let values = self.page_nulls < self.page_rows;
+            if values && !Self::codec_pays(&page) {
+                // The page is still in the compressor, as it was.
+                self.codec = Compression::UNCOMPRESSED;
+                page = compressor.finish(header(), self.codec)?;
+            }
+        }
         self.page_bytes += page.compressed_size();
         self.pages.push(page);
         self.valid.clear();
@@ -424,6 +434,21 @@ impl ColumnChunk {
             self.dict_active = false;
         }
         Ok(())
+    }
+
+    /// Whether the chunk's codec pays, judged by its first page (`page`,
+    /// compressed): whether it saves at least a sixteenth of the page's
+    /// bytes. Where it does not (delta-packed random values: ports,
+    /// counters), the chunk is stored uncompressed, and neither writer nor
+    /// reader spends time on a codec that saves nothing. Every page of a
+    /// chunk has the chunk's codec, so the first page decides, and only
+    /// without a dictionary: one that outgrows its limit later turns the
+    /// pages after it PLAIN, which compress well even where the indices
+    /// before did not. A page with no values shows nothing and keeps the
+    /// codec.
+    fn codec_pays(page: &CompressedPage) -> bool {
+        let (raw, packed) = (page.uncompressed_size(), page.compressed_size());
+        raw.saturating_sub(packed) * 16 >= raw
     }
 
     /// Leaves dictionary encoding for the rest of the chunk when, on its
@@ -969,33 +994,13 @@ impl Compressor {
     /// `page` with the assembled bytes as its contents, compressed by
     /// `codec`.
     fn finish(&mut self, page: Page, codec: Compression) -> Result<CompressedPage> {
-        let data = &self.page;
-        let raw = data.len();
-        let out = &mut self.out;
-        let n = match codec {
-            Compression::UNCOMPRESSED => {
-                out.clear();
-                out.extend_from_slice(data);
-                raw
-            }
-            Compression::ZSTD(_) => {
-                let z = self.zstd.as_mut().ok_or_else(|| ParquetError::General("no zstd context".into()))?;
-                out.clear();
-                out.reserve(zstd::zstd_safe::compress_bound(raw));
-                z.compress_to_buffer(data, out).map_err(|e| ParquetError::General(format!("zstd: {e}")))?
-            }
-            Compression::LZ4_RAW => {
-                out.resize(lz4_flex::block::get_maximum_output_size(raw), 0);
-                lz4_flex::block::compress_into(data, out)
-                    .map_err(|e| ParquetError::General(format!("lz4: {e}")))?
-            }
-            Compression::SNAPPY => {
-                out.resize(snap::raw::max_compress_len(raw), 0);
-                self.snappy.compress(data, out).map_err(|e| ParquetError::General(format!("snappy: {e}")))?
-            }
-            other => return Err(ParquetError::General(format!("codec {other} is not offered"))),
+        let raw = self.page.len();
+        let buf = if codec == Compression::UNCOMPRESSED {
+            Bytes::copy_from_slice(&self.page)
+        } else {
+            let n = Self::compress(&self.page, &mut self.out, codec, &mut self.zstd, &mut self.snappy)?;
+            Bytes::copy_from_slice(&self.out[..n])
         };
-        let buf = Bytes::copy_from_slice(&out[..n]);
         let page = match page {
             Page::DataPage {
                 num_values,
@@ -1018,6 +1023,40 @@ impl Compressor {
             Page::DataPageV2 { .. } => return Err(ParquetError::General("no v2 pages here".into())),
         };
         Ok(CompressedPage::new(page, raw))
+    }
+
+    /// `data` compressed by `codec` into `out`; returns its length there.
+    fn compress(
+        data: &[u8],
+        out: &mut Vec<u8>,
+        codec: Compression,
+        zstd: &mut Option<zstd::bulk::Compressor<'static>>,
+        snappy: &mut snap::raw::Encoder,
+    ) -> Result<usize> {
+        let raw = data.len();
+        Ok(match codec {
+            Compression::UNCOMPRESSED => {
+                out.clear();
+                out.extend_from_slice(data);
+                raw
+            }
+            Compression::ZSTD(_) => {
+                let z = zstd.as_mut().ok_or_else(|| ParquetError::General("no zstd context".into()))?;
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(raw));
+                z.compress_to_buffer(data, out).map_err(|e| ParquetError::General(format!("zstd: {e}")))?
+            }
+            Compression::LZ4_RAW => {
+                out.resize(lz4_flex::block::get_maximum_output_size(raw), 0);
+                lz4_flex::block::compress_into(data, out)
+                    .map_err(|e| ParquetError::General(format!("lz4: {e}")))?
+            }
+            Compression::SNAPPY => {
+                out.resize(snap::raw::max_compress_len(raw), 0);
+                snappy.compress(data, out).map_err(|e| ParquetError::General(format!("snappy: {e}")))?
+            }
+            other => return Err(ParquetError::General(format!("codec {other} is not offered"))),
+        })
     }
 }
 

@@ -327,12 +327,21 @@ mod tests {
         }
     }
 
-    /// A column chunk's path, statistics, whether it has
-    /// DELTA_BINARY_PACKED pages, whether it has a dictionary page, and
-    /// whether its values are all null.
-    type Chunk = (String, Option<String>, bool, bool, bool);
+    /// What a test checks of a column chunk.
+    #[derive(Debug, Clone)]
+    struct Chunk {
+        path: String,
+        statistics: Option<String>,
+        /// Whether it has DELTA_BINARY_PACKED pages.
+        delta: bool,
+        /// Whether it has a dictionary page.
+        dict: bool,
+        /// Whether its values are all null.
+        all_null: bool,
+        /// Whether it is compressed.
+        compressed: bool,
+    }
 
-    /// A file's batches, its column chunks, and rows per row group.
     type ReadBack = (Vec<RecordBatch>, Vec<Chunk>, Vec<usize>);
 
     fn read(bytes: Bytes) -> ReadBack {
@@ -355,8 +364,14 @@ mod tests {
                 let delta = c.encodings().any(|e| e == parquet::basic::Encoding::DELTA_BINARY_PACKED);
                 let dict = c.dictionary_page_offset().is_some();
                 let all_null = all.column(i).slice(first_row, rows).null_count() == rows;
-                let s = c.statistics().map(|s| format!("{s:?}"));
-                stats.push((c.column_path().string(), s, delta, dict, all_null));
+                stats.push(Chunk {
+                    path: c.column_path().string(),
+                    statistics: c.statistics().map(|s| format!("{s:?}")),
+                    delta,
+                    dict,
+                    all_null,
+                    compressed: c.compression() != Compression::UNCOMPRESSED,
+                });
             }
             first_row += rows;
         }
@@ -373,7 +388,7 @@ mod tests {
         let n = 65 * 128 + 77;
         let width = |i: usize| (i / 128) as u32;
         let (mut seq, mut bytes) = (0u32, 0u64);
-        let mut step = |r: &mut SplitMix64, w: u32| if w == 0 { 0 } else { r.next_u64() >> (64 - w) };
+        let step = |r: &mut SplitMix64, w: u32| if w == 0 { 0 } else { r.next_u64() >> (64 - w) };
         let mut sequence = Vec::new();
         let mut counter = Vec::new();
         for i in 0..n {
@@ -403,8 +418,57 @@ mod tests {
         w.write(&batch).unwrap();
         let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
         for c in ["sequence", "bytes"] {
-            assert!(chunks.iter().any(|k| k.0 == c && k.2), "{c} is delta-packed");
+            assert!(chunks.iter().any(|k| k.path == c && k.delta), "{c} is delta-packed");
         }
+        assert_eq!(arrow::compute::concat_batches(&input, &back).unwrap(), batch);
+    }
+
+    /// A chunk keeps its codec only where it pays: random counters,
+    /// delta-packed, are stored uncompressed; addresses as 16 bytes, whose
+    /// IPv4 prefix zstd squeezes, stay compressed; the file reads back.
+    /// A chunk with a dictionary keeps the codec, though indices of random
+    /// values do not compress: when the dictionary outgrows its limit the
+    /// pages after it are PLAIN, and compress.
+    #[test]
+    fn codec_is_kept_only_where_it_pays() {
+        let input = spillway_core::schema::flow_schema();
+        let mut r = SplitMix64::new(3);
+        let n = 50_000;
+        let columns: Vec<ArrayRef> = input
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                "bytes" | "src_addr" => column(f.data_type(), n, &mut r, 0, 0),
+                "dst_addr" => column(f.data_type(), n, &mut r, 0, 5000),
+                _ => column(f.data_type(), n, &mut r, 0, 1),
+            })
+            .collect();
+        let batch = RecordBatch::try_new(input.clone(), columns).unwrap();
+        for codec in [Compression::ZSTD(ZstdLevel::try_new(1).unwrap()), Compression::LZ4_RAW] {
+            let props = WriterProperties::builder()
+                .set_compression(codec)
+                .set_dictionary_enabled(false)
+                .set_column_encoding(ColumnPath::from("bytes"), parquet::basic::Encoding::DELTA_BINARY_PACKED)
+                .build();
+            let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
+            w.write(&batch).unwrap();
+            let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+            let compressed = |name: &str| chunks.iter().find(|c| c.path == name).unwrap().compressed;
+            assert!(!compressed("bytes"), "{codec}: random counters stored as they are");
+            assert!(compressed("src_addr"), "{codec}: addresses compressed");
+            assert_eq!(arrow::compute::concat_batches(&input, &back).unwrap(), batch);
+        }
+        let props = WriterProperties::builder()
+            .set_dictionary_enabled(false)
+            .set_column_dictionary_enabled(ColumnPath::from("dst_addr"), true)
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
+            .set_dictionary_page_size_limit(40_000)
+            .build();
+        let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
+        w.write(&batch).unwrap();
+        let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+        let dst = chunks.iter().find(|c| c.path == "dst_addr").unwrap();
+        assert!(dst.dict && dst.compressed, "{dst:?}");
         assert_eq!(arrow::compute::concat_batches(&input, &back).unwrap(), batch);
     }
 
@@ -450,14 +514,13 @@ mod tests {
             let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
             w.write(&batch).unwrap();
             let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
-            let chunk = |name: &str| chunks.iter().find(|c| c.0 == name).unwrap().clone();
-            assert_eq!(
-                (chunk("sequence").2, chunk("sequence").3),
-                (delta, !delta),
-                "sequence, delta {delta}"
-            );
-            assert_eq!((chunk("dst_port").2, chunk("dst_port").3), (false, true), "dst_port, delta {delta}");
-            assert_eq!((chunk("tos").2, chunk("tos").3), (false, true), "tos, delta {delta}");
+            let chunk = |name: &str| {
+                let c = chunks.iter().find(|c| c.path == name).unwrap();
+                (c.delta, c.dict)
+            };
+            assert_eq!(chunk("sequence"), (delta, !delta), "sequence, delta {delta}");
+            assert_eq!(chunk("dst_port"), (false, true), "dst_port, delta {delta}");
+            assert_eq!(chunk("tos"), (false, true), "tos, delta {delta}");
             let back = arrow::compute::concat_batches(&input, &back).unwrap();
             assert_eq!(back, batch);
         }
@@ -473,12 +536,14 @@ mod tests {
     /// does not pay on a chunk's first page ours leaves it (parquet-mr's
     /// rule) and arrow-rs keeps it: those chunks must have no dictionary
     /// page, and delta pages exactly when integers are delta; both outcomes
-    /// must occur.
+    /// must occur. Ours stores chunks uncompressed where the codec does not
+    /// pay, and that too must happen, and not always.
     #[test]
     fn own_encoder_agrees_with_arrow_rs() {
         let input = spillway_core::schema::flow_schema();
         let mut r = SplitMix64::new(7);
         let (mut fell_back, mut kept) = (0, 0);
+        let (mut compressed, mut uncompressed) = (0, 0);
         for round in 0..24u64 {
             let codec = match round % 4 {
                 0 => Compression::ZSTD(ZstdLevel::try_new(1).unwrap()),
@@ -562,28 +627,39 @@ mod tests {
             assert_eq!(ours.2, theirs.2, "round {round}: row groups");
             assert_eq!(ours.1.len(), theirs.1.len(), "round {round}: column chunks");
             for (a, b) in ours.1.iter().zip(&theirs.1) {
-                assert_eq!((&a.0, &a.1), (&b.0, &b.1), "round {round}: statistics");
-                let ty = input.field_with_name(&a.0).unwrap().data_type();
-                if a.3 == b.3 {
-                    assert_eq!(a.2, b.2, "round {round}: delta pages of {}", a.0);
-                    // (Text columns are arrow-rs's on both sides.)
-                    kept += usize::from(a.3 && ty != &DataType::Utf8);
-                } else if a.4 {
+                assert_eq!((&a.path, &a.statistics), (&b.path, &b.statistics), "round {round}: statistics");
+                let ty = input.field_with_name(&a.path).unwrap().data_type();
+                // (Text columns are arrow-rs's on both sides.)
+                let own = ty != &DataType::Utf8;
+                if a.dict == b.dict {
+                    assert_eq!(a.delta, b.delta, "round {round}: delta pages of {}", a.path);
+                    kept += usize::from(a.dict && own);
+                } else if a.all_null {
                     // Only nulls: ours needs no dictionary page for them.
-                    assert!(!a.3, "round {round}: {} has a dictionary of nothing", a.0);
+                    assert!(!a.dict, "round {round}: {} has a dictionary of nothing", a.path);
                 } else {
-                    assert!(b.3 && !a.3, "round {round}: {} has a dictionary arrow-rs lacks", a.0);
+                    assert!(b.dict && !a.dict, "round {round}: {} has a dictionary arrow-rs lacks", a.path);
                     let integer = !matches!(ty, DataType::FixedSizeBinary(16) | DataType::Utf8);
                     assert_eq!(
-                        a.2,
+                        a.delta,
                         delta && integer,
                         "round {round}: delta pages of {} after falling back",
-                        a.0
+                        a.path
                     );
                     fell_back += 1;
                 }
+                // Ours stores a chunk uncompressed where the codec does not
+                // pay; arrow-rs always compresses.
+                assert_eq!(b.compressed, codec != Compression::UNCOMPRESSED, "round {round}: {}", b.path);
+                if !own || !b.compressed {
+                    assert_eq!(a.compressed, b.compressed, "round {round}: codec of {}", a.path);
+                } else if a.compressed {
+                    compressed += 1;
+                } else {
+                    uncompressed += 1;
+                }
             }
-            assert_eq!(ours.1.iter().any(|c| c.2), delta, "round {round}: delta pages");
+            assert_eq!(ours.1.iter().any(|c| c.delta), delta, "round {round}: delta pages");
             let (a, b) = (
                 arrow::compute::concat_batches(&stored, &ours.0).unwrap(),
                 arrow::compute::concat_batches(&stored, &theirs.0).unwrap(),
@@ -594,5 +670,6 @@ mod tests {
             }
         }
         assert!(fell_back > 0 && kept > 0, "dictionaries left {fell_back} times, kept {kept} times");
+        assert!(compressed > 0 && uncompressed > 0, "chunks compressed {compressed}, stored {uncompressed}");
     }
 }

@@ -43,7 +43,9 @@ pub struct ParquetConfig {
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
     /// Page compression: `zstd` (the default), `lz4` (LZ4_RAW: several
-    /// times cheaper to write, larger files), `snappy` or `none`.
+    /// times cheaper to write, larger files), `snappy` or `none`. A column
+    /// chunk without a dictionary that the codec does not shrink by a
+    /// sixteenth on its first page is stored uncompressed.
     #[serde(default)]
     pub compression: Codec,
     /// zstd level, 1 (fast; the default) to 22 (small); only with
