@@ -309,6 +309,13 @@ fn main() {
         ("parquet, lz4", "{ type: parquet, inputs: [flows], path: ./data, compression: lz4 }"),
         ("parquet, plain integers", "{ type: parquet, inputs: [flows], path: ./data, integers: plain }"),
         ("parquet, binary addresses", "{ type: parquet, inputs: [flows], path: ./data, addresses: binary }"),
+        // The dictionary columns before each chunk weighed its dictionary.
+        (
+            "parquet, low-card dictionaries",
+            "{ type: parquet, inputs: [flows], path: ./data, dictionary: [exporter, next_hop, tcp_flags, \
+             observation_domain, flow_version, protocol, tos, in_if, out_if, src_as, dst_as, src_mask, \
+             dst_mask, vlan, direction, sampling_rate, sampling_source] }",
+        ),
     ]
     .into_iter()
     .map(|(n, s)| (n.to_string(), s.to_string()))

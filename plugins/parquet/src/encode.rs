@@ -136,9 +136,22 @@ impl Dict {
     }
 
     /// The index of `v`, added when new. (Runs of one value are looked up
-    /// once by the caller, [`dict_indices`].)
-    #[inline]
+    /// once by the caller, [`dict_indices`].) A small value already in the
+    /// dictionary, the common case, is one load.
+    #[inline(always)]
     fn key(&mut self, v: u128, kind: Kind) -> u32 {
+        if v < SMALL as u128
+            && let Some(&slot) = self.small.get(v as usize)
+            && slot != 0
+        {
+            return slot - 1;
+        }
+        self.add(v, kind)
+    }
+
+    /// [`key`](Self::key) of a value that is new or not small.
+    #[inline(never)]
+    fn add(&mut self, v: u128, kind: Kind) -> u32 {
         let next = self.values.len() as u32;
         let i = if v < SMALL as u128 {
             if self.small.is_empty() {
@@ -861,34 +874,36 @@ fn delta_binary_packed(out: &mut Vec<u8>, values: &[u8], width: usize) {
 /// [`delta_binary_packed`] of `W`-byte values.
 fn delta_packed<const W: usize>(out: &mut Vec<u8>, values: &[u8]) {
     let n = values.len() / W;
-    let mut values = values.chunks_exact(W).map(|b| -> i64 {
+    let read = |b: &[u8]| -> i64 {
         if W == 4 {
             i64::from(i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         } else {
             i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
         }
-    });
+    };
     let zigzag = |v: i64| ((v << 1) ^ (v >> 63)) as u64;
     uleb128(out, DELTA_BLOCK as u64);
     uleb128(out, DELTA_MINIBLOCKS as u64);
     uleb128(out, n as u64);
-    let Some(mut prev) = values.next() else {
+    if n == 0 {
         uleb128(out, 0);
         return;
-    };
-    uleb128(out, zigzag(prev));
+    }
+    uleb128(out, zigzag(read(&values[..W])));
+    // A block's values after the one before them, and their deltas: fixed
+    // arrays, one loop each, which the compiler unrolls and vectorizes.
+    let mut block = [0i64; DELTA_BLOCK + 1];
     let mut deltas = [0i64; DELTA_BLOCK];
-    loop {
-        let mut m = 0;
-        for v in values.by_ref().take(DELTA_BLOCK) {
-            // The delta in the physical type, widened.
-            deltas[m] =
-                if W == 4 { i64::from((v as i32).wrapping_sub(prev as i32)) } else { v.wrapping_sub(prev) };
-            prev = v;
-            m += 1;
+    let mut next = 1;
+    while next < n {
+        let m = (n - next).min(DELTA_BLOCK);
+        for (v, b) in block.iter_mut().zip(values[(next - 1) * W..(next + m) * W].chunks_exact(W)) {
+            *v = read(b);
         }
-        if m == 0 {
-            return;
+        next += m;
+        // The delta in the physical type, widened.
+        for ((d, &v), &prev) in deltas.iter_mut().zip(&block[1..]).zip(&block[..DELTA_BLOCK]) {
+            *d = if W == 4 { i64::from((v as i32).wrapping_sub(prev as i32)) } else { v.wrapping_sub(prev) };
         }
         let min = deltas[..m].iter().copied().min().unwrap_or(0);
         uleb128(out, zigzag(min));
