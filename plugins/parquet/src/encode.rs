@@ -426,7 +426,7 @@ impl ColumnChunk {
             statistics: None,
         };
         let mut page = compressor.finish(header(), self.codec)?;
-        if self.pages.is_empty() && self.codec != Compression::UNCOMPRESSED && !self.dict_active {
+        if self.pages.is_empty() && self.codec != Compression::UNCOMPRESSED && self.dictionary_settled() {
             let values = self.page_nulls < self.page_rows;
             if values && !Self::codec_pays(&page) {
                 // The page is still in the compressor, as it was.
@@ -455,13 +455,27 @@ impl ColumnChunk {
     /// counters), the chunk is stored uncompressed, and neither writer nor
     /// reader spends time on a codec that saves nothing. Every page of a
     /// chunk has the chunk's codec, so the first page decides, and only
-    /// without a dictionary: one that outgrows its limit later turns the
-    /// pages after it PLAIN, which compress well even where the indices
-    /// before did not. A page with no values shows nothing and keeps the
-    /// codec.
+    /// where the encoding will not change (see `dictionary_settled`). A
+    /// page with no values shows nothing and keeps the codec.
     fn codec_pays(page: &CompressedPage) -> bool {
         let (raw, packed) = (page.uncompressed_size(), page.compressed_size());
         raw.saturating_sub(packed) * 16 >= raw
+    }
+
+    /// Whether the pages after this one will be encoded as it is: there is
+    /// no dictionary, or its values repeat at least 16 times on the page
+    /// and it has used at most a sixteenth of its limit (interfaces, AS
+    /// numbers, a customer's addresses). A dictionary that outgrows its
+    /// limit turns the pages after it PLAIN, which compress well even where
+    /// the indices before did not, so the codec stays for any other.
+    fn dictionary_settled(&self) -> bool {
+        match &self.dict {
+            Some(d) if self.dict_active => {
+                d.values.len() * 16 <= self.page_rows - self.page_nulls
+                    && d.bytes * 16 <= self.dict_bytes_limit
+            }
+            _ => true,
+        }
     }
 
     /// Leaves dictionary encoding for the rest of the chunk when, on its
