@@ -1,6 +1,6 @@
 //! Column chunks of the flow schema's own column types, encoded here
-//! rather than by arrow-rs: unsigned integers and timestamps, and
-//! addresses (as text or as 16 bytes).
+//! rather than by arrow-rs: unsigned integers and timestamps, addresses
+//! (as text or as 16 bytes), and strings where a dictionary may be used.
 //!
 //! arrow-rs's writer is general (nested data, any type), and that costs:
 //! every value of every column goes through definition levels, a gather of
@@ -52,18 +52,31 @@ enum Kind {
     Text,
     /// 16-byte addresses as FIXED_LEN_BYTE_ARRAY(16).
     Fixed,
+    /// Strings of a dictionary column as BYTE_ARRAY (UTF-8), such as
+    /// `sampling_source`: a message's records share one, so a dictionary
+    /// with runs looked up once costs next to nothing (arrow-rs's interns
+    /// every value). A value's index into the dictionary's texts is its
+    /// `u128`.
+    Str,
 }
 
 impl Kind {
     /// The kind for input type `input` written as a column of `descr`, or
     /// `None` when arrow-rs should write it.
-    fn of(input: &DataType, stored: &DataType, descr: &ColumnDescPtr, stats: bool) -> Option<Kind> {
+    fn of(
+        input: &DataType,
+        stored: &DataType,
+        descr: &ColumnDescPtr,
+        stats: bool,
+        dict: bool,
+    ) -> Option<Kind> {
         let physical = descr.physical_type();
         let kind = match (input, stored, physical) {
             (DataType::UInt8 | DataType::UInt16 | DataType::UInt32, _, PhysicalType::INT32) => Kind::U32,
             (DataType::UInt64, _, PhysicalType::INT64) => Kind::U64,
             (DataType::Timestamp(TimeUnit::Nanosecond, _), _, PhysicalType::INT64) => Kind::I64,
             (DataType::FixedSizeBinary(16), DataType::Utf8, PhysicalType::BYTE_ARRAY) if !stats => Kind::Text,
+            (DataType::Utf8, DataType::Utf8, PhysicalType::BYTE_ARRAY) if dict => Kind::Str,
             (
                 DataType::FixedSizeBinary(16),
                 DataType::FixedSizeBinary(16),
@@ -74,10 +87,11 @@ impl Kind {
         (descr.max_rep_level() == 0 && descr.max_def_level() <= 1).then_some(kind)
     }
 
-    /// Bytes of one PLAIN value (text: at most).
+    /// Bytes of one PLAIN value (address text: at most; strings: their
+    /// length prefix, the text counted apart).
     fn width(self) -> usize {
         match self {
-            Kind::U32 => 4,
+            Kind::U32 | Kind::Str => 4,
             Kind::U64 | Kind::I64 => 8,
             Kind::Text => 4 + 39,
             Kind::Fixed => 16,
@@ -122,6 +136,9 @@ struct Dict {
     bytes: usize,
     /// Where a new address's text is measured.
     scratch: Vec<u8>,
+    /// A string column's texts, in dictionary order, and where each is.
+    texts: Vec<Box<[u8]>>,
+    text_index: HashMap<Box<[u8]>, u32>,
 }
 
 impl Dict {
@@ -132,6 +149,29 @@ impl Dict {
             values: Vec::new(),
             bytes: 0,
             scratch: Vec::new(),
+            texts: Vec::new(),
+            text_index: HashMap::new(),
+        }
+    }
+
+    /// The index of string `s`, added when new.
+    fn key_text(&mut self, s: &[u8]) -> u32 {
+        if let Some(&i) = self.text_index.get(s) {
+            return i;
+        }
+        let i = self.values.len() as u32;
+        self.values.push(u128::from(i));
+        self.texts.push(s.into());
+        self.text_index.insert(s.into(), i);
+        self.bytes += 4 + s.len();
+        i
+    }
+
+    /// Value `v` of this dictionary's column of `kind`, PLAIN.
+    fn put(&self, out: &mut Vec<u8>, kind: Kind, v: u128) {
+        match kind {
+            Kind::Str => put_bytes(out, &self.texts[v as usize]),
+            _ => put_plain(out, kind, v),
         }
     }
 
@@ -227,7 +267,10 @@ pub(crate) struct ColumnChunk {
     indices: Vec<u32>,
     /// The last address rendered and where its PLAIN bytes start.
     last_text: Option<(u128, usize)>,
-    /// Chunk totals and statistics (order keys: see `order`).
+    /// Chunk totals and statistics (order keys: see `order`; strings:
+    /// their smallest and largest, and the length statistics are cut to).
+    text_range: Option<(Vec<u8>, Vec<u8>)>,
+    truncate: Option<usize>,
     rows: u64,
     nulls: u64,
     min: u128,
@@ -247,7 +290,7 @@ impl ColumnChunk {
     ) -> Option<Self> {
         let path = descr.path().clone();
         let stats = props.statistics_enabled(&path) != EnabledStatistics::None;
-        let kind = Kind::of(input, stored, &descr, stats)?;
+        let kind = Kind::of(input, stored, &descr, stats, props.dictionary_enabled(&path))?;
         let integer = matches!(kind, Kind::U32 | Kind::U64 | Kind::I64);
         let delta = match props.encoding(&path) {
             None | Some(Encoding::PLAIN) => false,
@@ -275,6 +318,8 @@ impl ColumnChunk {
             values: Vec::new(),
             indices: Vec::new(),
             last_text: None,
+            text_range: None,
+            truncate: props.statistics_truncate_length(),
             rows: 0,
             nulls: 0,
             min: u128::MAX,
@@ -361,6 +406,21 @@ impl ColumnChunk {
                     }
                     *last = Some((v, start));
                 });
+            }
+            (None, Kind::Str) => {
+                let strings = col.as_string::<i32>();
+                let (values, range) = (&mut self.values, &mut self.text_range);
+                let mut put = |i: usize| {
+                    let s = strings.value(at + i).as_bytes();
+                    put_bytes(values, s);
+                    if stats {
+                        widen_text(range, s);
+                    }
+                };
+                match nulls {
+                    None => (0..len).for_each(&mut put),
+                    Some(n) => n.valid_indices().for_each(put),
+                }
             }
             (None, _) => {
                 let (l, h) = plain(col, at, len, nulls, &mut self.values);
@@ -492,7 +552,7 @@ impl ColumnChunk {
         };
         debug_assert!(self.values.is_empty());
         for &i in &self.indices {
-            put_plain(&mut self.values, self.kind, dict.values[i as usize]);
+            dict.put(&mut self.values, self.kind, dict.values[i as usize]);
         }
         let without = if self.delta {
             let mut packed = Vec::new();
@@ -511,6 +571,9 @@ impl ColumnChunk {
                 let o = Self::order(self.kind, v);
                 self.min = self.min.min(o);
                 self.max = self.max.max(o);
+            }
+            for t in &dict.texts {
+                widen_text(&mut self.text_range, t);
             }
         }
         self.dict = None;
@@ -534,7 +597,7 @@ impl ColumnChunk {
                 })?;
                 let buf = compressor.start();
                 for &v in &dict.values {
-                    put_plain(buf, self.kind, v);
+                    dict.put(buf, self.kind, v);
                 }
                 let page = Page::DictionaryPage {
                     buf: Bytes::new(),
@@ -598,6 +661,9 @@ impl ColumnChunk {
                 self.min = self.min.min(o);
                 self.max = self.max.max(o);
             }
+            for t in &d.texts {
+                widen_text(&mut self.text_range, t);
+            }
         }
         let some = self.nulls < self.rows;
         // The order key flips back to the value.
@@ -613,7 +679,78 @@ impl ColumnChunk {
                 value_statistics(some.then_some((min as u64 as i64, max as u64 as i64)), nulls, signed)
             }
             Kind::Fixed | Kind::Text => value_statistics(some.then(|| (flba(min), flba(max))), nulls, signed),
+            Kind::Str => {
+                let Some((min, max)) = &self.text_range else {
+                    return value_statistics::<ByteArray>(None, nulls, signed);
+                };
+                // Cut as arrow-rs cuts them: the smallest to a prefix, the
+                // largest to a prefix with its last character raised.
+                let (min, min_cut) = truncate_min(min, self.truncate);
+                let (max, max_cut) = truncate_max(max, self.truncate);
+                ValueStatistics::new(
+                    Some(ByteArray::from(min)),
+                    Some(ByteArray::from(max)),
+                    None,
+                    nulls,
+                    false,
+                )
+                .with_backwards_compatible_min_max(signed)
+                .with_min_is_exact(!min_cut)
+                .with_max_is_exact(!max_cut)
+                .into()
+            }
         }
+    }
+}
+
+/// Widens `range` (smallest and largest string so far) to hold `s`.
+fn widen_text(range: &mut Option<(Vec<u8>, Vec<u8>)>, s: &[u8]) {
+    match range {
+        None => *range = Some((s.to_vec(), s.to_vec())),
+        Some((lo, hi)) => {
+            if s < lo.as_slice() {
+                *lo = s.to_vec();
+            }
+            if s > hi.as_slice() {
+                *hi = s.to_vec();
+            }
+        }
+    }
+}
+
+/// The smallest string's statistic: cut to at most `limit` bytes at a
+/// character boundary; whether it was cut.
+fn truncate_min(s: &[u8], limit: Option<usize>) -> (Vec<u8>, bool) {
+    let cut = limit.filter(|&l| s.len() > l).and_then(|l| {
+        let text = std::str::from_utf8(s).ok()?;
+        let at = (1..=l).rfind(|&i| text.is_char_boundary(i))?;
+        Some(s[..at].to_vec())
+    });
+    match cut {
+        Some(c) => (c, true),
+        None => (s.to_vec(), false),
+    }
+}
+
+/// The largest string's statistic: cut to at most `limit` bytes at a
+/// character boundary, its last character that can be raised without
+/// growing raised by one (and what followed it dropped), so that it is
+/// still above every value; whether it was cut.
+fn truncate_max(s: &[u8], limit: Option<usize>) -> (Vec<u8>, bool) {
+    let cut = limit.filter(|&l| s.len() > l).and_then(|l| {
+        let text = std::str::from_utf8(s).ok()?;
+        let at = (l.saturating_sub(3)..=l).rfind(|&i| text.is_char_boundary(i))?;
+        let text = text.get(..at)?;
+        text.char_indices().rev().find_map(|(i, c)| {
+            let next = char::from_u32(c as u32 + 1).filter(|n| n.len_utf8() == c.len_utf8())?;
+            let mut raised = text.as_bytes()[..i + c.len_utf8()].to_vec();
+            next.encode_utf8(&mut raised[i..]);
+            Some(raised)
+        })
+    });
+    match cut {
+        Some(c) => (c, true),
+        None => (s.to_vec(), false),
     }
 }
 
@@ -640,14 +777,22 @@ fn each_word(col: &dyn Array, at: usize, len: usize, nulls: Option<&NullBuffer>,
     }
 }
 
-/// Value `v` of a column of `kind`, PLAIN.
+/// Value `v` of a column of `kind`, PLAIN (not of strings, whose values
+/// are their dictionary's: [`Dict::put`]).
 fn put_plain(out: &mut Vec<u8>, kind: Kind, v: u128) {
     match kind {
         Kind::U32 => out.extend_from_slice(&(v as u32).to_le_bytes()),
         Kind::U64 | Kind::I64 => out.extend_from_slice(&(v as u64).to_le_bytes()),
         Kind::Fixed => out.extend_from_slice(&v.to_be_bytes()),
         Kind::Text => put_text(out, v),
+        Kind::Str => unreachable!("strings are put from their dictionary"),
     }
+}
+
+/// A PLAIN BYTE_ARRAY value: its length (4 bytes, little-endian), then it.
+fn put_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s);
 }
 
 /// Address `v` as a PLAIN BYTE_ARRAY value: its text's length (4 bytes,
@@ -710,6 +855,25 @@ fn dict_indices(
             run!(col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
         }
         DataType::FixedSizeBinary(16) => run!(words(col), u128::from_be_bytes),
+        DataType::Utf8 => {
+            let strings = col.as_string::<i32>();
+            let mut prev: Option<(&[u8], u32)> = None;
+            let mut key = |i: usize| {
+                let s = strings.value(at + i).as_bytes();
+                match prev {
+                    Some((p, k)) if p == s => k,
+                    _ => {
+                        let k = dict.key_text(s);
+                        prev = Some((s, k));
+                        k
+                    }
+                }
+            };
+            match nulls {
+                None => indices.extend((0..len).map(&mut key)),
+                Some(n) => n.valid_indices().for_each(|i| indices.push(key(i))),
+            }
+        }
         other => unreachable!("no encoding here for {other}"),
     }
 }
