@@ -1,13 +1,34 @@
 //! Batched UDP receive: `recvmmsg(2)` into buffers owned by one worker.
 //!
-//! The only module of the crate with `unsafe` code: the syscall and the
-//! reading of the socket addresses the kernel wrote. Each block says why it
-//! is sound.
+//! The only module of the crate with `unsafe` code: the syscall, the
+//! reading of the socket addresses the kernel wrote, and one socket option
+//! the socket crate does not offer. Each block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;
 
 use spillway_core::schema::Addr;
+
+/// Sets `s`'s receive buffer to `bytes` past `net.core.rmem_max`
+/// (`SO_RCVBUFFORCE`, as pmacct does), which the kernel allows a process
+/// with `CAP_NET_ADMIN`; whether it did. The default cap (4 MiB on this
+/// machine, 208 KiB on many) holds a few milliseconds of a busy exporter
+/// fleet's datagrams: the time a receive thread may wait for a core.
+pub(crate) fn force_recv_buffer(s: &impl std::os::fd::AsRawFd, bytes: usize) -> bool {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `s` is an open socket, and the option's value is a c_int of
+    // the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const value).cast::<libc::c_void>(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    rc == 0
+}
 
 /// Datagrams per call.
 pub const VLEN: usize = 64;

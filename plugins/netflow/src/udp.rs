@@ -41,7 +41,9 @@ pub struct NetflowConfig {
     #[serde(default = "default_workers")]
     pub workers: usize,
     /// Kernel receive buffer per socket. The kernel caps it at
-    /// `net.core.rmem_max`; the source logs what it got.
+    /// `net.core.rmem_max` unless the process has `CAP_NET_ADMIN` (then
+    /// the source asks past the cap, `SO_RCVBUFFORCE`); the source logs what
+    /// it got, and warns when it is less.
     #[serde(default = "default_receive_buffer")]
     pub receive_buffer: ByteSize,
     /// Rows per batch.
@@ -316,7 +318,10 @@ fn bind_socket(listen: SocketAddr, receive_buffer: u64, name: &str) -> std::io::
     let want = receive_buffer.min(i32::MAX as u64 / 2) as usize;
     s.set_recv_buffer_size(want)?;
     // Linux reports twice what it grants (it counts bookkeeping).
-    let got = s.recv_buffer_size()? / 2;
+    let mut got = s.recv_buffer_size()? / 2;
+    if got < want && crate::recv::force_recv_buffer(&s, want) {
+        got = s.recv_buffer_size()? / 2;
+    }
     if got < want {
         tracing::warn!(
             component = name,
@@ -1459,6 +1464,35 @@ impl KernelDrops {
                 &"the kernel dropped datagrams: the receive buffer was full",
             );
             Some((DropReason::BufferFull, new))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether this process has `CAP_NET_ADMIN` (bit 12 of its effective
+    /// capabilities).
+    fn cap_net_admin() -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+        u64::from_str_radix(eff, 16).unwrap() & (1 << 12) != 0
+    }
+
+    /// A receive buffer larger than `net.core.rmem_max` is granted whole to
+    /// a process with `CAP_NET_ADMIN` (as root in CI), and capped otherwise.
+    #[test]
+    fn the_receive_buffer_passes_the_kernel_cap_with_cap_net_admin() {
+        let cap: usize =
+            std::fs::read_to_string("/proc/sys/net/core/rmem_max").unwrap().trim().parse().unwrap();
+        let want = (cap * 2).max(16 << 20);
+        let s = bind_socket("127.0.0.1:0".parse().unwrap(), want as u64, "test").unwrap();
+        let got = s.recv_buffer_size().unwrap() / 2;
+        if cap_net_admin() {
+            assert!(got >= want, "asked {want}, granted {got} (rmem_max {cap})");
+        } else {
+            assert_eq!(got, cap, "asked {want}, granted {got}");
         }
     }
 }
