@@ -5,8 +5,10 @@
 //! socket and `recvmmsg` buffers, nothing else: the floor of our receive
 //! path), Spillway into a blackhole, into Parquet and (when `tansu` is
 //! installed) into Kafka — and the table gives each one's highest rate with
-//! at most 0.1 % loss, its CPU there, and the ratios to nfcapd's rate and
-//! to the bare loop's.
+//! at most 0.1 % loss and nothing left queued in its sockets 100 ms after
+//! the sender stopped (a receiver behind its load would otherwise pass a
+//! short run on its receive buffer alone), its CPU there, and the ratios
+//! to nfcapd's rate and to the bare loop's.
 //!
 //! Receivers run as their own processes (CPU is read from /proc for theirs
 //! alone); the generator runs here and shares the cores, as a real
@@ -48,6 +50,25 @@ struct Outcome {
     sent: u64,
     stored: u64,
     cpu: f64,
+    /// Bytes still queued in the receiver's sockets 100 ms after the
+    /// sender stopped: a receiver that keeps up has none.
+    backlog: u64,
+}
+
+/// Bytes queued to be read in the IPv4 UDP sockets bound to `port`
+/// (`rx_queue` of `/proc/net/udp`, summed over `SO_REUSEPORT` sockets).
+fn queued(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let rx = u64::from_str_radix(f.get(4)?.split(':').nth(1)?, 16).ok()?;
+            (local_port == port).then_some(rx)
+        })
+        .sum()
 }
 
 fn spillway_bin() -> PathBuf {
@@ -93,15 +114,22 @@ fn wait_listening(port: u16) {
 
 /// Sends the load to the receiver `child` listening on `port`, then stops
 /// it: what was sent and the CPU seconds the receiver used meanwhile.
-fn measure(mut child: Child, port: u16, rate: u64, secs: u64) -> (spillway_netflow::generate::Totals, f64) {
+fn measure(
+    mut child: Child,
+    port: u16,
+    rate: u64,
+    secs: u64,
+) -> (spillway_netflow::generate::Totals, f64, u64) {
     wait_listening(port);
     let cpu0 = common::cpu_seconds_of(child.id());
     let sent = send(port, rate, secs);
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(100));
+    let backlog = queued(port);
+    std::thread::sleep(Duration::from_millis(900));
     let cpu = common::cpu_seconds_of(child.id()) - cpu0;
     let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
     let _ = child.wait();
-    (sent, cpu)
+    (sent, cpu, backlog)
 }
 
 /// The bare loop, in a process of its own (this executable again, with
@@ -116,11 +144,11 @@ fn bare(rate: u64, secs: u64, dir: &Path) -> Outcome {
         .arg(&file)
         .spawn()
         .expect("the bench runs itself");
-    let (sent, cpu) = measure(child, port, rate, secs);
+    let (sent, cpu, backlog) = measure(child, port, rate, secs);
     let datagrams: u64 = std::fs::read_to_string(&file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     // Every datagram of this load carries the same number of records.
     let stored = datagrams * sent.records / sent.packets.max(1);
-    Outcome { sent: sent.records, stored, cpu }
+    Outcome { sent: sent.records, stored, cpu, backlog }
 }
 
 fn bare_loop_main(port: &str, file: &Path) {
@@ -141,7 +169,7 @@ fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
         .stderr(Stdio::null())
         .spawn()
         .expect("nfcapd runs (Debian's nfdump package)");
-    let (sent, cpu) = measure(child, port, rate, secs);
+    let (sent, cpu, backlog) = measure(child, port, rate, secs);
     let sent = sent.records;
     let out = Command::new("nfdump").arg("-R").arg(dir).arg("-I").output().expect("nfdump runs");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -149,7 +177,7 @@ fn nfcapd(rate: u64, secs: u64, dir: &Path) -> Outcome {
         .lines()
         .find_map(|l| l.strip_prefix("Flows:").map(|v| v.trim().parse().unwrap_or(0)))
         .unwrap_or(0);
-    Outcome { sent, stored, cpu }
+    Outcome { sent, stored, cpu, backlog }
 }
 
 /// Starts `spillway run` in `dir` with a `netflow` source of two workers
@@ -177,7 +205,7 @@ fn start_spillway_bin(bin: &Path, dir: &Path, sink: &str) -> (Child, u16) {
 
 fn spillway(bin: &Path, rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome {
     let (child, port) = start_spillway_bin(bin, dir, sink);
-    let (sent, cpu) = measure(child, port, rate, secs);
+    let (sent, cpu, backlog) = measure(child, port, rate, secs);
     let sent = sent.records;
     let ledger: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("ledger.json")).unwrap_or_default())
@@ -187,7 +215,7 @@ fn spillway(bin: &Path, rate: u64, secs: u64, dir: &Path, sink: &str) -> Outcome
         .and_then(|c| c.iter().find(|e| e["component"] == "out"))
         .and_then(|e| e["delivered"].as_u64())
         .unwrap_or(0);
-    Outcome { sent, stored, cpu }
+    Outcome { sent, stored, cpu, backlog }
 }
 
 /// Spillway → Parquet at `rate` for `secs`: resident memory every 10 s
@@ -349,8 +377,8 @@ fn main() {
         }
     }
     println!(
-        "{:<22} {:>12} {:>12} {:>12} {:>12} {:>9} {:>8}",
-        "receiver", "target r/s", "sent r/s", "sent", "stored", "loss %", "CPU %"
+        "{:<22} {:>12} {:>12} {:>12} {:>12} {:>9} {:>8} {:>10}",
+        "receiver", "target r/s", "sent r/s", "sent", "stored", "loss %", "CPU %", "queued B"
     );
     let mut best: Vec<(String, u64, f64)> = Vec::new();
     for (name, sink, bin) in &runs {
@@ -368,10 +396,13 @@ fn main() {
             // is the rate it reached.
             let reached = o.sent / secs;
             println!(
-                "{name:<22} {rate:>12} {reached:>12} {:>12} {:>12} {loss:>9.3} {cpu:>8.0}",
-                o.sent, o.stored
+                "{name:<22} {rate:>12} {reached:>12} {:>12} {:>12} {loss:>9.3} {cpu:>8.0} {:>10}",
+                o.sent, o.stored, o.backlog
             );
-            if loss > 0.1 {
+            // Lossless: at most 0.1 % lost, and nothing left to read 100 ms
+            // after the sender stopped (a large receive buffer would
+            // otherwise hide a receiver that falls behind in a short run).
+            if loss > 0.1 || o.backlog > 0 {
                 break;
             }
             if reached > top.0 {
