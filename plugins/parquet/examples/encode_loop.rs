@@ -25,8 +25,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use spillway_parquet::file::{FileWriter, addresses_to_strings};
 
-/// This thread's CPU time so far, in seconds (to the nanosecond: the
-/// scheduler's own count, where `/proc/…/stat` has 10 ms ticks).
+/// This thread's CPU time so far, in seconds: the scheduler's count, in
+/// nanoseconds (which this kernel still advances a tick, 4 ms, at a time;
+/// hence the passes below).
 fn cpu() -> f64 {
     let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
     s.split_whitespace().next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / 1e9

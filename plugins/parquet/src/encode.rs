@@ -250,8 +250,8 @@ pub(crate) struct ColumnChunk {
     dict_active: bool,
     /// Whether any page used the dictionary.
     dict_used: bool,
-    /// Whether the dictionary has been weighed against PLAIN (on the first
-    /// page with values).
+    /// Whether the dictionary has been weighed against the page without it
+    /// (on the first page with values: `fall_back_unless_dictionary_pays`).
     dict_weighed: bool,
     /// Whether any page is PLAIN.
     plain_used: bool,
@@ -566,19 +566,25 @@ impl ColumnChunk {
             return;
         }
         // Every value of the page is in the dictionary, and only they are.
-        if self.stats {
-            for &v in &dict.values {
-                let o = Self::order(self.kind, v);
-                self.min = self.min.min(o);
-                self.max = self.max.max(o);
-            }
-            for t in &dict.texts {
-                widen_text(&mut self.text_range, t);
-            }
+        if let Some(dict) = self.dict.take()
+            && self.stats
+        {
+            self.widen_to(&dict);
         }
-        self.dict = None;
         self.dict_active = false;
         self.indices.clear();
+    }
+
+    /// Widens the chunk's statistics to hold every value of `dict`.
+    fn widen_to(&mut self, dict: &Dict) {
+        for &v in &dict.values {
+            let o = Self::order(self.kind, v);
+            self.min = self.min.min(o);
+            self.max = self.max.max(o);
+        }
+        for t in &dict.texts {
+            widen_text(&mut self.text_range, t);
+        }
     }
 
     /// Finishes the chunk: its bytes (dictionary page first) and what the
@@ -653,17 +659,11 @@ impl ColumnChunk {
     }
 
     fn statistics(&mut self) -> Statistics {
+        // (The chunk's last use of its dictionary.)
         if self.dict_used
-            && let Some(d) = &self.dict
+            && let Some(d) = self.dict.take()
         {
-            for &v in &d.values {
-                let o = Self::order(self.kind, v);
-                self.min = self.min.min(o);
-                self.max = self.max.max(o);
-            }
-            for t in &d.texts {
-                widen_text(&mut self.text_range, t);
-            }
+            self.widen_to(&d);
         }
         let some = self.nulls < self.rows;
         // The order key flips back to the value.
@@ -1187,13 +1187,39 @@ impl Compressor {
     /// `page` with the assembled bytes as its contents, compressed by
     /// `codec`.
     fn finish(&mut self, page: Page, codec: Compression) -> Result<CompressedPage> {
-        let raw = self.page.len();
-        let buf = if codec == Compression::UNCOMPRESSED {
-            Bytes::copy_from_slice(&self.page)
-        } else {
-            let n = Self::compress(&self.page, &mut self.out, codec, &mut self.zstd, &mut self.snappy)?;
-            Bytes::copy_from_slice(&self.out[..n])
+        let data = &self.page;
+        let raw = data.len();
+        let out = &mut self.out;
+        let n = match codec {
+            Compression::UNCOMPRESSED => None,
+            Compression::ZSTD(_) => {
+                let z = self.zstd.as_mut().ok_or_else(|| ParquetError::General("no zstd context".into()))?;
+                out.clear();
+                out.reserve(zstd::zstd_safe::compress_bound(raw));
+                Some(
+                    z.compress_to_buffer(data, out)
+                        .map_err(|e| ParquetError::General(format!("zstd: {e}")))?,
+                )
+            }
+            Compression::LZ4_RAW => {
+                out.resize(lz4_flex::block::get_maximum_output_size(raw), 0);
+                Some(
+                    lz4_flex::block::compress_into(data, out)
+                        .map_err(|e| ParquetError::General(format!("lz4: {e}")))?,
+                )
+            }
+            Compression::SNAPPY => {
+                out.resize(snap::raw::max_compress_len(raw), 0);
+                Some(
+                    self.snappy
+                        .compress(data, out)
+                        .map_err(|e| ParquetError::General(format!("snappy: {e}")))?,
+                )
+            }
+            other => return Err(ParquetError::General(format!("codec {other} is not offered"))),
         };
+        // Uncompressed pages are copied from the page as it is.
+        let buf = Bytes::copy_from_slice(n.map_or(data.as_slice(), |n| &out[..n]));
         let page = match page {
             Page::DataPage {
                 num_values,
@@ -1216,40 +1242,6 @@ impl Compressor {
             Page::DataPageV2 { .. } => return Err(ParquetError::General("no v2 pages here".into())),
         };
         Ok(CompressedPage::new(page, raw))
-    }
-
-    /// `data` compressed by `codec` into `out`; returns its length there.
-    fn compress(
-        data: &[u8],
-        out: &mut Vec<u8>,
-        codec: Compression,
-        zstd: &mut Option<zstd::bulk::Compressor<'static>>,
-        snappy: &mut snap::raw::Encoder,
-    ) -> Result<usize> {
-        let raw = data.len();
-        Ok(match codec {
-            Compression::UNCOMPRESSED => {
-                out.clear();
-                out.extend_from_slice(data);
-                raw
-            }
-            Compression::ZSTD(_) => {
-                let z = zstd.as_mut().ok_or_else(|| ParquetError::General("no zstd context".into()))?;
-                out.clear();
-                out.reserve(zstd::zstd_safe::compress_bound(raw));
-                z.compress_to_buffer(data, out).map_err(|e| ParquetError::General(format!("zstd: {e}")))?
-            }
-            Compression::LZ4_RAW => {
-                out.resize(lz4_flex::block::get_maximum_output_size(raw), 0);
-                lz4_flex::block::compress_into(data, out)
-                    .map_err(|e| ParquetError::General(format!("lz4: {e}")))?
-            }
-            Compression::SNAPPY => {
-                out.resize(snap::raw::max_compress_len(raw), 0);
-                snappy.compress(data, out).map_err(|e| ParquetError::General(format!("snappy: {e}")))?
-            }
-            other => return Err(ParquetError::General(format!("codec {other} is not offered"))),
-        })
     }
 }
 

@@ -391,12 +391,30 @@ mod tests {
         (batches, stats, groups)
     }
 
+    /// A batch of the flow schema, each column what `column_of` makes for
+    /// its field.
+    fn flow_batch(mut column_of: impl FnMut(&Field) -> ArrayRef) -> RecordBatch {
+        let input = spillway_core::schema::flow_schema();
+        let columns = input.fields().iter().map(|f| column_of(f)).collect();
+        RecordBatch::try_new(input, columns).unwrap()
+    }
+
+    /// `batch` (of the flow schema, stored as it is) written by our writer
+    /// with `props`: its column chunks, once it has read back the same.
+    fn write_back(batch: &RecordBatch, props: &WriterProperties) -> Vec<Chunk> {
+        let schema = batch.schema();
+        let mut w = FileWriter::try_new(Vec::new(), schema.clone(), schema.clone(), props).unwrap();
+        w.write(batch).unwrap();
+        let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+        assert_eq!(&arrow::compute::concat_batches(&schema, &back).unwrap(), batch, "read back");
+        chunks
+    }
+
     /// Delta pages read back for deltas of every width, INT32 and INT64:
     /// each miniblock of 32 is packed as wide as its largest delta, odd
     /// widths end in half a word, and the last block is cut short.
     #[test]
     fn delta_pages_round_trip_every_width() {
-        let input = spillway_core::schema::flow_schema();
         let mut r = SplitMix64::new(5);
         let n = 65 * 128 + 77;
         let width = |i: usize| (i / 128) as u32;
@@ -411,29 +429,21 @@ mod tests {
             sequence.push(seq);
             counter.push(bytes);
         }
-        let columns: Vec<ArrayRef> = input
-            .fields()
-            .iter()
-            .map(|f| match f.name().as_str() {
-                "sequence" => Arc::new(UInt32Array::from(sequence.clone())) as ArrayRef,
-                "bytes" => Arc::new(UInt64Array::from(counter.clone())),
-                _ => column(f.data_type(), n, &mut r, 0, 1),
-            })
-            .collect();
-        let batch = RecordBatch::try_new(input.clone(), columns).unwrap();
+        let batch = flow_batch(|f| match f.name().as_str() {
+            "sequence" => Arc::new(UInt32Array::from(sequence.clone())) as ArrayRef,
+            "bytes" => Arc::new(UInt64Array::from(counter.clone())),
+            _ => column(f.data_type(), n, &mut r, 0, 1),
+        });
         let props = WriterProperties::builder()
             .set_dictionary_enabled(false)
             .set_data_page_row_count_limit(1 << 20)
             .set_column_encoding(ColumnPath::from("sequence"), parquet::basic::Encoding::DELTA_BINARY_PACKED)
             .set_column_encoding(ColumnPath::from("bytes"), parquet::basic::Encoding::DELTA_BINARY_PACKED)
             .build();
-        let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
-        w.write(&batch).unwrap();
-        let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+        let chunks = write_back(&batch, &props);
         for c in ["sequence", "bytes"] {
             assert!(chunks.iter().any(|k| k.path == c && k.delta), "{c} is delta-packed");
         }
-        assert_eq!(arrow::compute::concat_batches(&input, &back).unwrap(), batch);
     }
 
     /// A chunk keeps its codec only where it pays: random counters,
@@ -446,33 +456,24 @@ mod tests {
     /// weighed like any other, and its random indices are not compressed.
     #[test]
     fn codec_is_kept_only_where_it_pays() {
-        let input = spillway_core::schema::flow_schema();
         let mut r = SplitMix64::new(3);
         let n = 50_000;
-        let columns: Vec<ArrayRef> = input
-            .fields()
-            .iter()
-            .map(|f| match f.name().as_str() {
-                "bytes" | "src_addr" => column(f.data_type(), n, &mut r, 0, 0),
-                "dst_addr" => column(f.data_type(), n, &mut r, 0, 5000),
-                "in_if" => column(f.data_type(), n, &mut r, 0, 256),
-                _ => column(f.data_type(), n, &mut r, 0, 1),
-            })
-            .collect();
-        let batch = RecordBatch::try_new(input.clone(), columns).unwrap();
+        let batch = flow_batch(|f| match f.name().as_str() {
+            "bytes" | "src_addr" => column(f.data_type(), n, &mut r, 0, 0),
+            "dst_addr" => column(f.data_type(), n, &mut r, 0, 5000),
+            "in_if" => column(f.data_type(), n, &mut r, 0, 256),
+            _ => column(f.data_type(), n, &mut r, 0, 1),
+        });
         for codec in [Compression::ZSTD(ZstdLevel::try_new(1).unwrap()), Compression::LZ4_RAW] {
             let props = WriterProperties::builder()
                 .set_compression(codec)
                 .set_dictionary_enabled(false)
                 .set_column_encoding(ColumnPath::from("bytes"), parquet::basic::Encoding::DELTA_BINARY_PACKED)
                 .build();
-            let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
-            w.write(&batch).unwrap();
-            let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+            let chunks = write_back(&batch, &props);
             let compressed = |name: &str| chunks.iter().find(|c| c.path == name).unwrap().compressed;
             assert!(!compressed("bytes"), "{codec}: random counters stored as they are");
             assert!(compressed("src_addr"), "{codec}: addresses compressed");
-            assert_eq!(arrow::compute::concat_batches(&input, &back).unwrap(), batch);
         }
         let props = WriterProperties::builder()
             .set_dictionary_enabled(false)
@@ -481,14 +482,11 @@ mod tests {
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).unwrap()))
             .set_dictionary_page_size_limit(40_000)
             .build();
-        let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
-        w.write(&batch).unwrap();
-        let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+        let chunks = write_back(&batch, &props);
         let dst = chunks.iter().find(|c| c.path == "dst_addr").unwrap();
         assert!(dst.dict && dst.compressed, "{dst:?}");
         let in_if = chunks.iter().find(|c| c.path == "in_if").unwrap();
         assert!(in_if.dict && !in_if.compressed, "{in_if:?}");
-        assert_eq!(arrow::compute::concat_batches(&input, &back).unwrap(), batch);
     }
 
     /// A dictionary is weighed against what the page would be without it:
@@ -499,22 +497,14 @@ mod tests {
     /// does a constant (one run of indices, smaller than delta's blocks).
     #[test]
     fn dictionary_is_weighed_against_the_encoding_it_replaces() {
-        let input = spillway_core::schema::flow_schema();
         let mut r = SplitMix64::new(11);
         let n = 20_000;
-        let columns: Vec<ArrayRef> = input
-            .fields()
-            .iter()
-            .map(|f| match f.name().as_str() {
-                "sequence" => {
-                    Arc::new((0..n as u32).map(|i| Some(1_000_000 + i / 2)).collect::<UInt32Array>())
-                }
-                "dst_port" => column(f.data_type(), n, &mut r, 0, 5),
-                "tos" => column(f.data_type(), n, &mut r, 0, 1),
-                _ => column(f.data_type(), n, &mut r, 0, 0),
-            })
-            .collect();
-        let batch = RecordBatch::try_new(input.clone(), columns).unwrap();
+        let batch = flow_batch(|f| match f.name().as_str() {
+            "sequence" => Arc::new((0..n as u32).map(|i| Some(1_000_000 + i / 2)).collect::<UInt32Array>()),
+            "dst_port" => column(f.data_type(), n, &mut r, 0, 5),
+            "tos" => column(f.data_type(), n, &mut r, 0, 1),
+            _ => column(f.data_type(), n, &mut r, 0, 0),
+        });
         for delta in [true, false] {
             let mut props = WriterProperties::builder()
                 .set_dictionary_enabled(false)
@@ -530,9 +520,7 @@ mod tests {
                 }
             }
             let props = props.build();
-            let mut w = FileWriter::try_new(Vec::new(), input.clone(), input.clone(), &props).unwrap();
-            w.write(&batch).unwrap();
-            let (back, chunks, _) = read(Bytes::from(w.close().unwrap()));
+            let chunks = write_back(&batch, &props);
             let chunk = |name: &str| {
                 let c = chunks.iter().find(|c| c.path == name).unwrap();
                 (c.delta, c.dict)
@@ -540,8 +528,6 @@ mod tests {
             assert_eq!(chunk("sequence"), (delta, !delta), "sequence, delta {delta}");
             assert_eq!(chunk("dst_port"), (false, true), "dst_port, delta {delta}");
             assert_eq!(chunk("tos"), (false, true), "tos, delta {delta}");
-            let back = arrow::compute::concat_batches(&input, &back).unwrap();
-            assert_eq!(back, batch);
         }
     }
 

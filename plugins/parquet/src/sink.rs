@@ -44,8 +44,8 @@ pub struct ParquetConfig {
     pub row_group_rows: usize,
     /// Page compression: `zstd` (the default), `lz4` (LZ4_RAW: several
     /// times cheaper to write, larger files), `snappy` or `none`. A column
-    /// chunk without a dictionary that the codec does not shrink by a
-    /// sixteenth on its first page is stored uncompressed.
+    /// chunk whose first page the codec does not shrink by a sixteenth is
+    /// stored uncompressed (unless its dictionary may still grow).
     #[serde(default)]
     pub compression: Codec,
     /// zstd level, 1 (fast; the default) to 22 (small); only with
