@@ -564,3 +564,54 @@ fn two_tiers_edges_relay_to_kafka_and_a_decoder_restarted_mid_stream_loses_nothi
     });
     assert!(rates_ok, "every record at its exporter's announced rate");
 }
+
+/// A collector reads its store while it receives. With a broker that does
+/// not answer, the whole `warm_up` passes before it reports ready; what is
+/// sent meanwhile is decoded at once, none of it lost. (The sockets used to
+/// be left unread until the warm-up ended: nothing was decoded while
+/// warming, and what overflowed the receive buffer was lost.)
+#[test]
+fn a_collector_receives_everything_sent_while_it_reads_its_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_udp_port();
+    let admin = format!("127.0.0.1:{}", common::free_tcp_port());
+    let dead = format!("127.0.0.1:{}", common::free_tcp_port());
+    let ledger = dir.path().join("warming.ledger.json");
+    let yaml = format!(
+        "sources:\n  flows:\n    type: netflow\n    listen: \"127.0.0.1:{port}\"\n    workers: 2\n    receive_buffer: 256KiB\n    \
+         shared_state: {{ type: kafka, brokers: \"{dead}\", topic: netflow-state, warm_up: 8s }}\n\
+         sinks:\n  out: {{ type: file, inputs: [flows], path: \"{}\" }}\n\
+         admin: {{ listen: \"{admin}\" }}\n",
+        dir.path().join("warming.jsonl").display()
+    );
+    let p = dir.path().join("warming.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    let guard = Guard::run(dir.path(), &p, &["--ledger-json", ledger.to_str().unwrap()]);
+    let c = Collector { guard, admin, ledger };
+    assert!(common::wait_udp_listening(port, Duration::from_secs(30)), "the source never bound {port}");
+    let sent = common::generate(&[
+        "--target",
+        &format!("127.0.0.1:{port}"),
+        "--version",
+        "9",
+        "--exporters",
+        "10",
+        "--rate",
+        "50000",
+        "--duration",
+        "2s",
+    ]);
+    let (code, body) = http_get(&c.admin, "/health/ready");
+    assert_eq!((code, body.trim()), (503, "warming"), "everything was sent during the warm-up");
+    let records = sent["records"].as_u64().unwrap();
+    common::wait_until("decoded while warming", Duration::from_secs(20), || {
+        metric(&c.admin, "spillway_records_received_total{component=\"flows\"") >= records
+    });
+    common::wait_until("ready after the warm-up", Duration::from_secs(30), || {
+        http_get(&c.admin, "/health/ready").0 == 200
+    });
+    let (_, l, _) = c.stop();
+    common::assert_balanced(&l);
+    assert_eq!(common::entry(&l, "out")["delivered"], sent["records"], "{l}");
+    assert_eq!(common::entry(&l, "flows")["dropped"]["buffer_full"].as_u64().unwrap_or(0), 0, "{l}");
+}

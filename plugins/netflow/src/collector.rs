@@ -701,8 +701,14 @@ impl Collector {
     }
 
     /// Applies a fact another decoder learned (shared state): a template
-    /// decodes what was parked for it into the batch being built.
-    pub fn apply(&mut self, l: &crate::decode::Learned) {
+    /// decodes what was parked for it into the batch being built. A fact of
+    /// the warm set (`from_start`: what the store held when this source
+    /// started) only fills in what the decoder does not hold: what it
+    /// learned from the exporter since it started is at least as fresh.
+    pub fn apply(&mut self, l: &crate::decode::Learned, from_start: bool) {
+        if from_start && self.decoder.holds(l) {
+            return;
+        }
         let before = self.decoder.stats.sampling_unknown;
         let (kept, o) = self.decoder.apply(l, &mut self.builders);
         if !kept {

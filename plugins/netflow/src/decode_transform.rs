@@ -140,14 +140,15 @@ impl NetflowDecode {
             collector.set_protocol(collector::Protocol::Auto, sflow);
             let share = match &self.cfg.shared_state {
                 Some(s) => {
-                    let (warm, store, mut shares) =
-                        crate::shared_state::start(s, &self.name, &self.metrics, 1)
-                            .map_err(|e| fail(format!("shared state: {e}")))?;
+                    let (store, mut shares, _) = crate::shared_state::start(s, &self.name, &self.metrics, 1)
+                        .map_err(|e| fail(format!("shared state: {e}")))?;
                     collector.share();
-                    for l in &warm {
-                        collector.apply(l);
+                    // Its input waits in Kafka meanwhile: nothing to receive.
+                    let share = shares.remove(0);
+                    for l in share.until_warm() {
+                        collector.apply(&l, true);
                     }
-                    Some((shares.remove(0), store))
+                    Some((share, store))
                 }
                 None => None,
             };
@@ -202,8 +203,8 @@ impl Running {
         let Some((s, _)) = &self.share else { return };
         s.publish(self.collector.take_learned());
         let before = self.collector.buffered() as u64;
-        for l in s.received() {
-            self.collector.apply(&l);
+        for (l, from_start) in s.received() {
+            self.collector.apply(&l, from_start);
         }
         let records = self.collector.buffered() as u64 - before;
         self.account(0, records, out);

@@ -443,8 +443,8 @@ impl Source for Netflow {
             .gauge("spillway_netflow_receive_buffer_bytes", "Kernel receive buffer granted per socket.");
         rcvbuf.set(workers[0].0.recv_buffer_size().unwrap_or(0) as u64 / 2);
         tracing::info!(component = %name, listen = %self.cfg.listen, workers = self.cfg.workers, "listening for {}", self.cfg.protocol.describe());
-        // The store is read after the sockets are bound (datagrams wait in
-        // them meanwhile) and before the source reports ready.
+        // The store is read while the workers receive (see `shared_state`);
+        // the source reports ready once every worker has applied it.
         // A journal replays data after a restart; the templates it needs are
         // kept beside it when no store is configured.
         let state_cfg = self.cfg.shared_state.clone().or_else(|| {
@@ -473,15 +473,18 @@ impl Source for Netflow {
             }
             None => (0..self.cfg.workers).map(|_| None).collect::<Vec<_>>(),
         };
-        let (warm, _store, mut shares) = match &state_cfg {
+        let (_store, mut shares, warming) = match &state_cfg {
             Some(s) => {
-                let (warm, store, shares) = crate::shared_state::start(s, &name, &metrics, self.cfg.workers)
-                    .map_err(|e| ComponentError::new(format!("shared state: {e}")))?;
-                (warm, Some(store), shares.into_iter().map(Some).collect())
+                let (store, shares, warming) =
+                    crate::shared_state::start(s, &name, &metrics, self.cfg.workers)
+                        .map_err(|e| ComponentError::new(format!("shared state: {e}")))?;
+                (Some(store), shares.into_iter().map(Some).collect(), Some(warming))
             }
-            None => (Vec::new(), None, (0..self.cfg.workers).map(|_| None).collect::<Vec<_>>()),
+            None => (None, (0..self.cfg.workers).map(|_| None).collect::<Vec<_>>(), None),
         };
-        ready.ready();
+        if warming.is_none() {
+            ready.ready();
+        }
         let mode = Arc::new(AtomicU8::new(RUNNING));
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Sent>(self.cfg.workers * 2);
         let source_metrics = match self.cfg.protocol {
@@ -537,9 +540,6 @@ impl Source for Netflow {
             let share = shares[i].take();
             if share.is_some() {
                 collector.share();
-                for l in &warm {
-                    collector.apply(l);
-                }
             }
             let w = Worker {
                 index: i as u16,
@@ -564,8 +564,13 @@ impl Source for Netflow {
         drop(tx);
         let mut drops_tick = tokio::time::interval(Duration::from_secs(1));
         let mut stopping = false;
+        let mut warm_pending = warming.is_some();
         loop {
             tokio::select! {
+                _ = async { if let Some(w) = &warming { w.wait().await } }, if warm_pending => {
+                    warm_pending = false;
+                    ready.ready();
+                }
                 b = rx.recv() => {
                     let sent = match b {
                         Some(Sent::Flows(data, lo, hi, acks)) => {
@@ -887,8 +892,8 @@ impl Worker {
             }
             if let Some(s) = &self.share {
                 s.publish(self.collector.take_learned());
-                for l in s.received() {
-                    self.collector.apply(&l);
+                for (l, from_start) in s.received() {
+                    self.collector.apply(&l, from_start);
                 }
                 if self.collector.is_full() && !self.send() {
                     return None;
@@ -972,13 +977,16 @@ impl Worker {
                         self.receive_into_journal(&mut j, &mut bufs, &shared, max, deadline.is_some());
                 }
             }
-            // Decode while downstream takes batches.
+            // Decode while downstream takes batches, once the store's warm
+            // set is applied: what arrives before waits in the journal
+            // instead of being parked.
             let room = offer(&self.tx, &mut j.pending);
-            if !room && !waited && received == 0 && j.writer.is_some() {
-                // Downstream has no room and the socket is empty: rest.
+            let warm = self.share.as_ref().is_none_or(|s| !s.warming());
+            if (!room || !warm) && !waited && received == 0 && j.writer.is_some() {
+                // Nothing to decode and the socket is empty: rest.
                 std::thread::sleep(Duration::from_millis(1));
             }
-            if room {
+            if room && warm {
                 stalled = None;
                 let mut n = 0;
                 while n < DECODE_TURN && !self.collector.is_full() {
@@ -1018,7 +1026,7 @@ impl Worker {
                     self.seal(&mut j);
                     last_flush = Instant::now();
                 }
-            } else if j.writer.is_none() {
+            } else if !room && j.writer.is_none() {
                 // Stopping while downstream takes nothing: what is left stays
                 // in the journal for the next start.
                 let since = *stalled.get_or_insert_with(Instant::now);
@@ -1034,8 +1042,8 @@ impl Worker {
             j.tracker.poll();
             if let Some(s) = &self.share {
                 s.publish(self.collector.take_learned());
-                for l in s.received() {
-                    self.collector.apply(&l);
+                for (l, from_start) in s.received() {
+                    self.collector.apply(&l, from_start);
                 }
             }
             if last_house.elapsed() >= Duration::from_secs(1) {

@@ -110,3 +110,38 @@ fn a_decoder_given_anothers_facts_decodes_parked_data_at_once_with_the_announced
     let b = out.finish();
     assert_eq!(rates(&b), vec![(Some(512), "options".to_string()); 8]);
 }
+
+/// What a store held at start only fills in what a decoder does not hold
+/// (`Collector::apply` skips a warm fact the decoder `holds`): a template
+/// the exporter sent meanwhile, in another definition, is the fresher one.
+#[test]
+fn a_decoder_holds_what_it_learned_in_any_definition_and_nothing_else() {
+    let mut store = Decoder::new(DecoderConfig::default());
+    store.share();
+    let mut out = FlowBuilders::new(64);
+    let mut sets = sampling_options();
+    sets.push(flow_template());
+    decode(&mut store, &mut out, 0, &sets);
+    let facts: Vec<Learned> = store.take_learned().collect();
+    assert_eq!(facts.len(), 3);
+
+    // The exporter's template 256 changed: it now carries octets first.
+    let mut live = Decoder::new(DecoderConfig::default());
+    assert!(facts.iter().all(|f| !live.holds(f)), "an empty decoder holds nothing");
+    decode(&mut live, &mut out, 0, &[template(V::V9, 256, &[(OCTETS, 4), (SRC4, 4)])]);
+    let held: Vec<bool> = facts.iter().map(|f| live.holds(f)).collect();
+    assert_eq!(held, [false, false, true], "options template 300 and the rate: no; template 256: yes");
+    // Another domain of the same exporter holds nothing of domain 7.
+    let other =
+        Learned { key: spillway_netflow::state::DomainKey { domain: 8, ..facts[2].key }, ..facts[2].clone() };
+    assert!(!live.holds(&other));
+    // Every kind, once applied.
+    for f in &facts {
+        live.apply(f, &mut out);
+    }
+    assert!(facts.iter().all(|f| live.holds(f)));
+    let boot = Learned { key: facts[0].key, fact: Fact::Boot(1_700_000_000_000) };
+    assert!(!live.holds(&boot));
+    live.apply(&boot, &mut out);
+    assert!(live.holds(&boot));
+}

@@ -61,6 +61,18 @@ impl Decoder {
         !self.learned.is_empty()
     }
 
+    /// Whether this decoder already holds a definition of what `l`
+    /// defines (the same or another).
+    pub fn holds(&self, l: &Learned) -> bool {
+        let Some(d) = self.state.peek(&l.key) else { return false };
+        match &l.fact {
+            Fact::Template { id, .. } => d.has_template(*id),
+            Fact::Sampler { id, .. } => d.sampler(*id).is_some(),
+            Fact::ExporterRate(_) => d.rate.is_some(),
+            Fact::Boot(_) => d.boot_ms.is_some(),
+        }
+    }
+
     /// Applies a fact learned elsewhere (not recorded again). A template
     /// decodes the data parked for it into `out` (counted in the outcome);
     /// false when the fact could not be kept (its exporter holds too many

@@ -12,6 +12,15 @@
 //! data (some devices send them from another source port, and the balancer
 //! hashes the port) reach the data's collector the same way.
 //!
+//! The workers receive from the start: the store thread reads the store
+//! (the warm-up) while they do, and hands them what it held before anything
+//! else. Data that arrives meanwhile for a template the store holds is parked
+//! and decodes the moment the template arrives (a journaled worker journals it
+//! and decodes once warm); the source reports ready once every worker has
+//! applied the warm set. What the store held at start only fills in what a
+//! worker does not already hold: a template the exporter sent during the
+//! warm-up is as fresh as the store's.
+//!
 //! One thread per source runs the store: it writes what the workers learned
 //! (skipping what the store already holds, so an identical refresh costs
 //! nothing past the decoder's own comparison), reads what others wrote and
@@ -24,10 +33,12 @@ mod codec;
 mod file;
 mod kafka;
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -151,13 +162,58 @@ impl ShareMetrics {
     }
 }
 
+/// What the store thread hands a worker.
+enum Inbound {
+    Fact(Arc<Learned>),
+    /// Everything the store held at start came before this.
+    Warmed,
+}
+
+/// Workers that have not yet applied what the store held at start.
+pub struct Warming {
+    left: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+impl Warming {
+    fn new(workers: usize) -> Self {
+        Self { left: AtomicUsize::new(workers), done: tokio::sync::Notify::new() }
+    }
+
+    /// Whether every worker has applied the warm set.
+    pub fn is_done(&self) -> bool {
+        self.left.load(Ordering::Acquire) == 0
+    }
+
+    /// Resolves once every worker has applied the warm set.
+    pub async fn wait(&self) {
+        loop {
+            // Made before the check: `notify_waiters` wakes it from here on.
+            let woken = self.done.notified();
+            if self.is_done() {
+                return;
+            }
+            woken.await;
+        }
+    }
+
+    fn one_done(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_waiters();
+        }
+    }
+}
+
 /// A worker's end of the store: where it sends what it learned, and where
-/// it receives what others learned.
+/// it receives what the store held at start and what others learned.
 pub struct WorkerShare {
     id: usize,
     publish: SyncSender<(usize, Learned)>,
-    inbox: Receiver<Arc<Learned>>,
+    inbox: Receiver<Inbound>,
     dropped: Counter,
+    /// Until the warm set's end is received.
+    warming: Cell<bool>,
+    warm: Arc<Warming>,
 }
 
 impl WorkerShare {
@@ -172,9 +228,47 @@ impl WorkerShare {
         }
     }
 
-    /// What others learned since the last call.
-    pub fn received(&self) -> std::sync::mpsc::TryIter<'_, Arc<Learned>> {
-        self.inbox.try_iter()
+    /// What arrived since the last call, each with whether it is part of
+    /// what the store held at start (the warm set).
+    pub fn received(&self) -> impl Iterator<Item = (Arc<Learned>, bool)> + '_ {
+        std::iter::from_fn(move || {
+            loop {
+                match self.inbox.try_recv() {
+                    Ok(Inbound::Fact(l)) => return Some((l, self.warming.get())),
+                    Ok(Inbound::Warmed) => self.warmed(),
+                    Err(TryRecvError::Empty) => return None,
+                    Err(TryRecvError::Disconnected) => {
+                        // The store thread is gone: nothing more will come.
+                        self.warmed();
+                        return None;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Whether the warm set is still arriving.
+    pub fn warming(&self) -> bool {
+        self.warming.get()
+    }
+
+    /// Waits for the whole warm set (for a caller that has nothing to
+    /// receive meanwhile) and returns it.
+    pub fn until_warm(&self) -> Vec<Arc<Learned>> {
+        let mut warm = Vec::new();
+        while self.warming.get() {
+            match self.inbox.recv() {
+                Ok(Inbound::Fact(l)) => warm.push(l),
+                Ok(Inbound::Warmed) | Err(_) => self.warmed(),
+            }
+        }
+        warm
+    }
+
+    fn warmed(&self) {
+        if self.warming.replace(false) {
+            self.warm.one_done();
+        }
     }
 }
 
@@ -198,15 +292,16 @@ impl Drop for SharedState {
 /// Facts queued per worker, and from the workers to the store.
 const QUEUE: usize = 1 << 16;
 
-/// Opens the store, reads what it holds (the warm-up) and starts its thread.
-/// Returns the facts to give every decoder before it starts, the running
-/// store, and one [`WorkerShare`] per worker.
+/// Opens the store and starts its thread, which first reads what the store
+/// holds (the warm-up) and hands it to every worker. Returns the running
+/// store, one [`WorkerShare`] per worker, and what tells when every worker
+/// has applied the warm set.
 pub fn start(
     cfg: &SharedStateConfig,
     component: &str,
     metrics: &Metrics,
     workers: usize,
-) -> Result<(Vec<Learned>, SharedState, Vec<WorkerShare>), String> {
+) -> Result<(SharedState, Vec<WorkerShare>, Arc<Warming>), String> {
     let (mut backend, warm_up): (Box<dyn Backend>, Duration) = match cfg {
         SharedStateConfig::File { path, .. } => (Box::new(file::FileStore::open(path)?), Duration::ZERO),
         SharedStateConfig::Kafka { brokers, topic, warm_up, options, .. } => {
@@ -229,32 +324,30 @@ pub fn start(
         logs: LogLimit::default(),
         unwritten: std::collections::HashMap::new(),
     };
-    let started = Instant::now();
-    let mut warm = Vec::new();
-    for r in backend.load(Instant::now() + warm_up) {
-        if let Some(l) = hub.remote(r) {
-            warm.push(l);
-        }
-    }
-    tracing::info!(
-        component,
-        entries = hub.known.len(),
-        took_ms = started.elapsed().as_millis() as u64,
-        "shared template and sampling state read"
-    );
     let (publish, from_workers) = std::sync::mpsc::sync_channel(QUEUE);
+    let warm = Arc::new(Warming::new(workers));
     let mut shares = Vec::new();
     for id in 0..workers {
         let (tx, inbox) = std::sync::mpsc::sync_channel(QUEUE);
         hub.outboxes.push(tx);
-        shares.push(WorkerShare { id, publish: publish.clone(), inbox, dropped: m.dropped.clone() });
+        shares.push(WorkerShare {
+            id,
+            publish: publish.clone(),
+            inbox,
+            dropped: m.dropped.clone(),
+            warming: Cell::new(true),
+            warm: warm.clone(),
+        });
     }
     let poll = cfg.poll_interval();
     let thread = std::thread::Builder::new()
         .name("netflow-state".into())
-        .spawn(move || hub.run(backend, from_workers, poll))
+        .spawn(move || {
+            hub.warm_up(&mut *backend, warm_up);
+            hub.run(backend, from_workers, poll)
+        })
         .map_err(|e| format!("cannot start the state thread: {e}"))?;
-    Ok((warm, SharedState { publish: Some(publish), thread: Some(thread) }, shares))
+    Ok((SharedState { publish: Some(publish), thread: Some(thread) }, shares, warm))
 }
 
 /// Keys the store thread remembers (the least recently changed are
@@ -266,7 +359,7 @@ struct Hub {
     by: String,
     /// Key → the definition and when it was learned (ms).
     known: lru::LruCache<String, (Fact, i64)>,
-    outboxes: Vec<SyncSender<Arc<Learned>>>,
+    outboxes: Vec<SyncSender<Inbound>>,
     m: ShareMetrics,
     logs: LogLimit,
     /// Entries the store refused (unreachable, disk full), by key: written
@@ -279,6 +372,33 @@ fn now_ms() -> i64 {
 }
 
 impl Hub {
+    /// Reads the store (at most `warm_up`) and hands every worker what it
+    /// holds, then the end of the warm set. Waits for room in the workers'
+    /// queues: the warm set can be larger than one, and the workers, which
+    /// are receiving meanwhile, apply it between receive batches.
+    fn warm_up(&mut self, backend: &mut dyn Backend, warm_up: Duration) {
+        let started = Instant::now();
+        for r in backend.load(started + warm_up) {
+            if let Some(l) = self.remote(r) {
+                let l = Arc::new(l);
+                for tx in &self.outboxes {
+                    if tx.send(Inbound::Fact(l.clone())).is_ok() {
+                        self.m.applied.add(1);
+                    }
+                }
+            }
+        }
+        for tx in &self.outboxes {
+            let _ = tx.send(Inbound::Warmed);
+        }
+        tracing::info!(
+            component = %self.component,
+            entries = self.known.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "shared template and sampling state read"
+        );
+    }
+
     fn run(
         mut self,
         mut backend: Box<dyn Backend>,
@@ -397,7 +517,7 @@ impl Hub {
             if Some(i) == origin {
                 continue;
             }
-            match tx.try_send(l.clone()) {
+            match tx.try_send(Inbound::Fact(l.clone())) {
                 Ok(()) => {
                     if origin.is_none() {
                         self.m.applied.add(1);
@@ -455,7 +575,8 @@ mod tests {
         let mut store = Flaky { fail: true, written: Vec::new() };
         hub.local(&mut store, 0, fact.clone());
         assert!(store.written.is_empty());
-        assert_eq!(*rx.try_recv().unwrap(), fact, "the other worker has it without the store");
+        let Ok(Inbound::Fact(got)) = rx.try_recv() else { panic!("nothing passed on") };
+        assert_eq!(*got, fact, "the other worker has it without the store");
         hub.local(&mut store, 0, fact.clone());
         assert!(rx.try_recv().is_err(), "an unchanged fact is not passed on again");
         hub.retry(&mut store);
