@@ -343,7 +343,7 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("netflow-state".into())
         .spawn(move || {
-            hub.warm_up(&mut *backend, warm_up);
+            hub.warm_up(&mut *backend, warm_up, &from_workers);
             hub.run(backend, from_workers, poll)
         })
         .map_err(|e| format!("cannot start the state thread: {e}"))?;
@@ -375,10 +375,34 @@ impl Hub {
     /// Reads the store (at most `warm_up`) and hands every worker what it
     /// holds, then the end of the warm set. Waits for room in the workers'
     /// queues: the warm set can be larger than one, and the workers, which
-    /// are receiving meanwhile, apply it between receive batches.
-    fn warm_up(&mut self, backend: &mut dyn Backend, warm_up: Duration) {
+    /// are receiving meanwhile, apply it between receive batches. What the
+    /// workers learn meanwhile is kept aside (their queue to this thread
+    /// would fill during a long warm-up, and a dropped fact is not learned
+    /// again until it changes) and stored after the warm set: it is newer.
+    fn warm_up(
+        &mut self,
+        backend: &mut dyn Backend,
+        warm_up: Duration,
+        from_workers: &Receiver<(usize, Learned)>,
+    ) {
         let started = Instant::now();
-        for r in backend.load(started + warm_up) {
+        let mut early = Vec::new();
+        let reads = std::thread::scope(|s| {
+            let load = s.spawn(|| backend.load(started + warm_up));
+            while !load.is_finished() {
+                let Ok(l) = from_workers.recv_timeout(Duration::from_millis(10)) else { continue };
+                for l in std::iter::once(l).chain(from_workers.try_iter().take(QUEUE)) {
+                    // Bounded like what this thread remembers.
+                    if early.len() < MAX_KNOWN {
+                        early.push(l);
+                    } else {
+                        self.m.dropped.add(1);
+                    }
+                }
+            }
+            load.join().unwrap_or_default()
+        });
+        for r in reads {
             if let Some(l) = self.remote(r) {
                 let l = Arc::new(l);
                 for tx in &self.outboxes {
@@ -397,6 +421,9 @@ impl Hub {
             took_ms = started.elapsed().as_millis() as u64,
             "shared template and sampling state read"
         );
+        for (origin, l) in early {
+            self.local(backend, origin, l);
+        }
     }
 
     fn run(
@@ -556,19 +583,75 @@ mod tests {
         }
     }
 
+    fn hub(metrics: &Metrics, outboxes: Vec<SyncSender<Inbound>>) -> Hub {
+        Hub {
+            component: "flows".into(),
+            by: "test".into(),
+            known: lru::LruCache::new(std::num::NonZeroUsize::new(16).unwrap()),
+            outboxes,
+            m: ShareMetrics::new(metrics),
+            logs: LogLimit::default(),
+            unwritten: std::collections::HashMap::new(),
+        }
+    }
+
+    /// A store that takes `secs` to read, holding nothing.
+    struct Slow(Duration, Vec<String>);
+
+    impl Backend for Slow {
+        fn load(&mut self, _: Instant) -> Vec<Read> {
+            std::thread::sleep(self.0);
+            Vec::new()
+        }
+        fn write(&mut self, key: &str, _: &[u8]) -> Result<(), String> {
+            self.1.push(key.to_string());
+            Ok(())
+        }
+        fn poll(&mut self) -> Vec<Read> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn what_workers_learn_during_a_long_warm_up_is_stored_and_passed_on_after_the_warm_set() {
+        let metrics = Metrics::standalone("flows");
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let mut hub = hub(&metrics, vec![std::sync::mpsc::sync_channel(64).0, tx]);
+        // Worker 0's queue to the store thread holds two facts.
+        let (publish, from_workers) = std::sync::mpsc::sync_channel(2);
+        let share = WorkerShare {
+            id: 0,
+            publish,
+            inbox: std::sync::mpsc::sync_channel(1).1,
+            dropped: hub.m.dropped.clone(),
+            warming: Cell::new(true),
+            warm: Arc::new(Warming::new(1)),
+        };
+        let exporter = spillway_core::addr::Addr::from_v4_octets([192, 0, 2, 1]);
+        let learning = std::thread::spawn(move || {
+            for domain in 0..10 {
+                share.publish(std::iter::once(Learned {
+                    key: DomainKey { exporter, domain },
+                    fact: Fact::Boot(1_700_000_000_000),
+                }));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut store = Slow(Duration::from_millis(400), Vec::new());
+        hub.warm_up(&mut store, Duration::from_secs(1), &from_workers);
+        learning.join().unwrap();
+        assert_eq!(hub.m.dropped.get(), 0, "nothing learned during the warm-up was dropped");
+        assert_eq!(store.1.len(), 10, "all of it stored: {:?}", store.1);
+        assert!(matches!(rx.try_recv(), Ok(Inbound::Warmed)), "the warm set's end comes first");
+        let passed = rx.try_iter().filter(|m| matches!(m, Inbound::Fact(_))).count();
+        assert_eq!(passed, 10, "and then what worker 0 learned, to worker 1");
+    }
+
     #[test]
     fn what_the_store_refused_is_written_once_it_takes_it_and_workers_get_it_at_once() {
         let metrics = Metrics::standalone("flows");
         let (tx, rx) = std::sync::mpsc::sync_channel(16);
-        let mut hub = Hub {
-            component: "flows".into(),
-            by: "test".into(),
-            known: lru::LruCache::new(std::num::NonZeroUsize::new(16).unwrap()),
-            outboxes: vec![std::sync::mpsc::sync_channel(16).0, tx],
-            m: ShareMetrics::new(&metrics),
-            logs: LogLimit::default(),
-            unwritten: std::collections::HashMap::new(),
-        };
+        let mut hub = hub(&metrics, vec![std::sync::mpsc::sync_channel(16).0, tx]);
         let key =
             DomainKey { exporter: spillway_core::addr::Addr::from_v4_octets([192, 0, 2, 1]), domain: 0 };
         let fact = Learned { key, fact: Fact::ExporterRate(Some(512)) };
