@@ -28,6 +28,9 @@ command -v tshark >/dev/null || need_apt+=(tshark)
 command -v pmacctd >/dev/null || need_apt+=(pmacct)
 command -v nfdump >/dev/null || need_apt+=(nfdump)
 command -v sfcapd >/dev/null || need_apt+=(nfdump-sflow)
+# A Java runtime for PySpark: Spark (parquet-mr) is the third reader of our
+# Parquet (tests/parquet_sink.rs).
+command -v java >/dev/null || need_apt+=(default-jre-headless)
 # Chromium renders the status page headless (tests/status_views.rs).
 command -v chromium >/dev/null || need_apt+=(chromium)
 # tmux: a real terminal for the progress-bar and `spillway top` tests.
@@ -62,18 +65,18 @@ if [ -n "$need_tansu" ]; then
 fi
 
 # --- Python: independent readers of our output -----------------------------
-# pyarrow and DuckDB read our Parquet; kafka-python (a pure-Python client,
+# pyarrow, DuckDB and PySpark read our Parquet; kafka-python (a pure-Python client,
 # with lz4/zstandard for compressed batches) reads our Kafka topics, and
 # grpcio-tools' protoc compiles docs/flow.proto to decode our protobuf;
 # mmdb-writer writes the geoip tests' databases and maxminddb (MaxMind's
 # own reader) is the reference that reads them.
 venv="$peers/venv"
-py_mods="pyarrow, duckdb, kafka, lz4, zstandard, grpc_tools, mmdb_writer, maxminddb"
+py_mods="pyarrow, duckdb, pyspark, kafka, lz4, zstandard, grpc_tools, mmdb_writer, maxminddb"
 if ! "$venv/bin/python" -c "import $py_mods" 2>/dev/null; then
   step "installing Python test readers into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb kafka-python lz4 zstandard grpcio-tools \
-    mmdb-writer maxminddb
+  "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb pyspark kafka-python lz4 zstandard \
+    grpcio-tools mmdb-writer maxminddb
 fi
 export SPILLWAY_PYTHON="$venv/bin/python"
 

@@ -46,6 +46,19 @@ pub fn python_readers() -> bool {
     require("python3 with pyarrow and duckdb", ok)
 }
 
+/// PySpark (with a Java runtime) beside pyarrow and DuckDB: Spark reads
+/// Parquet with parquet-mr, the third independent reader.
+pub fn spark_reader() -> bool {
+    let ok = Command::new(python())
+        .args(["-c", "import pyspark, duckdb"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
+    require("pyspark with a Java runtime", ok)
+}
+
 /// The Python interpreter the setup script prepared.
 pub fn python() -> String {
     std::env::var("SPILLWAY_PYTHON").unwrap_or_else(|_| "python3".into())
