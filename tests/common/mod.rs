@@ -35,28 +35,26 @@ pub fn require(peer: &str, available: bool) -> bool {
     false
 }
 
-/// Python 3 with pyarrow and duckdb, the independent Parquet readers.
-pub fn python_readers() -> bool {
-    let ok = Command::new(python())
-        .args(["-c", "import pyarrow, duckdb"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    require("python3 with pyarrow and duckdb", ok)
-}
-
-/// PySpark (with a Java runtime) beside pyarrow and DuckDB: Spark reads
-/// Parquet with parquet-mr, the third independent reader.
-pub fn spark_reader() -> bool {
-    let ok = Command::new(python())
-        .args(["-c", "import pyspark, duckdb"])
+/// Whether the setup script's Python imports `modules`.
+fn python_has(modules: &str) -> bool {
+    Command::new(python())
+        .args(["-c", &format!("import {modules}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-        && Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
-    require("pyspark with a Java runtime", ok)
+}
+
+/// Python 3 with pyarrow and duckdb, the independent Parquet readers.
+pub fn python_readers() -> bool {
+    require("python3 with pyarrow and duckdb", python_has("pyarrow, duckdb"))
+}
+
+/// PySpark (with a Java runtime) beside DuckDB: Spark reads Parquet with
+/// parquet-mr, the third independent reader.
+pub fn spark_reader() -> bool {
+    let java = Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
+    require("pyspark with a Java runtime", python_has("pyspark, duckdb") && java)
 }
 
 /// The Python interpreter the setup script prepared.
