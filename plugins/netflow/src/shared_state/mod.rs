@@ -595,7 +595,7 @@ mod tests {
         }
     }
 
-    /// A store that takes `secs` to read, holding nothing.
+    /// A store that takes a while to read and holds nothing.
     struct Slow(Duration, Vec<String>);
 
     impl Backend for Slow {
