@@ -237,8 +237,8 @@ print(json.dumps({"files": len(files), "codecs": codecs, "rows": rows, "distinct
 /// chunk, delta pages, chunks stored uncompressed beside compressed ones,
 /// truncated string statistics. Its answers equal DuckDB's on the same files.
 /// Spark has no type for nanosecond timestamps: it reads them as nanoseconds
-/// since the epoch with `spark.sql.legacy.parquet.nanosAsLong`, which
-/// docs/operations.md gives.
+/// since the epoch with `spark.sql.legacy.parquet.nanosAsLong`, and with
+/// `time_unit: microseconds` as its own timestamps, without that setting.
 #[test]
 fn spark_reads_what_the_sink_writes_and_agrees_with_duckdb() {
     if !common::spark_reader() {
@@ -253,6 +253,7 @@ sources:
 sinks:
   defaults: { type: parquet, inputs: [flows], path: ./zstd }
   lz4: { type: parquet, inputs: [flows], path: ./lz4, compression: lz4, integers: plain }
+  micros: { type: parquet, inputs: [flows], path: ./micros, time_unit: microseconds }
 "#,
     );
     let (out, ledger) = common::run_pipeline(dir.path(), &p);
@@ -261,28 +262,33 @@ sinks:
     let script = r#"
 import sys, glob, json, duckdb
 from pyspark.sql import SparkSession
-spark = (SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false")
-         .config("spark.sql.legacy.parquet.nanosAsLong", "true").getOrCreate())
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
 spark.sparkContext.setLogLevel("ERROR")
 out = {}
 for d in sys.argv[1:]:
     files = sorted(glob.glob(d + '/*.parquet'))
-    s = spark.read.parquet(*files).selectExpr(
+    micros = d.endswith('/micros')
+    # Nanoseconds only as longs; microseconds as Spark's own timestamps.
+    spark.conf.set("spark.sql.legacy.parquet.nanosAsLong", "false" if micros else "true")
+    (sp, dk) = ("unix_micros", "epoch_us") if micros else ("", "epoch_ns")
+    df = spark.read.parquet(*files)
+    s = df.selectExpr(
         "count(*)", "sum(bytes)", "count(distinct src_addr)", "count(distinct dst_addr)", "sum(dst_port)",
-        "min(time_received)", "max(flow_end)", "count(distinct sampling_source)", "max(exporter)").collect()[0]
+        f"{sp}(min(time_received))", f"{sp}(max(flow_end))", "count(distinct sampling_source)", "max(exporter)").collect()[0]
     k = duckdb.execute(
         "select count(*), sum(bytes), count(distinct src_addr), count(distinct dst_addr), sum(dst_port), "
-        "epoch_ns(min(time_received)), epoch_ns(max(flow_end)), count(distinct sampling_source), max(exporter) "
+        f"{dk}(min(time_received)), {dk}(max(flow_end)), count(distinct sampling_source), max(exporter) "
         "from read_parquet(?)", [files]).fetchone()
     codecs = sorted({r[0] for r in duckdb.execute("select distinct compression from parquet_metadata(?)", [files]).fetchall()})
-    out[d.rsplit('/', 1)[1]] = {"spark": [str(v) for v in s], "duckdb": [str(v) for v in k], "codecs": codecs}
+    out[d.rsplit('/', 1)[1]] = {"spark": [str(v) for v in s], "duckdb": [str(v) for v in k], "codecs": codecs,
+                                "time_type": dict(df.dtypes)["time_received"]}
 spark.stop()
 print(json.dumps(out))
 "#;
-    let dirs = [dir.path().join("zstd"), dir.path().join("lz4")];
-    let got = common::run_python(script, &[dirs[0].to_str().unwrap(), dirs[1].to_str().unwrap()]);
+    let dirs = ["zstd", "lz4", "micros"].map(|d| dir.path().join(d).to_str().unwrap().to_string());
+    let got = common::run_python(script, &dirs.each_ref().map(String::as_str));
     let got: serde_json::Value = serde_json::from_str(got.lines().last().unwrap_or_default()).unwrap();
-    for (name, codec) in [("zstd", "ZSTD"), ("lz4", "LZ4_RAW")] {
+    for (name, codec) in [("zstd", "ZSTD"), ("lz4", "LZ4_RAW"), ("micros", "ZSTD")] {
         let g = &got[name];
         assert_eq!(g["spark"], g["duckdb"], "{name}: {got}");
         assert_eq!(g["spark"][0], "60000", "{name}: {got}");
@@ -291,6 +297,17 @@ print(json.dumps(out))
         assert_eq!(g["codecs"], serde_json::json!(codecs), "{name}: both kinds of chunk: {got}");
     }
     assert_eq!(got["zstd"]["spark"], got["lz4"]["spark"], "the same records: {got}");
+    assert_eq!(got["zstd"]["time_type"], "bigint", "nanoseconds as longs: {got}");
+    assert_eq!(got["micros"]["time_type"], "timestamp", "microseconds as Spark's timestamps: {got}");
+    // The same records, the times a thousandth of the nanoseconds.
+    let (ns, us) = (&got["zstd"]["spark"], &got["micros"]["spark"]);
+    for i in 0..9 {
+        let want = match i {
+            5 | 6 => (ns[i].as_str().unwrap().parse::<i64>().unwrap() / 1000).to_string(),
+            _ => ns[i].as_str().unwrap().to_string(),
+        };
+        assert_eq!(us[i], want.as_str(), "column {i}: {got}");
+    }
 }
 
 #[test]

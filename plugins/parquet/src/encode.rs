@@ -22,9 +22,10 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow::array::{Array, AsArray};
-use arrow::buffer::NullBuffer;
+use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{
-    DataType, TimeUnit, TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    DataType, TimeUnit, TimestampMicrosecondType, TimestampNanosecondType, UInt8Type, UInt16Type, UInt32Type,
+    UInt64Type,
 };
 use bytes::Bytes;
 use parquet::basic::{Compression, Encoding, Type as PhysicalType};
@@ -74,7 +75,9 @@ impl Kind {
         let kind = match (input, stored, physical) {
             (DataType::UInt8 | DataType::UInt16 | DataType::UInt32, _, PhysicalType::INT32) => Kind::U32,
             (DataType::UInt64, _, PhysicalType::INT64) => Kind::U64,
-            (DataType::Timestamp(TimeUnit::Nanosecond, _), _, PhysicalType::INT64) => Kind::I64,
+            (DataType::Timestamp(TimeUnit::Nanosecond, _), DataType::Timestamp(..), PhysicalType::INT64) => {
+                Kind::I64
+            }
             (DataType::FixedSizeBinary(16), DataType::Utf8, PhysicalType::BYTE_ARRAY) if !stats => Kind::Text,
             (DataType::Utf8, DataType::Utf8, PhysicalType::BYTE_ARRAY) if dict => Kind::Str,
             (
@@ -235,6 +238,9 @@ impl Dict {
 pub(crate) struct ColumnChunk {
     descr: ColumnDescPtr,
     kind: Kind,
+    /// What the input is cast to before it is encoded (timestamps stored
+    /// in another unit: `time_unit`).
+    cast_to: Option<DataType>,
     optional: bool,
     stats: bool,
     /// The chunk's codec: the configured one, or none where it does not
@@ -291,6 +297,7 @@ impl ColumnChunk {
         let path = descr.path().clone();
         let stats = props.statistics_enabled(&path) != EnabledStatistics::None;
         let kind = Kind::of(input, stored, &descr, stats, props.dictionary_enabled(&path))?;
+        let cast_to = Self::cast_to(input, stored);
         let integer = matches!(kind, Kind::U32 | Kind::U64 | Kind::I64);
         let delta = match props.encoding(&path) {
             None | Some(Encoding::PLAIN) => false,
@@ -328,7 +335,17 @@ impl ColumnChunk {
             page_bytes: 0,
             descr,
             kind,
+            cast_to,
         })
+    }
+
+    /// The type the input is cast to first (timestamps stored in another
+    /// unit), if any.
+    fn cast_to(input: &DataType, stored: &DataType) -> Option<DataType> {
+        match (input, stored) {
+            (DataType::Timestamp(i, _), DataType::Timestamp(s, _)) if i != s => Some(stored.clone()),
+            _ => None,
+        }
     }
 
     /// Bytes held: finished pages and the page being filled.
@@ -338,6 +355,14 @@ impl ColumnChunk {
 
     /// Appends `col` (the input column, all its rows).
     pub(crate) fn write(&mut self, col: &dyn Array, compressor: &mut Compressor) -> Result<()> {
+        let cast;
+        let col = match &self.cast_to {
+            Some(t) => {
+                cast = arrow::compute::cast(col, t)?;
+                cast.as_ref()
+            }
+            None => col,
+        };
         let n = col.len();
         let mut at = 0;
         while at < n {
@@ -851,9 +876,7 @@ fn dict_indices(
         DataType::UInt16 => run!(col.as_primitive::<UInt16Type>().values(), u128::from),
         DataType::UInt32 => run!(col.as_primitive::<UInt32Type>().values(), u128::from),
         DataType::UInt64 => run!(col.as_primitive::<UInt64Type>().values(), u128::from),
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            run!(col.as_primitive::<TimestampNanosecondType>().values(), |v: i64| u128::from(v as u64))
-        }
+        DataType::Timestamp(..) => run!(timestamps(col), |v: i64| u128::from(v as u64)),
         DataType::FixedSizeBinary(16) => run!(words(col), u128::from_be_bytes),
         DataType::Utf8 => {
             let strings = col.as_string::<i32>();
@@ -889,6 +912,16 @@ fn words(col: &dyn Array) -> &[[u8; 16]] {
 /// their Parquet physical type (INT32 or INT64, little-endian), addresses
 /// as their 16 bytes. Returns the smallest and largest value written, as
 /// order keys (see [`ColumnChunk::order`]; `(MAX, 0)` when none).
+/// A timestamp column's values, in its unit.
+fn timestamps(col: &dyn Array) -> &ScalarBuffer<i64> {
+    match col.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            col.as_primitive::<TimestampMicrosecondType>().values()
+        }
+        _ => col.as_primitive::<TimestampNanosecondType>().values(),
+    }
+}
+
 fn plain(
     col: &dyn Array,
     at: usize,
@@ -949,8 +982,8 @@ fn plain(
             let v = col.as_primitive::<UInt64Type>().values();
             run!(v, Some(v.inner().as_slice()), 8, u64::to_le_bytes, u128::from)
         }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            let v = col.as_primitive::<TimestampNanosecondType>().values();
+        DataType::Timestamp(..) => {
+            let v = timestamps(col);
             run!(v, Some(v.inner().as_slice()), 8, i64::to_le_bytes, |v: i64| ColumnChunk::order(
                 Kind::I64,
                 u128::from(v as u64)

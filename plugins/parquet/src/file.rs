@@ -99,7 +99,15 @@ impl<W: Write + Send> FileWriter<W> {
                 leaf += 1;
                 continue;
             }
-            let col = if self.converted[i] { addresses_to_strings(col.as_ref()) } else { col.clone() };
+            let stored = self.stored.field(i).data_type();
+            let col = if self.converted[i] {
+                addresses_to_strings(col.as_ref())
+            } else if col.data_type() != stored {
+                // Timestamps stored in another unit.
+                arrow::compute::cast(col, stored)?
+            } else {
+                col.clone()
+            };
             for l in compute_leaves(self.stored.field(i), &col)? {
                 match &mut self.columns[leaf] {
                     Column::Arrow(w) => w.write(&l)?,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use async_trait::async_trait;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -66,6 +66,11 @@ pub struct ParquetConfig {
     /// from 3.0 read both; `plain` is for older readers.
     #[serde(default)]
     pub integers: IntegerEncoding,
+    /// The unit timestamps are stored in: `nanoseconds` (the default, as
+    /// the records hold them) or `microseconds`, which Spark and BigQuery
+    /// read as their own timestamps (Spark has no nanosecond type).
+    #[serde(default)]
+    pub time_unit: StoredTimeUnit,
     /// Most files one writer has open at once (one per active partition);
     /// its oldest is closed when a new partition needs a file beyond this.
     #[serde(default = "default_max_open_files")]
@@ -133,6 +138,17 @@ pub enum IntegerEncoding {
     Delta,
     /// PLAIN.
     Plain,
+}
+
+/// The unit timestamps are stored in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredTimeUnit {
+    /// TIMESTAMP(NANOS).
+    #[default]
+    Nanoseconds,
+    /// TIMESTAMP(MICROS): each value divided by 1,000, toward zero.
+    Microseconds,
 }
 
 /// How addresses are stored.
@@ -308,12 +324,18 @@ impl SinkConfig for ParquetConfig {
                 .fields()
                 .iter()
                 .zip(&converted)
-                .map(|(f, c)| {
-                    if *c {
-                        Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable()))
-                    } else {
-                        f.clone()
+                .map(|(f, c)| match f.data_type() {
+                    _ if *c => Arc::new(Field::new(f.name(), DataType::Utf8, f.is_nullable())),
+                    DataType::Timestamp(TimeUnit::Nanosecond, tz)
+                        if self.time_unit == StoredTimeUnit::Microseconds =>
+                    {
+                        Arc::new(
+                            f.as_ref()
+                                .clone()
+                                .with_data_type(DataType::Timestamp(TimeUnit::Microsecond, tz.clone())),
+                        )
                     }
+                    _ => f.clone(),
                 })
                 .collect::<Vec<_>>(),
             input.metadata().clone(),
