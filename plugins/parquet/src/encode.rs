@@ -901,6 +901,16 @@ fn dict_indices(
     }
 }
 
+/// A timestamp column's values, in its unit.
+fn timestamps(col: &dyn Array) -> &ScalarBuffer<i64> {
+    match col.data_type() {
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            col.as_primitive::<TimestampMicrosecondType>().values()
+        }
+        _ => col.as_primitive::<TimestampNanosecondType>().values(),
+    }
+}
+
 /// A 16-byte binary column's values as words.
 fn words(col: &dyn Array) -> &[[u8; 16]] {
     let (words, rest) = col.as_fixed_size_binary().value_data().as_chunks::<16>();
@@ -912,16 +922,6 @@ fn words(col: &dyn Array) -> &[[u8; 16]] {
 /// their Parquet physical type (INT32 or INT64, little-endian), addresses
 /// as their 16 bytes. Returns the smallest and largest value written, as
 /// order keys (see [`ColumnChunk::order`]; `(MAX, 0)` when none).
-/// A timestamp column's values, in its unit.
-fn timestamps(col: &dyn Array) -> &ScalarBuffer<i64> {
-    match col.data_type() {
-        DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            col.as_primitive::<TimestampMicrosecondType>().values()
-        }
-        _ => col.as_primitive::<TimestampNanosecondType>().values(),
-    }
-}
-
 fn plain(
     col: &dyn Array,
     at: usize,
