@@ -131,7 +131,8 @@ const SMALL: usize = 1 << 16;
 /// A column chunk's dictionary: its values in order, and where each is.
 struct Dict {
     /// Index + 1 of each value below [`SMALL`] (0: not in the dictionary);
-    /// made on the first such value.
+    /// grown to the values seen, in powers of two from 256 (protocols,
+    /// masks and flags need 1 KiB, ports all 256 KiB).
     small: Vec<u32>,
     index: HashMap<u128, u32, BuildHasherDefault<KeyHasher>>,
     values: Vec<u128>,
@@ -197,10 +198,11 @@ impl Dict {
     fn add(&mut self, v: u128, kind: Kind) -> u32 {
         let next = self.values.len() as u32;
         let i = if v < SMALL as u128 {
-            if self.small.is_empty() {
-                self.small = vec![0; SMALL];
+            let v = v as usize;
+            if v >= self.small.len() {
+                self.small.resize((v + 1).next_power_of_two().max(256), 0);
             }
-            let slot = &mut self.small[v as usize];
+            let slot = &mut self.small[v];
             if *slot == 0 {
                 *slot = next + 1;
             }
@@ -1281,6 +1283,29 @@ impl Compressor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A dictionary's table of small values grows to the values seen: an
+    /// open file keeps one per dictionary column, so a table of all 65,536
+    /// slots for protocols would cost 256 KiB each.
+    #[test]
+    fn the_small_value_table_grows_to_the_values_seen() {
+        let mut d = Dict::new();
+        assert!(d.small.is_empty(), "nothing before the first value");
+        for v in [6, 17, 1, 6, 255] {
+            d.key(v, Kind::U32);
+        }
+        assert_eq!(d.small.len(), 256, "protocols: 1 KiB");
+        assert_eq!((d.key(17, Kind::U32), d.key(255, Kind::U32)), (1, 3), "indices in order of arrival");
+        d.key(443, Kind::U32);
+        assert_eq!(d.small.len(), 512);
+        assert_eq!(d.key(6, Kind::U32), 0, "kept across growth");
+        d.key(65_535, Kind::U32);
+        assert_eq!(d.small.len(), SMALL);
+        d.key(65_536, Kind::U32);
+        assert_eq!(d.small.len(), SMALL, "larger values are hashed");
+        assert_eq!(d.values, [6, 17, 1, 255, 443, 65_535, 65_536]);
+        assert_eq!((d.key(443, Kind::U32), d.key(65_536, Kind::U32)), (4, 6));
+    }
 
     #[test]
     fn hybrid_encodings_are_the_formats() {
