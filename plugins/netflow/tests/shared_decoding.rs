@@ -43,6 +43,18 @@ fn sampling_options() -> Vec<Vec<u8>> {
     ]
 }
 
+/// What a sharing decoder learns from the sampling options and the flow
+/// template: options template 300, the exporter's rate, template 256.
+fn facts_of_a_full_announcement() -> Vec<Learned> {
+    let mut d = Decoder::new(DecoderConfig::default());
+    d.share();
+    let mut out = FlowBuilders::new(64);
+    let mut sets = sampling_options();
+    sets.push(flow_template());
+    decode(&mut d, &mut out, 0, &sets);
+    d.take_learned().collect()
+}
+
 fn flows(n: u64) -> Vec<u8> {
     data(256, &(0..n).map(|i| record(&[(0x0a00_0000 + i, 4), (100 + i, 4)])).collect::<Vec<_>>())
 }
@@ -82,13 +94,7 @@ fn changes_are_recorded_once_and_identical_refreshes_not_at_all() {
 
 #[test]
 fn a_decoder_given_anothers_facts_decodes_parked_data_at_once_with_the_announced_rate() {
-    let mut first = Decoder::new(DecoderConfig::default());
-    first.share();
-    let mut out = FlowBuilders::new(64);
-    let mut sets = sampling_options();
-    sets.push(flow_template());
-    decode(&mut first, &mut out, 0, &sets);
-    let facts: Vec<Learned> = first.take_learned().collect();
+    let facts = facts_of_a_full_announcement();
 
     // The balancer moves the exporter: the second decoder gets data only.
     let mut second = Decoder::new(DecoderConfig::default());
@@ -116,14 +122,9 @@ fn a_decoder_given_anothers_facts_decodes_parked_data_at_once_with_the_announced
 /// the exporter sent meanwhile, in another definition, is the fresher one.
 #[test]
 fn a_decoder_holds_what_it_learned_in_any_definition_and_nothing_else() {
-    let mut store = Decoder::new(DecoderConfig::default());
-    store.share();
-    let mut out = FlowBuilders::new(64);
-    let mut sets = sampling_options();
-    sets.push(flow_template());
-    decode(&mut store, &mut out, 0, &sets);
-    let facts: Vec<Learned> = store.take_learned().collect();
+    let facts = facts_of_a_full_announcement();
     assert_eq!(facts.len(), 3);
+    let mut out = FlowBuilders::new(64);
 
     // The exporter's template 256 changed: it now carries octets first.
     let mut live = Decoder::new(DecoderConfig::default());

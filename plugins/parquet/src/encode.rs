@@ -240,9 +240,6 @@ impl Dict {
 pub(crate) struct ColumnChunk {
     descr: ColumnDescPtr,
     kind: Kind,
-    /// What the input is cast to before it is encoded (timestamps stored
-    /// in another unit: `time_unit`).
-    cast_to: Option<DataType>,
     optional: bool,
     stats: bool,
     /// The chunk's codec: the configured one, or none where it does not
@@ -299,7 +296,6 @@ impl ColumnChunk {
         let path = descr.path().clone();
         let stats = props.statistics_enabled(&path) != EnabledStatistics::None;
         let kind = Kind::of(input, stored, &descr, stats, props.dictionary_enabled(&path))?;
-        let cast_to = Self::cast_to(input, stored);
         let integer = matches!(kind, Kind::U32 | Kind::U64 | Kind::I64);
         let delta = match props.encoding(&path) {
             None | Some(Encoding::PLAIN) => false,
@@ -337,17 +333,7 @@ impl ColumnChunk {
             page_bytes: 0,
             descr,
             kind,
-            cast_to,
         })
-    }
-
-    /// The type the input is cast to first (timestamps stored in another
-    /// unit), if any.
-    fn cast_to(input: &DataType, stored: &DataType) -> Option<DataType> {
-        match (input, stored) {
-            (DataType::Timestamp(i, _), DataType::Timestamp(s, _)) if i != s => Some(stored.clone()),
-            _ => None,
-        }
     }
 
     /// Bytes held: finished pages and the page being filled.
@@ -355,16 +341,9 @@ impl ColumnChunk {
         self.page_bytes + self.values.len() + self.indices.len() * 4 + self.valid.len()
     }
 
-    /// Appends `col` (the input column, all its rows).
+    /// Appends `col` (the input column, all its rows; timestamps already
+    /// in the stored unit).
     pub(crate) fn write(&mut self, col: &dyn Array, compressor: &mut Compressor) -> Result<()> {
-        let cast;
-        let col = match &self.cast_to {
-            Some(t) => {
-                cast = arrow::compute::cast(col, t)?;
-                cast.as_ref()
-            }
-            None => col,
-        };
         let n = col.len();
         let mut at = 0;
         while at < n {

@@ -94,20 +94,22 @@ impl<W: Write + Send> FileWriter<W> {
         }
         let mut leaf = 0;
         for (i, col) in batch.columns().iter().enumerate() {
+            let stored = self.stored.field(i).data_type();
+            // Timestamps stored in another unit (`time_unit`), for either
+            // writer.
+            let cast;
+            let col = if !self.converted[i] && col.data_type() != stored {
+                cast = arrow::compute::cast(col, stored)?;
+                &cast
+            } else {
+                col
+            };
             if let Column::Own(c) = &mut self.columns[leaf] {
                 c.write(col.as_ref(), &mut self.compressor)?;
                 leaf += 1;
                 continue;
             }
-            let stored = self.stored.field(i).data_type();
-            let col = if self.converted[i] {
-                addresses_to_strings(col.as_ref())
-            } else if col.data_type() != stored {
-                // Timestamps stored in another unit.
-                arrow::compute::cast(col, stored)?
-            } else {
-                col.clone()
-            };
+            let col = if self.converted[i] { addresses_to_strings(col.as_ref()) } else { col.clone() };
             for l in compute_leaves(self.stored.field(i), &col)? {
                 match &mut self.columns[leaf] {
                     Column::Arrow(w) => w.write(&l)?,
